@@ -1,0 +1,96 @@
+"""The nouns every stage passes around: papers, ranked results, digests, outcomes."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from email.message import EmailMessage
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Paper:
+    """One paper as listed by a source; keyed by arXiv id when it has one."""
+
+    id: str
+    title: str
+    abstract: str
+    listed: date
+    authors: tuple[str, ...] = ()
+    published: date | None = None
+    upvotes: int = 0
+    comments: int = 0
+    ai_keywords: tuple[str, ...] = ()
+    github_repo: str | None = None
+    project_page: str | None = None
+    url: str = ""
+    source: str = ""
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What one source said for one listing date (possibly nothing, e.g. a weekend)."""
+
+    source: str
+    listed: date
+    papers: tuple[Paper, ...]
+    skipped: int = 0  # malformed items dropped while parsing
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One keyword that matched a paper, and where."""
+
+    keyword: str
+    fields: tuple[str, ...]  # "title", "abstract"
+    terms: tuple[str, ...] = ()  # surface forms to highlight
+
+
+@dataclass(frozen=True, slots=True)
+class RankedPaper:
+    paper: Paper
+    score: float
+    matches: tuple[Match, ...]
+
+
+@dataclass(slots=True)
+class Digest:
+    """One subscriber's email for one digest date, before and after rendering."""
+
+    subscriber: str  # email address, the ledger key
+    digest_date: date
+    papers: list[RankedPaper]
+    trending: list[Paper] = field(default_factory=list)
+    message: EmailMessage | None = None
+
+    @property
+    def message_id(self) -> str:
+        return message_id_for(self.subscriber, self.digest_date)
+
+
+OutcomeStatus = Literal["sent", "failed", "skipped"]
+# In the ledger a failed digest is "failed" (permanent, e.g. SMTP 5xx: final for that date)
+# or "deferred" (transient, retries used up: a rerun tries again).
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one digest; the ledger records exactly this."""
+
+    subscriber: str
+    digest_date: date
+    status: OutcomeStatus
+    message_id: str = ""
+    paper_ids: tuple[str, ...] = ()
+    error: str = ""
+    attempts: int = 0
+    at: datetime | None = None
+    permanent: bool = False  # for "failed": True when retrying cannot help (5xx)
+
+
+def message_id_for(subscriber: str, digest_date: date, domain: str = "paperboy.localhost") -> str:
+    """Deterministic Message-ID: the same subscriber and date always give the same id."""
+    digest = hashlib.sha256(f"{subscriber.lower()}|{digest_date.isoformat()}".encode()).hexdigest()
+    return f"<{digest_date:%Y%m%d}.{digest[:24]}@{domain}>"

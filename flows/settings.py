@@ -1,0 +1,111 @@
+"""All of Paperboy's configuration, in one place.
+
+Every field can be set from the environment with the ``PAPERBOY_`` prefix
+(``PAPERBOY_SMTP_HOST=mail.example.org``). Lists are comma-separated.
+Settings are built once at the edge (CLI, flow entry) and passed in; nothing
+deep inside the pipeline reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parent
+SAMPLE_SNAPSHOT_DIR = PACKAGE_ROOT / "sample_data" / "huggingface"
+
+CommaList = Annotated[list[str], NoDecode]
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+class Settings(BaseSettings):
+    """Paperboy's settings; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="PAPERBOY_", extra="ignore")
+
+    # storage and inputs
+    db_path: Path = Field(PROJECT_ROOT / "var" / "paperboy.db", description="SQLite database file")
+    subscribers_dir: Path = Field(PROJECT_ROOT / "subscribers", description="one YAML file per subscriber")
+    templates_dir: Path = Field(PROJECT_ROOT / "templates", description="Jinja2 templates")
+
+    # sources
+    sources: CommaList = Field(["huggingface"], description="listing sources, comma-separated")
+    hf_base_url: str = "https://huggingface.co"
+    hf_page_size: int = Field(50, ge=1, le=100)
+    snapshot_dir: Path = SAMPLE_SNAPSHOT_DIR
+    snapshot_replay: bool = Field(
+        False,
+        description="shift the snapshot's dates so its newest listing day is the digest date (demo)",
+    )
+    arxiv_categories: CommaList = ["cs.LG", "cs.CL", "cs.AI", "cs.CV"]
+    arxiv_feed_url: str = "https://rss.arxiv.org/atom"
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    arxiv_min_interval: float = Field(3.0, ge=0, description="seconds between arXiv API requests")
+    http_timeout: float = Field(20.0, gt=0)
+    http_retries: int = Field(4, ge=0, le=10)
+    lookback_days: int = Field(7, ge=1, le=60, description="how far back a daily run catches up")
+    recency_days: int = Field(3, ge=1, le=60, description="papers listed this recently are candidates")
+
+    # ranking
+    max_papers: int = Field(20, ge=1, le=200, description="default top N per digest")
+    acronyms_file: Path | None = Field(None, description="extra acronym,long form pairs (CSV)")
+
+    # mail
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_timeout: float = Field(30.0, gt=0)
+    smtp_connections: int = Field(4, ge=1, le=64)
+    smtp_retries: int = Field(3, ge=0, le=10)
+    smtp_retry_delay: float = Field(1.0, ge=0, description="first backoff step, seconds")
+    mail_from: str = "Paperboy <paperboy@localhost>"
+    list_id: str = "paperboy.localhost"
+    public_base_url: str = "http://localhost:8000"
+    secret_key: SecretStr | None = None
+    send_empty: bool = False
+
+    # execution
+    batch_size: int = Field(500, ge=1, le=100_000, description="subscribers per Prefect task")
+    task_runner: Literal["thread", "dask"] = "thread"
+    dask_address: str | None = None
+    dask_workers: int = Field(2, ge=1, le=64)
+    timezone: str = "UTC"
+
+    @field_validator("sources", "arxiv_categories", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _http_base(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _plain_smtp_only_locally(self) -> "Settings":
+        if self.smtp_tls == "none" and self.smtp_host not in LOCAL_HOSTS:
+            raise ValueError(
+                f"PAPERBOY_SMTP_TLS=none is only allowed to localhost, not {self.smtp_host!r}: "
+                "mail and password would cross the network in clear; use starttls or tls"
+            )
+        return self
+
+
+def prefect_env_defaults() -> dict[str, str]:
+    """Prefect state lives in the project (var/prefect) and sends no analytics, unless the
+    operator says otherwise in the environment."""
+    return {
+        "PREFECT_HOME": str(PROJECT_ROOT / "var" / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
