@@ -1,0 +1,314 @@
+"""The only module that touches SQLite: papers, fetched dates and the delivery ledger.
+
+Ledger rules (see the README's "Ledger and idempotency"):
+
+* ``digests(subscriber, digest_date)`` is unique. A digest that is ``sent`` or
+  permanently ``failed`` is final for that date: a rerun never mails it again.
+  ``deferred`` (transient failure, retries used up) and ``skipped`` (nothing new)
+  are not final: a rerun the same day tries again.
+* ``deliveries(subscriber, paper_id)`` is the "seen" set: a paper reaches a
+  subscriber at most once, ever. It is written in the same transaction as the
+  digest's ``sent`` row, right after the SMTP server accepted the message.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import sqlite_utils
+
+from flows.models import Outcome, Paper
+
+FINAL_STATUSES = ("sent", "failed")
+
+
+class StoreError(Exception):
+    """The database cannot be opened or is not a Paperboy database."""
+
+
+def _utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _m1_initial(db: sqlite_utils.Database) -> None:
+    db["papers"].create(
+        {
+            "id": str, "title": str, "abstract": str, "authors": str, "published": str,
+            "listed": str, "first_listed": str, "upvotes": int, "comments": int,
+            "ai_keywords": str, "github_repo": str, "project_page": str, "url": str,
+            "sources": str, "categories": str, "first_seen": str, "updated_at": str,
+        },
+        pk="id",
+        not_null={"title", "listed"},
+    )
+    db["papers"].create_index(["listed"])
+    db["fetches"].create(
+        {"source": str, "listed": str, "status": str, "papers": int, "skipped": int,
+         "error": str, "fetched_at": str},
+        pk=("source", "listed"),
+    )
+    db["digests"].create(
+        {"id": int, "subscriber": str, "digest_date": str, "status": str, "message_id": str,
+         "papers": int, "attempts": int, "error": str, "sent_at": str, "updated_at": str},
+        pk="id",
+        not_null={"subscriber", "digest_date", "status"},
+    )
+    db["digests"].create_index(["subscriber", "digest_date"], unique=True)
+    db["digests"].create_index(["digest_date", "status"])
+    db["deliveries"].create(
+        {"subscriber": str, "paper_id": str, "digest_date": str, "delivered_at": str},
+        pk=("subscriber", "paper_id"),
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial]
+
+
+class Store:
+    """A Paperboy database. Open one per thread; only the flow process writes the ledger."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+            self.db = sqlite_utils.Database(conn)
+            if str(path) != ":memory:":
+                self.db.enable_wal()
+            # WAL + NORMAL survives a process crash (the case that matters for the ledger);
+            # FULL would fsync every digest and cap sending at disk speed.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self.migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: cannot open the database ({exc})") from None
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply pending migrations in order; returns the schema version."""
+        with self.db.conn:
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
+            )
+        version = self.db.execute("SELECT COALESCE(MAX(version), 0) FROM migrations").fetchone()[0]
+        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                migration(self.db)
+                self.db.execute("INSERT INTO migrations VALUES (?, ?)", [number, _utcnow()])
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return len(MIGRATIONS)
+
+    # -- papers ---------------------------------------------------------------------------
+
+    def upsert_papers(self, papers: Iterable[Paper]) -> int:
+        """Insert or merge papers; returns how many were new. One row per id across sources."""
+        incoming: dict[str, Paper] = {}
+        for paper in papers:
+            previous = incoming.get(paper.id)
+            incoming[paper.id] = merge_papers(previous, paper) if previous else paper
+        if not incoming:
+            return 0
+        existing = {row["id"]: row for row in self._rows_by_id(list(incoming))}
+        now = _utcnow()
+        rows = []
+        for paper_id, paper in incoming.items():
+            old = existing.get(paper_id)
+            merged = merge_papers(row_to_paper(old), paper) if old else paper
+            row = paper_to_row(merged)
+            row["first_seen"] = old["first_seen"] if old else now
+            row["first_listed"] = min(old["first_listed"], row["listed"]) if old else row["listed"]
+            row["sources"] = json.dumps(sorted(set(json.loads(old["sources"]) if old else []) | {paper.source}))
+            row["updated_at"] = now
+            rows.append(row)
+        with self.db.conn:
+            self.db["papers"].upsert_all(rows, pk="id")
+        return len(incoming) - len(existing)
+
+    def _rows_by_id(self, ids: Sequence[str]) -> Iterable[dict]:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            yield from self.db.query(f"SELECT * FROM papers WHERE id IN ({marks})", chunk)
+
+    def papers_listed(self, since: date, until: date) -> list[Paper]:
+        """Papers whose latest listing date lies in [since, until], most upvoted first."""
+        rows = self.db.query(
+            "SELECT * FROM papers WHERE listed BETWEEN ? AND ? ORDER BY upvotes DESC, id",
+            [since.isoformat(), until.isoformat()],
+        )
+        return [row_to_paper(row) for row in rows]
+
+    def paper_count(self) -> int:
+        return self.db["papers"].count
+
+    # -- fetches --------------------------------------------------------------------------
+
+    def record_fetch(self, source: str, listed: date, *, papers: int, skipped: int = 0,
+                     error: str = "") -> None:
+        with self.db.conn:
+            self.db["fetches"].upsert({
+                "source": source, "listed": listed.isoformat(),
+                "status": "failed" if error else "ok", "papers": papers, "skipped": skipped,
+                "error": error, "fetched_at": _utcnow(),
+            }, pk=("source", "listed"))
+
+    def fetched_dates(self, source: str) -> set[date]:
+        """Listing dates this source was fetched for successfully."""
+        rows = self.db.query(
+            "SELECT listed FROM fetches WHERE source = ? AND status = 'ok'", [source]
+        )
+        return {date.fromisoformat(row["listed"]) for row in rows}
+
+    def last_fetched(self, source: str) -> date | None:
+        row = self.db.execute(
+            "SELECT MAX(listed) FROM fetches WHERE source = ? AND status = 'ok'", [source]
+        ).fetchone()
+        return date.fromisoformat(row[0]) if row and row[0] else None
+
+    # -- ledger ---------------------------------------------------------------------------
+
+    def finished_subscribers(self, digest_date: date) -> set[str]:
+        """Subscribers whose digest for this date is final (sent or permanently failed)."""
+        rows = self.db.query(
+            "SELECT subscriber FROM digests WHERE digest_date = ? AND status IN ('sent', 'failed')",
+            [digest_date.isoformat()],
+        )
+        return {row["subscriber"] for row in rows}
+
+    def delivered_ids(self, subscribers: Sequence[str], paper_ids: Sequence[str]) -> dict[str, set[str]]:
+        """For each subscriber, which of these papers they were already sent."""
+        seen: dict[str, set[str]] = {s: set() for s in subscribers}
+        if not subscribers or not paper_ids:
+            return seen
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS _ids (id TEXT PRIMARY KEY)")
+        self.db.execute("DELETE FROM _ids")
+        self.db.conn.executemany("INSERT OR IGNORE INTO _ids VALUES (?)", [(p,) for p in paper_ids])
+        for start in range(0, len(subscribers), 500):
+            chunk = list(subscribers[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT subscriber, paper_id FROM deliveries WHERE subscriber IN ({marks}) "
+                "AND paper_id IN (SELECT id FROM _ids)", chunk,
+            )
+            for subscriber, paper_id in rows:
+                seen[subscriber].add(paper_id)
+        return seen
+
+    def record_outcome(self, outcome: Outcome) -> None:
+        """Write one digest's outcome, and its deliveries if sent, in a single transaction."""
+        status = outcome.status
+        if status == "failed" and not outcome.permanent:
+            status = "deferred"
+        at = (outcome.at or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+        day = outcome.digest_date.isoformat()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            current = self.db.execute(
+                "SELECT status FROM digests WHERE subscriber = ? AND digest_date = ?",
+                [outcome.subscriber, day],
+            ).fetchone()
+            if current and current[0] == "sent":
+                self.db.execute("ROLLBACK")  # a sent digest is never overwritten
+                return
+            self.db.execute(
+                "INSERT INTO digests (subscriber, digest_date, status, message_id, papers, attempts,"
+                " error, sent_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (subscriber, digest_date) DO UPDATE SET status = excluded.status,"
+                " message_id = excluded.message_id, papers = excluded.papers,"
+                " attempts = digests.attempts + excluded.attempts, error = excluded.error,"
+                " sent_at = excluded.sent_at, updated_at = excluded.updated_at",
+                [outcome.subscriber, day, status, outcome.message_id, len(outcome.paper_ids),
+                 outcome.attempts, outcome.error, at if status == "sent" else None, at],
+            )
+            if status == "sent":
+                self.db.conn.executemany(
+                    "INSERT OR IGNORE INTO deliveries (subscriber, paper_id, digest_date, delivered_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [(outcome.subscriber, pid, day, at) for pid in outcome.paper_ids],
+                )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def digest_rows(self, digest_date: date | None = None) -> list[dict]:
+        where, params = ("WHERE digest_date = ?", [digest_date.isoformat()]) if digest_date else ("", [])
+        return list(self.db.query(
+            f"SELECT * FROM digests {where} ORDER BY digest_date, subscriber", params
+        ))
+
+    def delivered_count(self, subscriber: str | None = None) -> int:
+        if subscriber is None:
+            return self.db["deliveries"].count
+        return self.db.execute(
+            "SELECT COUNT(*) FROM deliveries WHERE subscriber = ?", [subscriber]
+        ).fetchone()[0]
+
+
+def merge_papers(old: Paper, new: Paper) -> Paper:
+    """One paper seen twice (or from two sources): keep the richest value of each field."""
+    return replace(
+        old,
+        title=new.title or old.title,
+        abstract=new.abstract if len(new.abstract) >= len(old.abstract) else old.abstract,
+        authors=new.authors or old.authors,
+        published=old.published or new.published,
+        listed=max(old.listed, new.listed),
+        upvotes=max(old.upvotes, new.upvotes),
+        comments=max(old.comments, new.comments),
+        ai_keywords=new.ai_keywords or old.ai_keywords,
+        github_repo=new.github_repo or old.github_repo,
+        project_page=new.project_page or old.project_page,
+        # the Hugging Face page carries upvotes and discussion: prefer it as the link
+        url=old.url if old.source == "huggingface" and old.url else (new.url or old.url),
+        source=old.source if old.source == "huggingface" else new.source,
+        categories=tuple(sorted(set(old.categories) | set(new.categories))),
+    )
+
+
+def paper_to_row(paper: Paper) -> dict:
+    return {
+        "id": paper.id, "title": paper.title, "abstract": paper.abstract,
+        "authors": json.dumps(list(paper.authors), ensure_ascii=False),
+        "published": paper.published.isoformat() if paper.published else None,
+        "listed": paper.listed.isoformat(), "upvotes": paper.upvotes, "comments": paper.comments,
+        "ai_keywords": json.dumps(list(paper.ai_keywords), ensure_ascii=False),
+        "github_repo": paper.github_repo, "project_page": paper.project_page, "url": paper.url,
+        "sources": json.dumps([paper.source]),
+        "categories": json.dumps(list(paper.categories)),
+    }
+
+
+def row_to_paper(row: dict) -> Paper:
+    sources = json.loads(row.get("sources") or "[]")
+    return Paper(
+        id=row["id"], title=row["title"], abstract=row["abstract"] or "",
+        listed=date.fromisoformat(row["listed"]),
+        authors=tuple(json.loads(row["authors"] or "[]")),
+        published=date.fromisoformat(row["published"]) if row["published"] else None,
+        upvotes=row["upvotes"] or 0, comments=row["comments"] or 0,
+        ai_keywords=tuple(json.loads(row["ai_keywords"] or "[]")),
+        github_repo=row["github_repo"], project_page=row["project_page"], url=row["url"] or "",
+        source="huggingface" if "huggingface" in sources else (sources[0] if sources else ""),
+        categories=tuple(json.loads(row["categories"] or "[]")),
+    )
