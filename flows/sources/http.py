@@ -1,0 +1,141 @@
+"""HTTP for the listing sources: one client factory and GET with retries.
+
+Transient failures (429, 5xx, timeouts, dropped connections) are retried with
+exponential backoff and jitter, honouring ``Retry-After``; everything else fails
+at once with an error that names the URL and the status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from flows import __version__
+from flows.sources import SourceFormatError, SourceRequestError, SourceUnavailable
+
+if TYPE_CHECKING:
+    from flows.settings import Settings
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"paperboy/{__version__}"
+Params = Mapping[str, str | int | float] | None
+
+
+def make_client(settings: Settings) -> httpx.Client:
+    """An httpx client with Paperboy's timeout and User-Agent; the caller closes it."""
+    return httpx.Client(
+        timeout=httpx.Timeout(settings.http_timeout),
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=True,
+    )
+
+
+def is_transient(status: int) -> bool:
+    """True for statuses worth retrying: rate limiting and server errors."""
+    return status == 429 or status >= 500
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds asked for by a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is always GMT
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def backoff_delay(attempt: int, backoff: float, max_wait: float) -> float:
+    """Exponential backoff with jitter for retry number ``attempt`` (0-based)."""
+    # Jitter spreads out several workers that were throttled at the same moment.
+    base = backoff * (2**attempt)
+    return min(max_wait, base + random.uniform(0, base / 2))
+
+
+def get(
+    client: httpx.Client,
+    url: str,
+    params: Params = None,
+    *,
+    retries: int,
+    backoff: float = 0.5,
+    max_wait: float = 60,
+    sleep: Callable[[float], None] = time.sleep,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """GET ``url`` and return a 2xx response, retrying transient failures ``retries`` times."""
+    where = str(httpx.URL(url, params=params))
+    for attempt in range(retries + 1):
+        last = attempt == retries
+        try:
+            response = client.get(url, params=params, headers=headers)
+        except httpx.TransportError as exc:
+            if last:
+                raise SourceUnavailable(
+                    f"GET {where}: {type(exc).__name__} after {attempt + 1} attempts"
+                ) from exc
+            delay = backoff_delay(attempt, backoff, max_wait)
+            log.warning("GET %s: %s; retrying in %.1fs", where, type(exc).__name__, delay)
+            sleep(delay)
+            continue
+        except httpx.RequestError as exc:  # e.g. too many redirects: not going to improve
+            raise SourceRequestError(f"GET {where}: {type(exc).__name__}") from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return response
+        if not is_transient(status):
+            raise SourceRequestError(f"GET {where}: HTTP {status}")
+        if last:
+            raise SourceUnavailable(f"GET {where}: HTTP {status} after {attempt + 1} attempts")
+        asked = retry_after_seconds(response.headers.get("Retry-After"))
+        delay = min(max_wait, asked) if asked is not None else backoff_delay(attempt, backoff, max_wait)
+        log.warning("GET %s: HTTP %d; retrying in %.1fs", where, status, delay)
+        sleep(delay)
+    raise AssertionError("unreachable")  # the loop always returns or raises
+
+
+def get_json(
+    client: httpx.Client,
+    url: str,
+    params: Params = None,
+    *,
+    retries: int,
+    backoff: float = 0.5,
+    max_wait: float = 60,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """GET ``url`` like :func:`get` and decode the body as JSON."""
+    response = get(
+        client,
+        url,
+        params,
+        retries=retries,
+        backoff=backoff,
+        max_wait=max_wait,
+        sleep=sleep,
+        headers={"Accept": "application/json"},
+    )
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        kind = response.headers.get("Content-Type", "no content type")
+        raise SourceFormatError(
+            f"GET {response.request.url}: HTTP {response.status_code} body is not JSON ({kind})"
+        ) from exc
