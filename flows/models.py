@@ -53,6 +53,7 @@ class RankedPaper:
     paper: Paper
     score: float
     matches: tuple[Match, ...]
+    snippet: str | None = None  # abstract excerpt centred on the best match
 
 
 @dataclass(slots=True)
