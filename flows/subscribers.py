@@ -48,7 +48,8 @@ from pydantic import (
 )
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.error import CommentMark, YAMLError
+from ruamel.yaml.tokens import CommentToken
 from ruamel.yaml.util import load_yaml_guess_indent
 
 log = logging.getLogger(__name__)
@@ -211,22 +212,24 @@ def check_query(keywords: list[str], exclude: list[str],
     try:
         parse(keywords, exclude)
     except ValueError as exc:  # the ranking module's QueryError is a ValueError with .keyword
-        keyword = getattr(exc, "keyword", None)
-        which = f"keyword {keyword!r}" if keyword else "the keywords"
+        keyword, problem = getattr(exc, "keyword", None), getattr(exc, "problem", None)
+        text = f"keyword {keyword!r}: {problem}" if keyword and problem else str(exc)
+        if keyword and keyword not in text:
+            text = f"keyword {keyword!r}: {text}"
         raise ValueError(
-            f"{which} cannot be used: {exc}; fix it or remove it "
-            '(words, "quoted phrases", -word, word^2, title:word)'
+            f"{text}; fix or remove it (a keyword is a word, words, a \"quoted phrase\", "
+            "word^2 or title:word)"
         ) from None
 
 
 def _query_parser() -> Callable[[list[str], list[str]], object] | None:
     # Imported here, not at the top: the ranking module imports this one, and may not exist yet.
-    for module_name in ("flows.query", "flows.rank"):
+    for module_name in ("flows.rank.query", "flows.query", "flows.rank"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
+            if not (exc.name and (module_name + ".").startswith(exc.name + ".")):
+                raise  # the module exists but is broken: say so loudly
             continue
         parse = getattr(module, "parse_query", None)
         if parse is not None:
@@ -268,17 +271,17 @@ def subscriber_files(directory: Path) -> list[Path]:
 
 def load_file(path: Path) -> Subscriber:
     """Read and validate one subscriber file; raises SubscriberError naming the field."""
-    return _validate(path, _read_mapping(path)[0])
+    return _validate(path, _read_mapping(path, for_edit=False)[0])
 
 
-def _read_mapping(path: Path) -> tuple[CommentedMap, YAML]:
+def _read_mapping(path: Path, for_edit: bool = True) -> tuple[CommentedMap, YAML]:
     """The file's round-trip mapping and a YAML instance that dumps it in the file's style."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _file_error(path, "", f"cannot be read: {exc}") from None
     try:
-        yaml = _yaml(_guess_indent(text))
+        yaml = _yaml(_guess_indent(text) if for_edit else None)  # guessing parses once more
         data = yaml.load(text)
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -313,7 +316,7 @@ def _validation_error(path: Path, exc: ValidationError) -> SubscriberError:
     elif first["type"] == "missing":
         message = "is required"
     hint = FIELD_HINTS.get(str(first["loc"][0]) if first["loc"] else "")
-    if hint and first["type"] != "extra_forbidden" and "e.g." not in message:
+    if hint and first["type"] not in ("value_error", "extra_forbidden"):  # ours say the fix already
         message = f"{message}; {hint}"
     return _file_error(path, field, message)
 
@@ -381,7 +384,7 @@ def _locate(directory: Path, email: str) -> Path | None:
     """The first file (in load order) whose email field is this address.
 
     Only files whose text mentions the local part are parsed, so a lookup among
-    thousands of files reads them but parses a handful. A file that mentions the
+    thousands of files reads them but parses a handful. A file that holds the whole
     address but cannot be parsed is reported rather than taken for "not found"
     (otherwise `add` would create a duplicate of it).
     """
@@ -396,9 +399,10 @@ def _locate(directory: Path, email: str) -> Path | None:
         if local not in text.lower():
             continue
         try:
-            found = _read_mapping(path)[0].get("email")
+            found = _read_mapping(path, for_edit=False)[0].get("email")
         except SubscriberError as exc:
-            unreadable = unreadable or exc
+            if wanted in text.lower():
+                unreadable = unreadable or exc
             continue
         if isinstance(found, str) and _email_key(found) == wanted:
             return path
@@ -514,7 +518,7 @@ def add(directory: Path, email: str, *, keywords: list[str], **fields: Any) -> P
     return path
 
 
-def update(directory: Path, email: str, **changes: Any) -> Subscriber:
+def update(directory: Path, email: str, /, **changes: Any) -> Subscriber:
     """Set these fields (None removes the key, back to its default); returns the result.
 
     Works on a file that is currently invalid, so it can also repair one. Nothing is
@@ -541,6 +545,7 @@ def set_active(directory: Path, email: str, active: bool) -> Subscriber:
 
 def remove(directory: Path, email: str) -> Path:
     """Move the subscriber's file to ``directory/.removed/`` (timestamped); returns where it went."""
+    _require_directory(directory, email)
     with locked(directory):
         path = _locate(directory, email)
         if path is None:
@@ -557,8 +562,7 @@ def remove(directory: Path, email: str) -> Path:
 
 def _rewrite(directory: Path, email: str,
              changes_for: Callable[[CommentedMap, Path], Mapping[str, Any]]) -> Subscriber:
-    if not directory.is_dir():
-        raise SubscriberNotFound(f"no subscriber {email}: {directory} is not a directory")
+    _require_directory(directory, email)
     with locked(directory):
         path = _locate(directory, email)
         if path is None:
@@ -575,6 +579,11 @@ def _rewrite(directory: Path, email: str,
         write_atomic(path, lambda handle: _dump(yaml, data, handle))
     log.info("updated subscriber %s (%s): %s", subscriber.email, path.name, ", ".join(changes))
     return subscriber
+
+
+def _require_directory(directory: Path, email: str) -> None:
+    if not directory.is_dir():
+        raise SubscriberNotFound(f"no subscriber {email}: {directory} is not a directory")
 
 
 def _refuse_taken_email(directory: Path, path: Path, new_email: object) -> None:
@@ -601,6 +610,9 @@ def _yaml_value(value: Any) -> Any:
 def _merge_sequence(seq: CommentedSeq, new: list[Any]) -> None:
     """Turn ``seq`` into ``new`` while keeping the items (and their comments and quoting)
     that stay: drop the removed ones, append the added ones."""
+    # ruamel hangs the comment lines *after* an item on that item; those after the last
+    # item introduce the next key, so they must stay last whatever happens to the items.
+    closing = _detach_trailer(seq, len(seq) - 1)
     wanted = Counter(new)
     drop = []
     for index, item in enumerate(seq):
@@ -609,12 +621,44 @@ def _merge_sequence(seq: CommentedSeq, new: list[Any]) -> None:
         else:
             drop.append(index)
     for index in reversed(drop):
+        trailer = _detach_trailer(seq, index)
         del seq[index]
+        if index > 0:
+            _attach_trailer(seq, index - 1, trailer)
     if list(seq) == new[: len(seq)]:
         seq.extend(new[len(seq):])
+    else:
+        for index, item in enumerate(new):  # reordered: comments stay by position
+            if index < len(seq):
+                seq[index] = item
+            else:
+                seq.append(item)
+    if seq:
+        _attach_trailer(seq, len(seq) - 1, closing)
+
+
+def _detach_trailer(seq: CommentedSeq, index: int) -> str:
+    """Cut and return the blank and comment lines below item ``index`` (not its own
+    end-of-line comment)."""
+    entry = seq.ca.items.get(index)
+    token = entry[0] if entry else None
+    if token is None:
+        return ""
+    own, _, trailer = token.value.partition("\n")
+    if not trailer:
+        return ""
+    if own.strip():
+        token.value = own + "\n"
+    else:
+        entry[0] = None
+    return trailer
+
+
+def _attach_trailer(seq: CommentedSeq, index: int, trailer: str) -> None:
+    if not trailer:
         return
-    for index, item in enumerate(new):  # reordered: keep comments by position
-        if index < len(seq):
-            seq[index] = item
-        else:
-            seq.append(item)
+    entry = seq.ca.items.setdefault(index, [None, None, None, None])
+    if entry[0] is None:
+        entry[0] = CommentToken("\n" + trailer, CommentMark(0), None)
+    else:
+        entry[0].value = entry[0].value.rstrip("\n") + "\n" + trailer

@@ -64,3 +64,69 @@ def test_broken_file_does_not_stop_the_others(tmp_path):
     assert [s.email for s in subscribers] == ["good@example.org"]
     assert {e.path.name for e in errors} == {"bad.yaml", "z-dup.yaml"}
     assert any("already subscribed" in str(e) for e in errors)
+
+
+# -- every field's error names the file, the field and the fix ------------------------------
+
+BASE = "email: a@example.org\nkeywords: [x]\n"
+
+
+@pytest.mark.parametrize("extra, field, fix", [
+    ("max_papers: 500\n", "max_papers", "e.g. max_papers: 20"),
+    ("max_papers: lots\n", "max_papers", "e.g. max_papers: 20"),
+    ("frequency: hourly\n", "frequency", "frequency: weekly with weekday: monday"),
+    ("frequency: weekly\nweekday: caturday\n", "weekday", "e.g. weekday: monday"),
+    ("include_trending: sometimes\n", "include_trending", "true or false"),
+    ("popularity: 11\n", "popularity", "e.g. popularity: 1.0"),
+    ("send_empty: [1]\n", "send_empty", "true or false"),
+    ("active: maybe\n", "active", "e.g. active: true"),
+    ("sources: [myspace]\n", "sources", "huggingface, arxiv, snapshot"),
+    ("sources: []\n", "sources", "leave the field out"),
+    ("categories: [\"cs LG\"]\n", "categories", "like cs.LG"),
+    ("exclude: survey\n", "exclude", "e.g. exclude: [survey]"),
+    ("name: [Ada]\n", "name", "e.g. name: Ada Lovelace"),
+])
+def test_each_field_error_says_how_to_fix_it(tmp_path, extra, field, fix):
+    path = write(tmp_path, "bob.yaml", BASE + extra)
+    with pytest.raises(SubscriberError) as info:
+        load_file(path)
+    assert str(info.value).startswith(f"{path} (field '{field}'): ")
+    assert fix in str(info.value)
+
+
+@pytest.mark.parametrize("keywords, fragment", [
+    (["x" * 101], "longer than 100 characters"),
+    ([f"k{n}" for n in range(51)], "at most 50 items"),
+    (["bad\x07bell"], "control characters"),
+])
+def test_keywords_are_bounded(tmp_path, keywords, fragment):
+    from ruamel.yaml import YAML
+
+    path = tmp_path / "big.yaml"
+    with path.open("w") as handle:
+        YAML().dump({"email": "a@example.org", "keywords": keywords}, handle)
+    with pytest.raises(SubscriberError, match=fragment):
+        load_file(path)
+
+
+@pytest.mark.parametrize("text, field, keyword", [
+    ('keywords: [\'"world models\']\n', "keywords", '"world models'),
+    ("keywords: [diffusion^20]\n", "keywords", "diffusion^20"),
+    ("keywords: [x]\nexclude: [survey^2]\n", "exclude", "survey^2"),
+])
+def test_keyword_syntax_errors_name_the_keyword(tmp_path, text, field, keyword):
+    path = write(tmp_path, "q.yaml", "email: a@example.org\n" + text)
+    with pytest.raises(SubscriberError) as info:
+        load_file(path)
+    message = str(info.value)
+    assert f"(field '{field}')" in message
+    assert repr(keyword) in message
+    assert "fix or remove it" in message
+
+
+def test_ranking_syntax_is_accepted(tmp_path):
+    path = write(tmp_path, "ok.yaml", 'email: a@example.org\nkeywords: [diffusion^2, "title:\\"world model\\"", -survey]\n'
+                 "sources: [arxiv, arxiv]\ncategories: [cs.LG, hep-th, astro-ph.GA]\n")
+    sub = load_file(path)
+    assert sub.keywords == ["diffusion^2", 'title:"world model"', "-survey"]
+    assert sub.sources == ["arxiv"]
