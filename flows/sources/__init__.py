@@ -46,7 +46,7 @@ class Source(Protocol):
     def fetch(self, day: dt.date) -> Listing: ...
 
 
-SOURCE_NAMES = ("huggingface", "snapshot")  # add "arxiv" here and in build_source
+SOURCE_NAMES = ("huggingface", "snapshot", "arxiv")
 
 
 def build_source(name: str, settings: Settings, *, replay_to: dt.date | None = None) -> Source:
@@ -67,7 +67,10 @@ def build_source(name: str, settings: Settings, *, replay_to: dt.date | None = N
         if replay_to is None and settings.snapshot_replay:
             replay_to = dt.datetime.now(ZoneInfo(settings.timezone)).date()
         return SnapshotSource(settings.snapshot_dir, replay_to=replay_to)
-    # "arxiv": from flows.sources.arxiv import ArxivSource; return ArxivSource(settings)
+    if name == "arxiv":
+        from flows.sources.arxiv import ArxivSource
+
+        return ArxivSource(settings)
     raise ValueError(f"unknown source {name!r}; valid sources: {', '.join(SOURCE_NAMES)}")
 
 
