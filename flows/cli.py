@@ -1,0 +1,160 @@
+"""``paperboy``: the operator's command line. A thin layer over the flows and stages."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Optional
+
+import typer
+from pydantic import ValidationError
+
+from flows.settings import PROJECT_ROOT, Settings
+
+app = typer.Typer(
+    help="Paperboy: the day's trending research papers, ranked by each subscriber's keywords.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+from flows.subscribers_cli import app as subscribers_app  # noqa: E402
+
+app.add_typer(subscribers_app, name="subscribers", help="List, check and edit subscriber files.")
+
+EXIT_PARTIAL = 1  # the run finished but some digests or listing dates failed
+EXIT_CONFIG = 2  # nothing ran: fix the configuration or input first
+
+
+def fail(message: str, code: int = EXIT_CONFIG) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with a friendly message naming the bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "PAPERBOY_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
+            lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+        fail("invalid configuration\n  " + "\n  ".join(lines))
+        raise AssertionError("unreachable")
+
+
+def print_summary(result: dict) -> int:
+    typer.echo(result["line"])
+    problems = [f"failed {k}: {v}" for k, v in result["failed"].items()]
+    problems += [f"deferred {k}: {v}" for k, v in result["deferred"].items()]
+    problems += [f"fetch {k}: {v}" for k, v in result["dates_failed"].items()]
+    problems += [f"subscriber file {e}" for e in result["subscriber_errors"]]
+    for line in problems:
+        typer.secho(f"  ! {line}", fg="yellow", err=True)
+    return EXIT_PARTIAL if (result["failed"] or result["deferred"] or result["dates_failed"]) else 0
+
+
+@app.command()
+def run(
+    digest_date: Optional[str] = typer.Option(None, "--date", help="digest date YYYY-MM-DD (default: today)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="rank and render, send nothing, write no ledger"),
+    only: Optional[str] = typer.Option(None, "--only", metavar="EMAIL", help="just this subscriber"),
+    source: Optional[str] = typer.Option(None, "--source", help="just this source (huggingface, arxiv, snapshot)"),
+) -> None:
+    """Run the daily digest flow once, now."""
+    load_settings()  # fail early and clearly on a bad environment
+    day = parse_date(digest_date) if digest_date else None
+    from flows.daily import daily_digest
+
+    result = daily_digest(digest_date=day, dry_run=dry_run, only=only, source=source)
+    raise typer.Exit(print_summary(result))
+
+
+@app.command()
+def demo(
+    fresh: bool = typer.Option(False, "--fresh", help="start from an empty demo database and mailbox"),
+) -> None:
+    """Run the daily flow offline: bundled listings, a local SMTP server, a Maildir under var/demo."""
+    import shutil
+
+    from flows.mailsink import MaildirSink
+
+    home = PROJECT_ROOT / "var" / "demo"
+    if fresh and home.exists():
+        shutil.rmtree(home)
+    maildir = home / "mail"
+    with MaildirSink(maildir) as sink:
+        os.environ.update({
+            "PAPERBOY_SOURCES": "snapshot",
+            "PAPERBOY_SNAPSHOT_REPLAY": "true",
+            "PAPERBOY_DB_PATH": str(home / "paperboy.db"),
+            "PAPERBOY_SMTP_HOST": "127.0.0.1",
+            "PAPERBOY_SMTP_PORT": str(sink.port),
+            "PAPERBOY_SMTP_TLS": "none",
+            "PAPERBOY_MAIL_FROM": "Paperboy demo <paperboy@localhost>",
+        })
+        os.environ.pop("PAPERBOY_SMTP_USER", None)
+        os.environ.pop("PAPERBOY_SMTP_PASSWORD", None)
+        typer.echo(f"demo SMTP server listening on 127.0.0.1:{sink.port}, storing mail in {maildir}")
+        from flows.daily import daily_digest
+
+        result = daily_digest()
+        received = sink.received
+    code = print_summary(result)
+    if received:
+        typer.echo(f"{received} new messages delivered to the Maildir {maildir}")
+        typer.echo(f"open the HTML digests in a browser: {maildir / 'html'}")
+        for path in sorted((maildir / "html").glob("*.html"))[-received:]:
+            typer.echo(f"  file://{path}")
+    else:
+        typer.echo("0 new messages this time: every subscriber already has today's digest "
+                   "(run `make demo-reset` or `paperboy demo --fresh` to start over)")
+    raise typer.Exit(code)
+
+
+@app.command()
+def preview(
+    email: str = typer.Argument(..., help="the subscriber's email address"),
+    out: Path = typer.Option(None, "--out", "-o", help="HTML file to write (default var/preview-EMAIL.html)"),
+    digest_date: Optional[str] = typer.Option(None, "--date", help="digest date YYYY-MM-DD (default: today)"),
+    text: bool = typer.Option(False, "--text", help="also print the plain-text part"),
+) -> None:
+    """Write the HTML digest this subscriber would get now; sends nothing, records nothing."""
+    from flows.preview import PreviewError, preview_digest
+
+    settings = load_settings()
+    day = parse_date(digest_date) if digest_date else None
+    try:
+        result = preview_digest(settings, email, day)
+    except PreviewError as exc:
+        fail(str(exc))
+        return
+    target = out or PROJECT_ROOT / "var" / f"preview-{email.replace('@', '_at_')}.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(result.html, encoding="utf-8")
+    typer.echo(f"{result.count} papers for {email} ({result.candidates} candidates, "
+               f"{result.already_seen} already sent to them)")
+    for line in result.explanations:
+        typer.echo(f"  {line}")
+    if text:
+        typer.echo(result.text)
+    typer.echo(f"wrote {target}")
+
+
+def parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"--date {value!r} is not a date; use YYYY-MM-DD, e.g. 2025-06-13")
+        raise AssertionError("unreachable")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(prog_name="paperboy")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Signed, expiring links that let a subscriber act from their digest without a password.
+
+Tokens are itsdangerous signatures over the subscriber's email and a purpose
+("prefs", "unsubscribe", "confirm"); the key comes from ``PAPERBOY_SECRET_KEY``.
+A sign-up's "confirm" token carries the keywords too (:func:`make_confirm_token`), so
+nothing about an unconfirmed address is stored before its owner clicks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from flows.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PURPOSES = ("prefs", "unsubscribe", "confirm")
+MAX_AGE = {"prefs": 60 * 86400, "unsubscribe": 365 * 86400, "confirm": 2 * 86400}
+
+
+class TokenError(Exception):
+    """A link token is tampered with, expired, or meant for something else."""
+
+
+@dataclass(frozen=True)
+class DigestLinks:
+    preferences: str
+    unsubscribe: str
+    unsubscribe_mailto: str
+
+
+def secret_key(settings: Settings) -> str:
+    """The signing key: PAPERBOY_SECRET_KEY, else a random key kept beside the database."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    keyfile = Path(settings.db_path).with_name("secret_key")
+    if keyfile.exists():
+        return keyfile.read_text().strip()
+    keyfile.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    log.warning("PAPERBOY_SECRET_KEY is not set; generated one in %s (set it in production)", keyfile)
+    return key
+
+
+def _serializer(key: str, purpose: str) -> URLSafeTimedSerializer:
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown token purpose {purpose!r}")
+    return URLSafeTimedSerializer(key, salt=f"paperboy-{purpose}")
+
+
+def make_token(key: str, email: str, purpose: str) -> str:
+    return _serializer(key, purpose).dumps(email.lower())
+
+
+def read_token(key: str, token: str, purpose: str, max_age: int | None = None) -> str:
+    """The email a token was issued for; TokenError if tampered, expired or of another purpose."""
+    try:
+        return _serializer(key, purpose).loads(token, max_age=max_age or MAX_AGE[purpose])
+    except SignatureExpired:
+        raise TokenError("this link has expired; use the link in your latest digest") from None
+    except BadSignature:
+        raise TokenError("this link is not valid") from None
+
+
+def make_confirm_token(key: str, email: str, keywords: list[str]) -> str:
+    """A sign-up confirmation token carrying the address and the keywords asked for."""
+    return _serializer(key, "confirm").dumps({"email": email.lower(), "keywords": list(keywords)})
+
+
+def read_confirm_token(key: str, token: str, max_age: int | None = None) -> tuple[str, list[str]]:
+    """(email, keywords) of a confirmation token; TokenError as for :func:`read_token`."""
+    payload = read_token(key, token, "confirm", max_age)
+    if not (isinstance(payload, dict) and isinstance(payload.get("email"), str)
+            and isinstance(payload.get("keywords"), list)
+            and all(isinstance(k, str) for k in payload["keywords"])):
+        raise TokenError("this link is not valid")
+    return payload["email"], payload["keywords"]
+
+
+def digest_links(settings: Settings, key: str, email: str) -> DigestLinks:
+    base = settings.public_base_url
+    mail_from = settings.mail_from.rsplit("<", 1)[-1].rstrip(">").strip()
+    return DigestLinks(
+        preferences=f"{base}/preferences/{make_token(key, email, 'prefs')}",
+        unsubscribe=f"{base}/unsubscribe/{make_token(key, email, 'unsubscribe')}",
+        unsubscribe_mailto=f"mailto:{mail_from}?subject=unsubscribe",
+    )

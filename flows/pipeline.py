@@ -1,0 +1,228 @@
+"""The stages chained as plain functions: fetch → store → diff → rank → render → deliver.
+
+The Prefect flows (``daily.py``, ``backfill.py``) wrap these in tasks; tests and
+the benchmark call them directly. Nothing here imports Prefect.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from flows.deliver import Outgoing, deliver_sync
+from flows.links import digest_links, secret_key
+from flows.models import Digest, Outcome, Paper
+from flows.rank import PaperIndex, build_index, load_acronyms, rank, trending
+from flows.render import Renderer
+from flows.settings import Settings
+from flows.sources import Source, SourceError
+from flows.store import Store
+from flows.subscribers import Subscriber
+
+log = logging.getLogger(__name__)
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+TRENDING_COUNT = 5
+
+
+# -- fetch ------------------------------------------------------------------------------------
+
+
+@dataclass
+class FetchReport:
+    """What fetching listings did, per date."""
+
+    dates_fetched: list[str] = field(default_factory=list)  # "source:YYYY-MM-DD"
+    dates_failed: dict[str, str] = field(default_factory=dict)  # "source:date" -> reason
+    papers_fetched: int = 0
+    papers_new: int = 0
+    items_skipped: int = 0
+
+    def merge(self, other: "FetchReport") -> "FetchReport":
+        self.dates_fetched += other.dates_fetched
+        self.dates_failed.update(other.dates_failed)
+        self.papers_fetched += other.papers_fetched
+        self.papers_new += other.papers_new
+        self.items_skipped += other.items_skipped
+        return self
+
+
+def catch_up_dates(store: Store, source: str, today: date, lookback_days: int) -> list[date]:
+    """Listing dates a daily run fetches: from the last good fetch (again: a day's list grows
+    while the day lasts) through today, never further back than the lookback."""
+    earliest = today - timedelta(days=lookback_days - 1)
+    last = store.last_fetched(source)
+    start = max(earliest, last) if last else earliest
+    return [start + timedelta(days=n) for n in range((today - start).days + 1)]
+
+
+def fetch_dates(store: Store, source: Source, days: Iterable[date],
+                progress: Callable[[date, str], None] | None = None) -> FetchReport:
+    """Fetch and store each date; a failing date is recorded and the others go on."""
+    report = FetchReport()
+    for day in days:
+        key = f"{source.name}:{day.isoformat()}"
+        try:
+            listing = source.fetch(day)
+        except SourceError as exc:
+            store.record_fetch(source.name, day, papers=0, error=str(exc))
+            report.dates_failed[key] = str(exc)
+            log.warning("fetch %s failed: %s", key, exc)
+            if progress:
+                progress(day, "failed")
+            continue
+        report.papers_new += store.upsert_papers(listing.papers)
+        store.record_fetch(source.name, day, papers=len(listing.papers), skipped=listing.skipped)
+        report.dates_fetched.append(key)
+        report.papers_fetched += len(listing.papers)
+        report.items_skipped += listing.skipped
+        if progress:
+            progress(day, "ok")
+    return report
+
+
+# -- diff, rank, render, deliver ------------------------------------------------------------------
+
+
+@dataclass
+class BatchReport:
+    """Outcomes of one batch of subscribers."""
+
+    considered: int = 0
+    sent: int = 0
+    skipped: int = 0  # nothing new to send
+    already: int = 0  # digest for this date already final
+    not_due: int = 0  # weekly subscribers on other days, inactive subscribers
+    failed: dict[str, str] = field(default_factory=dict)  # email -> reason
+    deferred: dict[str, str] = field(default_factory=dict)
+    previews: dict[str, int] = field(default_factory=dict)  # dry run: email -> paper count
+
+    def merge(self, other: "BatchReport") -> "BatchReport":
+        for name in ("considered", "sent", "skipped", "already", "not_due"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failed.update(other.failed)
+        self.deferred.update(other.deferred)
+        self.previews.update(other.previews)
+        return self
+
+    def count(self, outcome: Outcome) -> None:
+        if outcome.status == "sent":
+            self.sent += 1
+        elif outcome.status == "skipped":
+            self.skipped += 1
+        elif outcome.permanent:
+            self.failed[outcome.subscriber] = outcome.error
+        else:
+            self.deferred[outcome.subscriber] = outcome.error
+
+
+def is_due(subscriber: Subscriber, digest_date: date) -> bool:
+    if not subscriber.active:
+        return False
+    return subscriber.frequency == "daily" or WEEKDAYS[digest_date.weekday()] == subscriber.weekday
+
+
+def window_days(subscriber: Subscriber, settings: Settings) -> int:
+    """A weekly digest covers the week; a daily one the recency window."""
+    return max(7, settings.recency_days) if subscriber.frequency == "weekly" else settings.recency_days
+
+
+class Corpus:
+    """The candidate papers of one run, loaded once and indexed once per window length
+    (daily, weekly). Holds no database handle, so batch tasks on other threads or
+    workers can share it."""
+
+    def __init__(self, papers: Sequence[Paper], settings: Settings, digest_date: date):
+        self.papers, self.settings, self.digest_date = list(papers), settings, digest_date
+        self.acronyms = load_acronyms(settings.acronyms_file)
+        self._indexes: dict[int, PaperIndex] = {}
+
+    @classmethod
+    def load(cls, store: Store, settings: Settings, digest_date: date, days: int | None = None) -> "Corpus":
+        days = days or max(7, settings.recency_days)
+        since = digest_date - timedelta(days=days - 1)
+        return cls(store.papers_listed(since, digest_date), settings, digest_date)
+
+    def index(self, days: int) -> PaperIndex:
+        if days not in self._indexes:
+            since = self.digest_date - timedelta(days=days - 1)
+            papers = [p for p in self.papers if since <= p.listed <= self.digest_date]
+            self._indexes[days] = build_index(papers, acronyms=self.acronyms)
+        return self._indexes[days]
+
+    def paper_ids(self) -> list[str]:
+        return [p.id for p in self.papers]
+
+
+def compose(subscriber: Subscriber, corpus: Corpus, seen: set[str]) -> Digest:
+    """Rank the unseen candidates for one subscriber into a digest (possibly empty)."""
+    index = corpus.index(window_days(subscriber, corpus.settings))
+    ranked = rank(index, subscriber, exclude_ids=seen) if subscriber.keywords else []
+    extra: list = []
+    if subscriber.include_trending:
+        mine = seen | {r.paper.id for r in ranked}
+        extra = trending(index, exclude_ids=mine, n=TRENDING_COUNT)
+    return Digest(subscriber=subscriber.email, digest_date=corpus.digest_date,
+                  papers=ranked, trending=extra)
+
+
+def digest_paper_ids(digest: Digest) -> tuple[str, ...]:
+    return tuple(r.paper.id for r in digest.papers) + tuple(p.id for p in digest.trending)
+
+
+def plan(subscribers: Sequence[Subscriber], store: Store, digest_date: date,
+         report: BatchReport) -> list[Subscriber]:
+    """Who in this batch still needs a digest for this date."""
+    finished = store.finished_subscribers(digest_date)
+    todo = []
+    for subscriber in subscribers:
+        report.considered += 1
+        if not is_due(subscriber, digest_date):
+            report.not_due += 1
+        elif subscriber.email in finished:
+            report.already += 1
+        else:
+            todo.append(subscriber)
+    return todo
+
+
+def outgoing(todo: Sequence[Subscriber], corpus: Corpus, renderer: Renderer, settings: Settings,
+             seen: dict[str, set[str]], on_skip: Callable[[Outcome], None]) -> Iterator[Outgoing]:
+    """Lazily rank and render one message at a time, so sending overlaps with it and
+    rendered messages are never all held in memory."""
+    key = secret_key(settings)
+    for subscriber in todo:
+        digest = compose(subscriber, corpus, seen.get(subscriber.email, set()))
+        send_empty = subscriber.send_empty or settings.send_empty
+        if not digest.papers and not digest.trending and not send_empty:
+            on_skip(Outcome(subscriber.email, corpus.digest_date, "skipped"))
+            continue
+        links = digest_links(settings, key, subscriber.email)
+        message = renderer.render_message(digest, subscriber, links)
+        yield Outgoing(subscriber.email, corpus.digest_date, message, digest_paper_ids(digest))
+
+
+def run_batch(subscribers: Sequence[Subscriber], *, store: Store, corpus: Corpus,
+              renderer: Renderer, settings: Settings, dry_run: bool = False,
+              progress: Callable[[int], None] | None = None) -> BatchReport:
+    """Diff, rank, render and send one batch; every outcome is in the ledger when it returns."""
+    report = BatchReport()
+    todo = plan(subscribers, store, corpus.digest_date, report)
+    if not todo:
+        return report
+    seen = store.delivered_ids([s.email for s in todo], corpus.paper_ids())
+
+    def record(outcome: Outcome) -> None:
+        if not dry_run:
+            store.record_outcome(outcome)
+        report.count(outcome)
+
+    items = outgoing(todo, corpus, renderer, settings, seen, on_skip=record)
+    if dry_run:
+        for item in items:
+            report.previews[item.subscriber] = len(item.paper_ids)
+        return report
+    deliver_sync(items, settings, on_outcome=record, progress=progress)
+    return report

@@ -1,0 +1,87 @@
+"""The end-of-run summary: one line for the terminal, a markdown table for Prefect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from flows.pipeline import BatchReport, FetchReport
+
+
+@dataclass
+class RunSummary:
+    digest_date: date
+    dry_run: bool
+    fetch: FetchReport
+    batch: BatchReport
+    subscriber_errors: list[str] = field(default_factory=list)
+    candidates: int = 0
+
+    def line(self) -> str:
+        b, f = self.batch, self.fetch
+        verb = "would send" if self.dry_run else "sent"
+        sent = len(b.previews) if self.dry_run else b.sent
+        parts = [
+            f"{self.digest_date}: fetched {f.papers_fetched} papers ({f.papers_new} new) "
+            f"from {len(f.dates_fetched)} listing dates",
+            f"{b.considered} subscribers",
+            f"{verb} {sent}",
+            f"skipped {b.skipped} (nothing new)",
+            f"already sent {b.already}",
+            f"failed {len(b.failed)}",
+        ]
+        if b.deferred:
+            parts.append(f"deferred {len(b.deferred)} (will retry on rerun)")
+        if b.not_due:
+            parts.append(f"not due {b.not_due}")
+        if f.dates_failed:
+            parts.append(f"{len(f.dates_failed)} listing dates failed")
+        if self.subscriber_errors:
+            parts.append(f"{len(self.subscriber_errors)} broken subscriber files")
+        return "; ".join(parts)
+
+    def problems(self) -> list[str]:
+        lines = [f"failed {email}: {why}" for email, why in sorted(self.batch.failed.items())]
+        lines += [f"deferred {email}: {why}" for email, why in sorted(self.batch.deferred.items())]
+        lines += [f"fetch {key}: {why}" for key, why in sorted(self.fetch.dates_failed.items())]
+        lines += [f"subscriber file {err}" for err in self.subscriber_errors]
+        return lines
+
+    def markdown(self) -> str:
+        b, f = self.batch, self.fetch
+        rows = [
+            ("digest date", str(self.digest_date) + (" (dry run)" if self.dry_run else "")),
+            ("listing dates fetched", ", ".join(f.dates_fetched) or "none"),
+            ("papers fetched / new", f"{f.papers_fetched} / {f.papers_new}"),
+            ("malformed items skipped", str(f.items_skipped)),
+            ("candidate papers", str(self.candidates)),
+            ("subscribers", str(b.considered)),
+            ("sent" if not self.dry_run else "would send", str(len(b.previews) if self.dry_run else b.sent)),
+            ("skipped (nothing new)", str(b.skipped)),
+            ("already sent for this date", str(b.already)),
+            ("not due (weekly / inactive)", str(b.not_due)),
+            ("failed", str(len(b.failed))),
+            ("deferred (transient, retried on rerun)", str(len(b.deferred))),
+        ]
+        table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+        problems = self.problems()
+        if problems:
+            table += "\n\n**Problems**\n\n" + "\n".join(f"- {_md(p)}" for p in problems)
+        return f"# Paperboy digest {self.digest_date}\n\n{table}\n"
+
+    def as_dict(self) -> dict:
+        b, f = self.batch, self.fetch
+        return {
+            "digest_date": self.digest_date.isoformat(), "dry_run": self.dry_run,
+            "dates_fetched": f.dates_fetched, "dates_failed": f.dates_failed,
+            "papers_fetched": f.papers_fetched, "papers_new": f.papers_new,
+            "items_skipped": f.items_skipped, "candidates": self.candidates,
+            "subscribers": b.considered, "sent": b.sent, "would_send": dict(b.previews),
+            "skipped": b.skipped, "already": b.already, "not_due": b.not_due,
+            "failed": dict(b.failed), "deferred": dict(b.deferred),
+            "subscriber_errors": self.subscriber_errors, "line": self.line(),
+        }
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
