@@ -76,7 +76,31 @@ class Settings(BaseSettings):
     task_runner: Literal["thread", "dask"] = "thread"
     dask_address: str | None = None
     dask_workers: int = Field(2, ge=1, le=64)
-    timezone: str = "UTC"
+    timezone: str = Field("UTC", description="IANA timezone for 'today' and the schedule")
+    schedule: str = Field("0 7 * * *", description="cron for `paperboy serve`")
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA timezone, e.g. Europe/Berlin or UTC") from None
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from cronsim import CronSim, CronSimError
+        from datetime import datetime
+
+        try:
+            CronSim(value, datetime(2025, 1, 1))
+        except CronSimError as exc:
+            raise ValueError(f"{value!r} is not a cron expression ({exc}), e.g. '0 7 * * *'") from None
+        return value
 
     @field_validator("sources", "arxiv_categories", mode="before")
     @classmethod
