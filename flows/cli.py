@@ -74,6 +74,27 @@ def run(
 
 
 @app.command()
+def serve() -> None:
+    """Run the daily flow on its schedule (PAPERBOY_SCHEDULE, PAPERBOY_TIMEZONE) until stopped.
+
+    Needs a persistent Prefect server: start one with `prefect server start` and
+    export PREFECT_API_URL=http://127.0.0.1:4200/api first.
+    """
+    settings = load_settings()
+    if not os.environ.get("PREFECT_API_URL"):
+        from prefect.settings import PREFECT_API_URL
+
+        if not PREFECT_API_URL.value():
+            fail("paperboy serve needs a running Prefect server (the temporary one cannot run "
+                 "schedules): run `prefect server start` in another terminal, then "
+                 "`export PREFECT_API_URL=http://127.0.0.1:4200/api` and try again")
+    from flows.daily import serve_daily
+
+    typer.echo(f"serving daily-digest: cron '{settings.schedule}' in {settings.timezone}")
+    serve_daily(settings)
+
+
+@app.command()
 def demo(
     fresh: bool = typer.Option(False, "--fresh", help="start from an empty demo database and mailbox"),
 ) -> None:

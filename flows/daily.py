@@ -95,3 +95,17 @@ def daily_digest(digest_date: date | None = None, dry_run: bool = False,
                              description=f"Paperboy daily digest {day}")
     get_run_logger().info(summary.line())
     return summary.as_dict()
+
+
+def serve_daily(settings: Settings) -> None:
+    """Run the daily flow on its schedule from this process (needs a persistent Prefect
+    server: the temporary one cannot run schedules). Blocks until interrupted."""
+    from prefect.schedules import Cron
+
+    daily_digest.serve(
+        name="daily-digest",
+        schedules=[Cron(settings.schedule, timezone=settings.timezone)],
+        description="Fetch the day's listings and mail every due subscriber their ranked digest, once.",
+        tags=["paperboy"],
+        limit=1,
+    )

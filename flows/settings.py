@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     sources: CommaList = Field(["huggingface"], description="listing sources, comma-separated")
     hf_base_url: str = "https://huggingface.co"
     hf_page_size: int = Field(50, ge=1, le=100)
+    hf_min_interval: float = Field(0.6, ge=0, description="seconds between Hugging Face API request starts")
+    backfill_concurrency: int = Field(4, ge=1, le=32, description="listing dates fetched at once by backfills")
     snapshot_dir: Path = SAMPLE_SNAPSHOT_DIR
     snapshot_replay: bool = Field(
         False,

@@ -54,7 +54,8 @@ def sleeps() -> Sleeps:
 
 
 def hf(server, sleeps: Sleeps, **overrides) -> HuggingFaceSource:
-    settings = Settings(hf_base_url=server.base_url, **{"hf_page_size": 2, "http_retries": 3, **overrides})
+    settings = Settings(hf_base_url=server.base_url,
+                        **{"hf_page_size": 2, "http_retries": 3, "hf_min_interval": 0, **overrides})
     return HuggingFaceSource(settings, sleep=sleeps)
 
 
@@ -224,6 +225,14 @@ def test_fetch_pages_until_an_empty_page(http_replay, sleeps):
         {"date": "2025-04-17", "p": str(n), "limit": "2"} for n in range(3)
     ]
     assert sleeps == []
+
+
+def test_page_requests_are_spaced_by_the_rate_limit(http_replay, sleeps):
+    pages = [[item("2504.00001"), item("2504.00002")], [item("2504.00003")]]
+    for n, page in enumerate(pages):
+        http_replay.route(PATH, page, query={"date": "2025-04-17", "p": n, "limit": 2})
+    hf(http_replay, sleeps, hf_min_interval=5.0).fetch(DAY)
+    assert len(sleeps) == 1 and 4.0 < sleeps[0] <= 5.0  # the second start waited for the first
 
 
 def test_fetch_stops_after_a_short_page(http_replay, sleeps):

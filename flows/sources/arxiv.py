@@ -59,7 +59,7 @@ import httpx
 
 from flows.models import Listing, Paper
 from flows.sources import MalformedItem, SourceError, SourceFormatError, SourceRequestError, SourceUnavailable
-from flows.sources.http import Params, get, make_client
+from flows.sources.http import Params, RateLimiter, get, make_client, shared_limiter
 from flows.sources.huggingface import squash
 
 if TYPE_CHECKING:
@@ -89,61 +89,6 @@ NAME_SEPARATOR = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
 # -- one request at a time, spaced out -------------------------------------------------
 
 
-class RateLimiter:
-    """Lets one request run at a time, each starting at least ``interval`` seconds after the last."""
-
-    def __init__(
-        self,
-        interval: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.interval = interval
-        self.clock = clock
-        self.sleep = sleep
-        self._lock = threading.Lock()
-        self._last: float | None = None
-
-    @contextmanager
-    def turn(self) -> Iterator[float]:
-        """Wait for this caller's turn, then run the body holding it; yields the seconds waited."""
-        # Holding the lock through the request is arXiv's "one connection at a time".
-        with self._lock:
-            waited = 0.0
-            if self._last is not None:
-                waited = max(0.0, self._last + self.interval - self.clock())
-            if waited:
-                self.sleep(waited)
-            self._last = self.clock()
-            yield waited
-
-
-_LIMITERS: dict[tuple[str, int, int], RateLimiter] = {}
-_LIMITERS_LOCK = threading.Lock()
-
-
-def shared_limiter(
-    url: str,
-    interval: float,
-    *,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> RateLimiter:
-    """The process-wide :class:`RateLimiter` for ``url``.
-
-    Every caller with the default clock and sleep shares one limiter per URL;
-    callers that inject their own (tests) share one per clock and sleep. When
-    callers ask for different intervals the longest one wins.
-    """
-    # The limiter keeps clock and sleep alive, so their ids cannot be reused.
-    key = (url.rstrip("/"), id(clock), id(sleep))
-    with _LIMITERS_LOCK:
-        limiter = _LIMITERS.get(key)
-        if limiter is None:
-            limiter = _LIMITERS[key] = RateLimiter(interval, clock=clock, sleep=sleep)
-        limiter.interval = max(limiter.interval, interval)
-        return limiter
 
 
 class _Throttled:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -139,3 +141,67 @@ def get_json(
         raise SourceFormatError(
             f"GET {response.request.url}: HTTP {response.status_code} body is not JSON ({kind})"
         ) from exc
+
+
+class RateLimiter:
+    """Spaces request starts at least ``interval`` seconds apart. ``exclusive`` also lets only
+    one request run at a time (arXiv's "one connection"); otherwise requests may overlap."""
+
+    def __init__(
+        self,
+        interval: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        exclusive: bool = True,
+    ) -> None:
+        self.interval = interval
+        self.exclusive = exclusive
+        self.clock = clock
+        self.sleep = sleep
+        self._lock = threading.Lock()
+        self._last: float | None = None
+
+    @contextmanager
+    def turn(self) -> Iterator[float]:
+        """Wait for this caller's turn, then run the body holding it; yields the seconds waited."""
+        # Holding the lock through the request is arXiv's "one connection at a time".
+        with self._lock:
+            waited = 0.0
+            if self._last is not None:
+                waited = max(0.0, self._last + self.interval - self.clock())
+            if waited:
+                self.sleep(waited)
+            self._last = self.clock()
+            if self.exclusive:
+                yield waited
+                return
+        yield waited
+
+
+_LIMITERS: dict[tuple[str, int, int], RateLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+def shared_limiter(
+    url: str,
+    interval: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    exclusive: bool = True,
+) -> RateLimiter:
+    """The process-wide :class:`RateLimiter` for ``url``.
+
+    Every caller with the default clock and sleep shares one limiter per URL;
+    callers that inject their own (tests) share one per clock and sleep. When
+    callers ask for different intervals the longest one wins.
+    """
+    # The limiter keeps clock and sleep alive, so their ids cannot be reused.
+    key = (url.rstrip("/"), id(clock), id(sleep))
+    with _LIMITERS_LOCK:
+        limiter = _LIMITERS.get(key)
+        if limiter is None:
+            limiter = _LIMITERS[key] = RateLimiter(interval, clock=clock, sleep=sleep, exclusive=exclusive)
+        limiter.interval = max(limiter.interval, interval)
+        return limiter

@@ -20,7 +20,7 @@ import httpx
 
 from flows.models import Listing, Paper
 from flows.sources import MalformedItem, SourceFormatError
-from flows.sources.http import get_json, make_client
+from flows.sources.http import get_json, make_client, shared_limiter
 
 if TYPE_CHECKING:
     from flows.settings import Settings
@@ -142,6 +142,10 @@ class HuggingFaceSource:
         self.settings = settings
         self.client = client
         self.sleep = sleep
+        # Anonymous API use is limited (about 500 calls per 5 minutes); requests may overlap
+        # (backfills fetch several dates at once) but their starts are spaced.
+        self.limiter = shared_limiter(settings.hf_base_url, settings.hf_min_interval,
+                                      sleep=sleep, exclusive=False)
 
     def fetch(self, day: date) -> Listing:
         """Everything listed on ``day``, all pages, de-duplicated."""
@@ -157,7 +161,8 @@ class HuggingFaceSource:
         skipped = 0
         for page in range(MAX_PAGES):
             params = {"date": day.isoformat(), "p": page, "limit": limit}
-            items = get_json(client, url, params, retries=self.settings.http_retries, sleep=self.sleep)
+            with self.limiter.turn():
+                items = get_json(client, url, params, retries=self.settings.http_retries, sleep=self.sleep)
             if not isinstance(items, list):
                 raise SourceFormatError(f"GET {url} page {page} for {day}: not a JSON list")
             found, bad = parse_page(items, day)
