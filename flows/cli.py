@@ -74,6 +74,33 @@ def run(
 
 
 @app.command()
+def backfill(
+    start: str = typer.Option(..., "--from", help="first listing date, YYYY-MM-DD"),
+    end: str = typer.Option(..., "--to", help="last listing date, YYYY-MM-DD"),
+    source: Optional[str] = typer.Option(None, "--source", help="one source only (default: PAPERBOY_SOURCES)"),
+    send: bool = typer.Option(False, "--send", help="also mail each subscriber ONE catch-up digest for the range"),
+    refresh: bool = typer.Option(False, "--refresh", help="fetch dates again even if already fetched"),
+) -> None:
+    """Fetch and index a range of listing dates; resumable (fetched dates are skipped)."""
+    load_settings()
+    first, last = parse_date(start, "--from"), parse_date(end, "--to")
+    from flows.backfill import BackfillRangeError, backfill as backfill_flow, check_range
+    from flows.daily import today_in
+
+    try:
+        check_range(first, last, today_in(load_settings().timezone))
+    except BackfillRangeError as exc:
+        fail(str(exc))
+    try:
+        result = backfill_flow(start=first, end=last, source=source, send=send, refresh=refresh)
+    except KeyboardInterrupt:
+        typer.secho("interrupted: the dates fetched so far are kept; run the same command "
+                    "again to resume", fg="yellow", err=True)
+        raise typer.Exit(130)
+    raise typer.Exit(print_summary(result))
+
+
+@app.command()
 def serve() -> None:
     """Run the daily flow on its schedule (PAPERBOY_SCHEDULE, PAPERBOY_TIMEZONE) until stopped.
 
@@ -81,17 +108,32 @@ def serve() -> None:
     export PREFECT_API_URL=http://127.0.0.1:4200/api first.
     """
     settings = load_settings()
-    if not os.environ.get("PREFECT_API_URL"):
-        from prefect.settings import PREFECT_API_URL
+    from prefect.settings import PREFECT_API_URL
 
-        if not PREFECT_API_URL.value():
-            fail("paperboy serve needs a running Prefect server (the temporary one cannot run "
-                 "schedules): run `prefect server start` in another terminal, then "
-                 "`export PREFECT_API_URL=http://127.0.0.1:4200/api` and try again")
+    api_url = PREFECT_API_URL.value()
+    if not api_url:
+        fail("paperboy serve needs a running Prefect server (the temporary one cannot run "
+             "schedules): run `prefect server start` in another terminal, then "
+             "`export PREFECT_API_URL=http://127.0.0.1:4200/api` and try again")
+    if not prefect_server_reachable(api_url):
+        fail(f"cannot reach the Prefect server at PREFECT_API_URL={api_url}: is "
+             "`prefect server start` running there?")
     from flows.daily import serve_daily
 
     typer.echo(f"serving daily-digest: cron '{settings.schedule}' in {settings.timezone}")
     serve_daily(settings)
+
+
+def prefect_server_reachable(api_url: str, timeout: float = 5.0) -> bool:
+    """Whether anything answers at the Prefect API URL. Any HTTP answer counts (a server
+    behind auth may refuse /health); only a refused or silent connection does not."""
+    import httpx
+
+    try:
+        httpx.get(f"{api_url.rstrip('/')}/health", timeout=timeout)
+    except (httpx.HTTPError, httpx.InvalidURL):
+        return False
+    return True
 
 
 @app.command()
@@ -165,11 +207,11 @@ def preview(
     typer.echo(f"wrote {target}")
 
 
-def parse_date(value: str) -> date:
+def parse_date(value: str, option: str = "--date") -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        fail(f"--date {value!r} is not a date; use YYYY-MM-DD, e.g. 2025-06-13")
+        fail(f"{option} {value!r} is not a date; use YYYY-MM-DD, e.g. 2025-06-13")
         raise AssertionError("unreachable")
 
 

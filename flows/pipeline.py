@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -60,26 +61,93 @@ def catch_up_dates(store: Store, source: str, today: date, lookback_days: int) -
 
 def fetch_dates(store: Store, source: Source, days: Iterable[date],
                 progress: Callable[[date, str], None] | None = None) -> FetchReport:
-    """Fetch and store each date; a failing date is recorded and the others go on."""
+    """Fetch and store each date in turn; a failing date is recorded and the others go on."""
     report = FetchReport()
     for day in days:
-        key = f"{source.name}:{day.isoformat()}"
         try:
             listing = source.fetch(day)
         except SourceError as exc:
-            store.record_fetch(source.name, day, papers=0, error=str(exc))
-            report.dates_failed[key] = str(exc)
-            log.warning("fetch %s failed: %s", key, exc)
+            _record_failure(store, source.name, day, str(exc), report)
+            log.warning("fetch %s:%s failed: %s", source.name, day, exc)
             if progress:
                 progress(day, "failed")
             continue
-        report.papers_new += store.upsert_papers(listing.papers)
-        store.record_fetch(source.name, day, papers=len(listing.papers), skipped=listing.skipped)
-        report.dates_fetched.append(key)
-        report.papers_fetched += len(listing.papers)
-        report.items_skipped += listing.skipped
+        _store_listing(store, source.name, listing, report)
         if progress:
             progress(day, "ok")
+    return report
+
+
+def dates_between(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+def missing_dates(store: Store, source: str, start: date, end: date, refresh: bool = False) -> list[date]:
+    """The dates of a range still to fetch: all of them with refresh, else the ones never
+    fetched successfully (so an interrupted backfill resumes where it stopped)."""
+    done = set() if refresh else store.fetched_dates(source)
+    return [day for day in dates_between(start, end) if day not in done]
+
+
+def _runs(days: Sequence[date]) -> list[tuple[date, date]]:
+    """Contiguous runs of dates: [(first, last), …]."""
+    runs: list[tuple[date, date]] = []
+    for day in sorted(days):
+        if runs and day == runs[-1][1] + timedelta(days=1):
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
+def _store_listing(store: Store, source: str, listing, report: FetchReport) -> None:
+    report.papers_new += store.upsert_papers(listing.papers)
+    store.record_fetch(source, listing.listed, papers=len(listing.papers), skipped=listing.skipped)
+    report.dates_fetched.append(f"{source}:{listing.listed.isoformat()}")
+    report.papers_fetched += len(listing.papers)
+    report.items_skipped += listing.skipped
+
+
+def _record_failure(store: Store, source: str, day: date, reason: str, report: FetchReport) -> None:
+    store.record_fetch(source, day, papers=0, error=reason)
+    report.dates_failed[f"{source}:{day.isoformat()}"] = reason
+
+
+def fetch_backfill(store: Store, source: Source, days: Sequence[date], *, workers: int,
+                   progress: Callable[[date, str], None] | None = None) -> FetchReport:
+    """Fetch many dates: range queries where the source has them (arXiv's API), else several
+    dates at once on threads. Only this thread writes SQLite, one date at a time, so an
+    interrupt loses nothing already fetched."""
+    report = FetchReport()
+    note = progress or (lambda day, status: None)
+    fetch_range = getattr(source, "fetch_range", None)
+    if fetch_range is not None:
+        for first, last in _runs(days):
+            pending = set(dates_between(first, last))
+            try:
+                for listing in fetch_range(first, last):
+                    if listing.listed in pending:
+                        _store_listing(store, source.name, listing, report)
+                        pending.discard(listing.listed)
+                        note(listing.listed, "ok")
+            except SourceError as exc:
+                for day in sorted(pending):
+                    _record_failure(store, source.name, day, str(exc), report)
+                    note(day, "failed")
+        return report
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"fetch-{source.name}")
+    try:
+        futures = {pool.submit(source.fetch, day): day for day in days}
+        for future in as_completed(futures):
+            day = futures[future]
+            try:
+                _store_listing(store, source.name, future.result(), report)
+                note(day, "ok")
+            except SourceError as exc:
+                _record_failure(store, source.name, day, str(exc), report)
+                note(day, "failed")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return report
 
 
@@ -134,8 +202,11 @@ class Corpus:
     (daily, weekly). Holds no database handle, so batch tasks on other threads or
     workers can share it."""
 
-    def __init__(self, papers: Sequence[Paper], settings: Settings, digest_date: date):
+    def __init__(self, papers: Sequence[Paper], settings: Settings, digest_date: date,
+                 window: int | None = None):
         self.papers, self.settings, self.digest_date = list(papers), settings, digest_date
+        # A fixed window makes a catch-up digest: every active subscriber, the whole range.
+        self.window = window
         self.acronyms = load_acronyms(settings.acronyms_file)
         self._indexes: dict[int, PaperIndex] = {}
 
@@ -144,6 +215,18 @@ class Corpus:
         days = days or max(7, settings.recency_days)
         since = digest_date - timedelta(days=days - 1)
         return cls(store.papers_listed(since, digest_date), settings, digest_date)
+
+    @classmethod
+    def for_range(cls, store: Store, settings: Settings, start: date, end: date) -> "Corpus":
+        days = (end - start).days + 1
+        return cls(store.papers_listed(start, end), settings, end, window=days)
+
+    @property
+    def catch_up(self) -> bool:
+        return self.window is not None
+
+    def window_for(self, subscriber: Subscriber) -> int:
+        return self.window or window_days(subscriber, self.settings)
 
     def index(self, days: int) -> PaperIndex:
         if days not in self._indexes:
@@ -158,7 +241,7 @@ class Corpus:
 
 def compose(subscriber: Subscriber, corpus: Corpus, seen: set[str]) -> Digest:
     """Rank the unseen candidates for one subscriber into a digest (possibly empty)."""
-    index = corpus.index(window_days(subscriber, corpus.settings))
+    index = corpus.index(corpus.window_for(subscriber))
     ranked = rank(index, subscriber, exclude_ids=seen) if subscriber.keywords else []
     extra: list = []
     if subscriber.include_trending:
@@ -173,13 +256,13 @@ def digest_paper_ids(digest: Digest) -> tuple[str, ...]:
 
 
 def plan(subscribers: Sequence[Subscriber], store: Store, digest_date: date,
-         report: BatchReport) -> list[Subscriber]:
-    """Who in this batch still needs a digest for this date."""
+         report: BatchReport, catch_up: bool = False) -> list[Subscriber]:
+    """Who in this batch still needs a digest for this date (a catch-up: every active one)."""
     finished = store.finished_subscribers(digest_date)
     todo = []
     for subscriber in subscribers:
         report.considered += 1
-        if not is_due(subscriber, digest_date):
+        if not (subscriber.active if catch_up else is_due(subscriber, digest_date)):
             report.not_due += 1
         elif subscriber.email in finished:
             report.already += 1
@@ -209,7 +292,7 @@ def run_batch(subscribers: Sequence[Subscriber], *, store: Store, corpus: Corpus
               progress: Callable[[int], None] | None = None) -> BatchReport:
     """Diff, rank, render and send one batch; every outcome is in the ledger when it returns."""
     report = BatchReport()
-    todo = plan(subscribers, store, corpus.digest_date, report)
+    todo = plan(subscribers, store, corpus.digest_date, report, catch_up=corpus.catch_up)
     if not todo:
         return report
     seen = store.delivered_ids([s.email for s in todo], corpus.paper_ids())

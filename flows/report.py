@@ -85,3 +85,46 @@ class RunSummary:
 
 def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@dataclass
+class BackfillSummary:
+    start: date
+    end: date
+    fetch: FetchReport
+    batch: BatchReport | None = None
+
+    def line(self) -> str:
+        f = self.fetch
+        text = (f"backfill {self.start} → {self.end}: fetched {len(f.dates_fetched)} dates, "
+                f"{f.papers_fetched} papers ({f.papers_new} new), {len(f.dates_failed)} dates failed")
+        if self.batch is not None:
+            b = self.batch
+            text += (f"; catch-up digests: sent {b.sent}, skipped {b.skipped} (nothing new), "
+                     f"already sent {b.already}, failed {len(b.failed)}")
+        return text
+
+    def markdown(self) -> str:
+        f = self.fetch
+        lines = [f"# Paperboy backfill {self.start} → {self.end}", "", "| | |", "|---|---|",
+                 f"| dates fetched | {len(f.dates_fetched)} |",
+                 f"| papers fetched / new | {f.papers_fetched} / {f.papers_new} |",
+                 f"| dates failed | {len(f.dates_failed)} |"]
+        if self.batch is not None:
+            lines += [f"| catch-up digests sent | {self.batch.sent} |",
+                      f"| failed | {len(self.batch.failed)} |"]
+        if f.dates_failed:
+            lines += ["", "**Failed dates**", ""]
+            lines += [f"- {_md(k)}: {_md(v)}" for k, v in sorted(f.dates_failed.items())]
+        return "\n".join(lines) + "\n"
+
+    def as_dict(self) -> dict:
+        f, b = self.fetch, self.batch
+        return {
+            "start": self.start.isoformat(), "end": self.end.isoformat(),
+            "dates_fetched": f.dates_fetched, "dates_failed": f.dates_failed,
+            "papers_fetched": f.papers_fetched, "papers_new": f.papers_new,
+            "sent": b.sent if b else 0, "failed": dict(b.failed) if b else {},
+            "deferred": dict(b.deferred) if b else {}, "subscriber_errors": [],
+            "line": self.line(),
+        }
