@@ -24,6 +24,18 @@ from flows.subscribers_cli import app as subscribers_app  # noqa: E402
 
 app.add_typer(subscribers_app, name="subscribers", help="List, check and edit subscriber files.")
 
+
+@app.command("web")
+def web(
+    host: str = typer.Option("127.0.0.1", help="address to listen on (put an HTTPS proxy in front)"),
+    port: int = typer.Option(8000, help="port to listen on"),
+) -> None:
+    """Serve the subscribers' pages: preferences, unsubscribe, subscribe (double opt-in)."""
+    from flows.web import web_command
+
+    load_settings()
+    web_command(host=host, port=port)
+
 EXIT_PARTIAL = 1  # the run finished but some digests or listing dates failed
 EXIT_CONFIG = 2  # nothing ran: fix the configuration or input first
 

@@ -17,7 +17,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import sqlite_utils
@@ -33,6 +33,10 @@ class StoreError(Exception):
 
 def _utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
 def _m1_initial(db: sqlite_utils.Database) -> None:
@@ -66,7 +70,15 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial]
+def _m2_signups(db: sqlite_utils.Database) -> None:
+    # One row per confirmation mail sent from the public sign-up form, for its rate limit.
+    # ``address`` is a keyed hash of the address, never the address itself.
+    db["signups"].create({"id": int, "address": str, "requested_at": str}, pk="id",
+                         not_null={"address", "requested_at"})
+    db["signups"].create_index(["address", "requested_at"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_signups]
 
 
 class Store:
@@ -184,6 +196,38 @@ class Store:
             "SELECT MAX(listed) FROM fetches WHERE source = ? AND status = 'ok'", [source]
         ).fetchone()
         return date.fromisoformat(row[0]) if row and row[0] else None
+
+    # -- sign-up rate limit ----------------------------------------------------------------
+
+    def claim_signup(self, address: str, now: datetime, *, limit: int, window: timedelta,
+                     min_gap: timedelta) -> bool:
+        """Record a confirmation mail for ``address`` unless it had ``limit`` within ``window``
+        or one less than ``min_gap`` ago; True when recorded. Check and insert are one
+        transaction, so concurrent sign-ups cannot both slip under the limit."""
+        # One fixed format (UTC, microseconds) so the stored text compares like the time.
+        since, stamp = _stamp(now - window), _stamp(now)
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("DELETE FROM signups WHERE requested_at < ?", [since])  # forget old ones
+            count, last = self.db.execute(
+                "SELECT COUNT(*), MAX(requested_at) FROM signups WHERE address = ?", [address]
+            ).fetchone()
+            allowed = count < limit and (last is None or datetime.fromisoformat(last) <= now - min_gap)
+            if allowed:
+                self.db.execute("INSERT INTO signups (address, requested_at) VALUES (?, ?)",
+                                [address, stamp])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return allowed
+
+    def signups_since(self, address: str, since: datetime) -> int:
+        """How many confirmation mails ``address`` was sent since ``since``."""
+        return self.db.execute(
+            "SELECT COUNT(*) FROM signups WHERE address = ? AND requested_at >= ?",
+            [address, _stamp(since)],
+        ).fetchone()[0]
 
     # -- ledger ---------------------------------------------------------------------------
 

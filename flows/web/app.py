@@ -1,0 +1,376 @@
+"""The subscriber-facing web app: preferences with a live preview, unsubscribe, double opt-in.
+
+Every page is reached through a signed link (see :mod:`flows.links`), never a login.
+Every edit goes through :mod:`flows.subscribers`, the code the CLI uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from flows.links import TokenError, make_token, read_confirm_token, read_token, secret_key
+from flows.render import safe_url
+from flows.settings import Settings
+from flows.store import StoreError
+from flows.subscribers import (
+    Subscriber,
+    SubscriberError,
+    SubscriberLocked,
+    SubscriberNotFound,
+    find,
+    modify,
+    set_active,
+)
+from flows.web import forms
+from flows.web.preview import CorpusCache, Preview, preview
+from flows.web.security import (
+    BodyLimit,
+    CsrfError,
+    SecurityHeaders,
+    check_csrf,
+    check_same_origin,
+    csrf_token,
+)
+from flows.web.signup import CONFIRM_HOURS, RateLimit, claim, confirm, send_confirmation
+
+log = logging.getLogger(__name__)
+
+WEB_TEMPLATES = "web"  # folder under settings.templates_dir
+STATIC_FILES = {"web.css": "text/css; charset=utf-8", "preferences.js": "text/javascript; charset=utf-8"}
+MAX_TOKEN = 12_000  # characters; a confirm token with 50 long keywords is about 7 000
+MAX_FIELDS = 20
+MAX_PART = 16 * 1024
+SUBSCRIBE_FORM = "subscribe-form"  # what the sign-up form's CSRF token is bound to
+
+T = TypeVar("T")
+
+
+class Site:
+    """What every route shares: settings, signing key, templates, the preview's papers."""
+
+    def __init__(self, settings: Settings, rate_limit: RateLimit) -> None:
+        self.settings = settings
+        self.key = secret_key(settings)
+        self.templates = Path(settings.templates_dir) / WEB_TEMPLATES
+        self.env = web_environment(self.templates)
+        self.cache = CorpusCache(settings)
+        self.rate_limit = rate_limit
+        self.root = urlsplit(settings.public_base_url).path.rstrip("/")  # served under a prefix?
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.settings.subscribers_dir)
+
+    def today(self) -> date:
+        return datetime.now(ZoneInfo(self.settings.timezone)).date()
+
+    def page(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        html = self.env.get_template(template).render(root=self.root, **context)
+        return HTMLResponse(html, status_code=status)
+
+    def email_for(self, token: str, purpose: str) -> str:
+        if len(token) > MAX_TOKEN:
+            raise TokenError("this link is not valid")
+        email = read_token(self.key, token, purpose)
+        if not isinstance(email, str):
+            raise TokenError("this link is not valid")
+        return email
+
+    async def form(self, request: Request, bound_to: str) -> dict[str, str]:
+        """The posted fields, after the cross-site checks (CsrfError if they fail)."""
+        fields = await read_form(request)
+        check_same_origin(request, self.settings.public_base_url)
+        check_csrf(self.key, bound_to, fields.get("csrf"))
+        return fields
+
+
+def web_environment(directory: Path) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(directory),
+        autoescape=select_autoescape(enabled_extensions=("html.j2", "html"),
+                                     disabled_extensions=("txt.j2",), default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["safe_url"] = safe_url  # paper links come from the sources: http(s) only
+    return env
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    form = await request.form(max_files=0, max_fields=MAX_FIELDS, max_part_size=MAX_PART)
+    return {name: value for name, value in form.items() if isinstance(value, str)}
+
+
+async def blocking(function: Callable[..., T], *args: Any) -> T:
+    """File and database work off the event loop."""
+    return await run_in_threadpool(function, *args)
+
+
+def edit_refused(exc: SubscriberError) -> forms.FormError:
+    """The library refused an edit the form had accepted (the file changed meanwhile):
+    tell the subscriber why. A missing subscriber or a held lock is not theirs to fix."""
+    if isinstance(exc, (SubscriberNotFound, SubscriberLocked)):
+        raise exc
+    detail = getattr(exc, "detail", None)
+    return forms.FormError(detail.field, detail.message) if detail else forms.FormError("", str(exc))
+
+
+def create_app(settings: Settings, *, rate_limit: RateLimit | None = None) -> FastAPI:
+    """The web app for these settings (nothing global: two apps can live side by side)."""
+    site = Site(settings, rate_limit or RateLimit())
+    app = FastAPI(title="Paperboy", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.site = site
+    _error_handlers(app, site)
+    _preference_routes(app, site)
+    _unsubscribe_routes(app, site)
+    _signup_routes(app, site)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> Response:
+        return RedirectResponse(f"{site.root}/subscribe", status_code=303)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def health() -> Response:
+        return Response("ok", media_type="text/plain")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)  # browsers ask on every page; there is no icon
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        if name not in STATIC_FILES:
+            raise StarletteHTTPException(404)
+        return FileResponse(site.templates / name, media_type=STATIC_FILES[name],
+                            headers={"Cache-Control": "public, max-age=3600"})
+
+    # The last one added runs outermost: the body limit's 413 gets the security headers too.
+    app.add_middleware(BodyLimit)
+    app.add_middleware(SecurityHeaders, hsts=settings.public_base_url.startswith("https://"))
+    return app
+
+
+def _error_handlers(app: FastAPI, site: Site) -> None:
+    def problem(status: int, title: str, message: str) -> HTMLResponse:
+        return site.page("message.html.j2", status, title=title, message=message, link=None)
+
+    @app.exception_handler(TokenError)
+    async def bad_token(request: Request, exc: TokenError) -> Response:
+        return problem(403, "This link does not work", f"Sorry, {exc}.")
+
+    @app.exception_handler(CsrfError)
+    async def cross_site(request: Request, exc: CsrfError) -> Response:
+        return problem(403, "Form not accepted", f"Nothing was changed: {exc}.")
+
+    @app.exception_handler(SubscriberNotFound)
+    async def not_found(request: Request, exc: SubscriberNotFound) -> Response:
+        return problem(404, "No subscription", "There is no subscription for this link any more. "
+                       "You can sign up again from the subscribe page.")
+
+    @app.exception_handler(SubscriberLocked)
+    async def busy(request: Request, exc: SubscriberLocked) -> Response:
+        return problem(503, "Busy", "Your preferences are being saved elsewhere; try again in a moment.")
+
+    @app.exception_handler(SubscriberError)
+    async def broken(request: Request, exc: SubscriberError) -> Response:
+        log.error("web: subscriber file problem: %s", exc)  # the operator's log names the file
+        return problem(409, "Cannot edit this subscription",
+                       "Your subscription file needs the operator's attention; nothing was changed.")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        titles = {404: "Not found", 405: "Not allowed", 400: "Bad request"}
+        return problem(exc.status_code, titles.get(exc.status_code, "Error"),
+                       "That page does not exist." if exc.status_code == 404 else str(exc.detail))
+
+
+# -- preferences ------------------------------------------------------------------------------
+
+
+def _preference_routes(app: FastAPI, site: Site) -> None:
+    def page(token: str, subscriber: Subscriber, values: dict[str, Any], status: int = 200, *,
+             shown: Preview | None = None, error: forms.FormError | None = None,
+             saved: bool = False) -> HTMLResponse:
+        return site.page(
+            "preferences.html.j2", status, subscriber=subscriber, values=values, error=error,
+            saved=saved, preview=shown, token=token, csrf=csrf_token(site.key, token),
+            unsubscribe_url=f"{site.root}/unsubscribe/{make_token(site.key, subscriber.email, 'unsubscribe')}",
+            weekdays=forms.WEEKDAYS,
+        )
+
+    async def first_preview(subscriber: Subscriber) -> Preview | None:
+        """The preview rendered into the page itself; the page works without it."""
+        try:
+            return await blocking(preview, subscriber, site.cache, site.today(), site.key)
+        except StoreError as exc:
+            log.warning("web: no preview, the database cannot be read: %s", exc)
+            return None
+
+    def raw_values(fields: dict[str, str]) -> dict[str, Any]:
+        values = {name: fields.get(name, "") for name in forms.LABELS}
+        values["include_trending"] = fields.get("include_trending") in ("on", "true", "1")
+        return values
+
+    @app.get("/preferences/{token}", response_class=HTMLResponse)
+    async def show(token: str) -> Response:
+        email = site.email_for(token, "prefs")
+        _, subscriber = await blocking(find, site.directory, email)
+        shown = await first_preview(subscriber)
+        return page(token, subscriber, forms.Preferences.of(subscriber).as_form(), shown=shown)
+
+    @app.post("/preferences/{token}", response_class=HTMLResponse)
+    async def save(token: str, request: Request) -> Response:
+        email = site.email_for(token, "prefs")
+        fields = await site.form(request, token)
+        _, current = await blocking(find, site.directory, email)
+        try:
+            wanted = forms.parse_preferences(fields)
+            forms.apply(current, wanted)  # validate before touching the file
+            saved = await blocking(modify, site.directory, email,
+                                   lambda now: forms.changes(now, wanted))
+        except forms.FormError as exc:
+            return page(token, current, raw_values(fields), 422, error=exc)
+        except SubscriberError as exc:
+            return page(token, current, raw_values(fields), 422, error=edit_refused(exc))
+        log.info("web: preferences saved for %s", saved.email)
+        shown = await first_preview(saved)
+        return page(token, saved, forms.Preferences.of(saved).as_form(), shown=shown, saved=True)
+
+    @app.post("/preferences/{token}/preview")
+    async def live_preview(token: str, request: Request) -> Response:
+        email = site.email_for(token, "prefs")
+        fields = await site.form(request, token)
+        _, current = await blocking(find, site.directory, email)
+        try:
+            candidate = forms.apply(current, forms.parse_preferences(fields))
+        except forms.FormError as exc:
+            return JSONResponse({"ok": False, "error": str(exc), "field": exc.field}, 422)
+        shown = await blocking(preview, candidate, site.cache, site.today(), site.key)
+        html = site.env.get_template("preview.html.j2").render(preview=shown, root=site.root)
+        return JSONResponse({"ok": True, "summary": shown.summary, "html": html,
+                             "count": len(shown.papers)})
+
+
+# -- unsubscribe ------------------------------------------------------------------------------
+
+
+def _unsubscribe_routes(app: FastAPI, site: Site) -> None:
+    def page(token: str, email: str, state: str, status: int = 200, message: str = "",
+             name: str = "") -> HTMLResponse:
+        prefs = f"{site.root}/preferences/{make_token(site.key, email, 'prefs')}"
+        return site.page("unsubscribe.html.j2", status, email=email, name=name, state=state,
+                         token=token, csrf=csrf_token(site.key, token), preferences_url=prefs,
+                         message=message)
+
+    @app.get("/unsubscribe/{token}", response_class=HTMLResponse)
+    async def ask(token: str) -> Response:
+        # Mail scanners fetch every link in a message: a GET only asks.
+        email = site.email_for(token, "unsubscribe")
+        try:
+            _, subscriber = await blocking(find, site.directory, email)
+        except SubscriberNotFound:
+            return page(token, email, "gone")
+        return page(token, email, "ask" if subscriber.active else "done", name=subscriber.display_name)
+
+    @app.post("/unsubscribe/{token}", response_class=HTMLResponse)
+    async def unsubscribe(token: str, request: Request) -> Response:
+        email = site.email_for(token, "unsubscribe")
+        fields = await read_form(request)
+        one_click = fields.get("List-Unsubscribe") == "One-Click"  # RFC 8058, from a mail provider
+        if not one_click:
+            check_same_origin(request, site.settings.public_base_url)
+            check_csrf(site.key, token, fields.get("csrf"))
+        try:
+            await blocking(set_active, site.directory, email, False)
+        except SubscriberNotFound:
+            return page(token, email, "gone")
+        log.info("web: unsubscribed %s%s", email, " (one-click)" if one_click else "")
+        return page(token, email, "done")
+
+    @app.post("/resubscribe/{token}", response_class=HTMLResponse)
+    async def resubscribe(token: str, request: Request) -> Response:
+        email = site.email_for(token, "unsubscribe")
+        await site.form(request, token)
+        try:
+            await blocking(set_active, site.directory, email, True)
+        except SubscriberNotFound:
+            return page(token, email, "gone")
+        except SubscriberError as exc:  # e.g. no keywords left: the model refuses an active file
+            return page(token, email, "done", 422, message=edit_refused(exc).message)
+        log.info("web: resubscribed %s", email)
+        return page(token, email, "back")
+
+
+# -- sign-up (double opt-in) ------------------------------------------------------------------
+
+
+def _signup_routes(app: FastAPI, site: Site) -> None:
+    def form_page(values: dict[str, str], status: int = 200, *, error: forms.FormError | None = None,
+                  sent_to: str = "") -> HTMLResponse:
+        return site.page("subscribe.html.j2", status, values=values, error=error, sent_to=sent_to,
+                         csrf=csrf_token(site.key, SUBSCRIBE_FORM), hours=CONFIRM_HOURS)
+
+    @app.get("/subscribe", response_class=HTMLResponse)
+    async def subscribe_form() -> Response:
+        return form_page({"email": "", "keywords": ""})
+
+    @app.post("/subscribe", response_class=HTMLResponse)
+    async def subscribe(request: Request, background: BackgroundTasks) -> Response:
+        fields = await site.form(request, SUBSCRIBE_FORM)
+        values = {"email": fields.get("email", "")[:forms.MAX_EMAIL_CHARS],
+                  "keywords": fields.get("keywords", "")[:forms.MAX_LIST_CHARS]}
+        try:
+            email = forms.text_field(fields, "email", forms.MAX_EMAIL_CHARS).strip()
+            keywords = forms.keyword_list(forms.text_field(fields, "keywords"))
+            wanted = forms.validated({"email": email, "keywords": keywords})
+        except forms.FormError as exc:
+            return form_page(values, 422, error=exc)
+        # The same answer whether mailed, rate-limited or already subscribed: the page
+        # must not tell a stranger anything about an address.
+        if await blocking(claim, site.settings, site.key, wanted.email, site.rate_limit):
+            background.add_task(send_confirmation, site.env, site.settings, site.key,
+                                wanted.email, list(wanted.keywords))
+        else:
+            log.info("web: sign-up for %s rate-limited", wanted.email)
+        return form_page({"email": "", "keywords": ""}, sent_to=wanted.email)
+
+    def confirm_page(token: str, email: str, keywords: list[str], state: str,
+                     status: int = 200, error: forms.FormError | None = None) -> HTMLResponse:
+        prefs = f"{site.root}/preferences/{make_token(site.key, email, 'prefs')}"
+        return site.page("confirm.html.j2", status, email=email, keywords=keywords, state=state, token=token,
+                         csrf=csrf_token(site.key, token), error=error, preferences_url=prefs)
+
+    def read(token: str) -> tuple[str, list[str]]:
+        if len(token) > MAX_TOKEN:
+            raise TokenError("this link is not valid")
+        return read_confirm_token(site.key, token)
+
+    @app.get("/confirm/{token}", response_class=HTMLResponse)
+    async def ask_confirm(token: str) -> Response:
+        email, keywords = read(token)
+        return confirm_page(token, email, keywords, "ask")
+
+    @app.post("/confirm/{token}", response_class=HTMLResponse)
+    async def do_confirm(token: str, request: Request) -> Response:
+        email, keywords = read(token)
+        await site.form(request, token)
+        try:
+            wanted = forms.validated({"email": email, "keywords": keywords})
+        except forms.FormError as exc:  # the keyword rules changed since the sign-up
+            return confirm_page(token, email, keywords, "ask", 422, error=exc)
+        how = await blocking(confirm, site.directory, wanted.email, list(wanted.keywords))
+        log.info("web: sign-up confirmed for %s (%s)", wanted.email, how)
+        return confirm_page(token, wanted.email, list(wanted.keywords), how)

@@ -1,0 +1,129 @@
+"""Form fields → subscriber values, validated by the same model as the files and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from flows.subscribers import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, WEEKDAYS, Subscriber
+from flows.subscribers_cli import KeywordSyntaxError, split_keywords
+
+# A textarea holding MAX_KEYWORDS keywords of the longest kind, with separators, and no more.
+MAX_LIST_CHARS = MAX_KEYWORDS * (MAX_KEYWORD_LENGTH + 3)
+MAX_EMAIL_CHARS = 254  # RFC 5321's limit on a forward path
+LABELS = {
+    "email": "Email", "keywords": "Keywords", "exclude": "Leave out",
+    "max_papers": "Papers per digest", "frequency": "Frequency", "weekday": "Weekday",
+    "include_trending": "Also trending",
+}
+
+
+class FormError(ValueError):
+    """A form value cannot be used; says which field and how to fix it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{LABELS.get(field, field)}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """The values the preferences form edits."""
+
+    keywords: list[str]
+    exclude: list[str]
+    max_papers: int
+    frequency: str
+    weekday: str
+    include_trending: bool
+
+    @classmethod
+    def of(cls, subscriber: Subscriber) -> "Preferences":
+        return cls(list(subscriber.keywords), list(subscriber.exclude), subscriber.max_papers,
+                   subscriber.frequency, subscriber.weekday, subscriber.include_trending)
+
+    def as_form(self) -> dict[str, Any]:
+        """The values as the form shows them: one keyword per line."""
+        return {**asdict(self), "keywords": "\n".join(self.keywords), "exclude": "\n".join(self.exclude)}
+
+
+def keyword_list(text: str, field: str = "keywords") -> list[str]:
+    """One keyword per line, or commas between them; commas inside "quoted phrases" stay."""
+    if len(text) > MAX_LIST_CHARS:
+        raise FormError(field, f"too long; at most {MAX_KEYWORDS} keywords of up to "
+                               f"{MAX_KEYWORD_LENGTH} characters each")
+    items: list[str] = []
+    for line in text.splitlines():
+        try:
+            items += split_keywords(line)
+        except KeywordSyntaxError:
+            raise FormError(field, f"{line.strip()[:60]!r} has an unbalanced double quote; "
+                                   "close the quoted phrase") from None
+    if len(items) > MAX_KEYWORDS:
+        raise FormError(field, f"{len(items)} keywords is too many; keep at most {MAX_KEYWORDS}")
+    return items
+
+
+def text_field(form: Mapping[str, Any], name: str, limit: int = MAX_LIST_CHARS) -> str:
+    value = form.get(name, "")
+    if not isinstance(value, str):  # an uploaded file where text belongs
+        raise FormError(name, "must be text")
+    if len(value) > limit:
+        raise FormError(name, f"is longer than {limit} characters")
+    return value
+
+
+def parse_preferences(form: Mapping[str, Any]) -> Preferences:
+    """The form's values, shaped but not yet validated against the model."""
+    frequency = text_field(form, "frequency", 10) or "daily"
+    weekday = text_field(form, "weekday", 10) or "monday"
+    raw_max = text_field(form, "max_papers", 10).strip() or "20"
+    if not raw_max.isdigit():
+        raise FormError("max_papers", "use a whole number from 1 to 100")
+    return Preferences(
+        keywords=keyword_list(text_field(form, "keywords"), "keywords"),
+        exclude=keyword_list(text_field(form, "exclude"), "exclude"),
+        max_papers=int(raw_max),
+        frequency=frequency,
+        weekday=weekday,
+        include_trending=text_field(form, "include_trending", 10) in ("on", "true", "1"),
+    )
+
+
+def apply(subscriber: Subscriber, preferences: Preferences) -> Subscriber:
+    """The subscriber as these preferences would make them; FormError naming field and keyword."""
+    return validated({**subscriber.model_dump(), **asdict(preferences)})
+
+
+def validated(values: Mapping[str, Any]) -> Subscriber:
+    try:
+        return Subscriber.model_validate(dict(values))
+    except ValidationError as exc:
+        raise form_error(exc) from None
+
+
+def form_error(exc: ValidationError) -> FormError:
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "too_long" and field in ("keywords", "exclude"):
+        message = f"too many; keep at most {MAX_KEYWORDS}"
+    elif first["type"] in ("less_than_equal", "greater_than_equal"):
+        message = "use a whole number from 1 to 100"
+    elif first["type"] == "literal_error" and field == "weekday":
+        message = f"choose one of {', '.join(WEEKDAYS)}"
+    elif first["type"] == "literal_error":
+        message = "choose daily or weekly"
+    elif not field and "keyword" in message:  # the model's own rule, worded for YAML
+        field, message = "keywords", "add at least one keyword, or tick “Also trending”"
+    return FormError(field, message)
+
+
+def changes(current: Subscriber, preferences: Preferences) -> dict[str, Any]:
+    """Only the fields that differ, so the file keeps every untouched line as it was."""
+    return {name: value for name, value in asdict(preferences).items()
+            if getattr(current, name) != value}

@@ -1,0 +1,222 @@
+"""From a digest actually delivered to the test SMTP server to a changed YAML file, in a real browser.
+
+The web app runs under uvicorn on a free loopback port; the digests come from the real
+pipeline (``run_batch``: rank → render → deliver over SMTP), so the links a subscriber
+clicks are the ones the renderer put in their message. Chromium is the Debian package,
+driven by playwright's Python package (no browser download).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from flows.models import Paper
+from flows.pipeline import BatchReport, Corpus, run_batch
+from flows.render import Renderer
+from flows.settings import Settings
+from flows.store import Store
+from flows.subscribers import find, load_all
+from flows.web import create_app
+from tests.support.corpus import seed_papers
+from tests.support.smtp import settings_for
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Day one has the reinforcement-learning papers; day two the reward-model and curriculum ones.
+DAY_ONE = {"2506.10001", "2506.10002", "2506.10003", "2506.10005", "2506.10006", "2506.10011"}
+ADA = """\
+# Ada reads about RL; she tunes her keywords from the digest.
+email: ada@example.org
+name: Ada Lovelace
+keywords:
+  - reinforcement learning   # her first interest
+max_papers: 10
+"""
+BOB = "email: bob@example.org\nname: Bob\nkeywords: [curriculum learning]\n"
+
+
+def listed_on(day: date, ids: set[str] | None = None, exclude: set[str] = frozenset()) -> list[Paper]:
+    return [
+        Paper(id=p["id"], title=p["title"], abstract=p["abstract"], listed=day, upvotes=p["upvotes"],
+              url=f"https://huggingface.co/papers/{p['id']}", source="huggingface",
+              authors=("Ada Author", "Bo Author"))
+        for p in seed_papers()
+        if (ids is None or p["id"] in ids) and p["id"] not in exclude
+    ]
+
+
+class LiveServer:
+    """uvicorn serving create_app(settings) on 127.0.0.1 in a thread."""
+
+    def __init__(self, sock: socket.socket, settings: Settings) -> None:
+        config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def site(smtp_server, tmp_path) -> Iterator[tuple[Settings, Path]]:
+    """Settings whose public URL is a live server's, with Ada and Bob subscribed."""
+    folder = tmp_path / "subscribers"
+    folder.mkdir()
+    (folder / "ada.yaml").write_text(ADA, encoding="utf-8")
+    (folder / "bob.yaml").write_text(BOB, encoding="utf-8")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    settings = settings_for(smtp_server, tmp_path, subscribers_dir=folder, secret_key="browser-test-key",
+                            public_base_url=f"http://127.0.0.1:{sock.getsockname()[1]}")
+    with LiveServer(sock, settings):
+        yield settings, folder
+    sock.close()
+
+
+def run_digests(settings: Settings, day: date, new_papers: list[Paper]) -> BatchReport:
+    """One daily run, as the flow does it, without Prefect: store → rank → render → send."""
+    subscribers, errors = load_all(settings.subscribers_dir)
+    assert not errors
+    with Store(settings.db_path) as store:
+        store.upsert_papers(new_papers)
+        corpus = Corpus.load(store, settings, day)
+        renderer = Renderer(settings.templates_dir, settings=settings)
+        return run_batch(subscribers, store=store, corpus=corpus, renderer=renderer, settings=settings)
+
+
+def run_digests_beside(*args: object) -> BatchReport:
+    """`run_digests` on another thread: playwright's sync API keeps an event loop running on
+    this one, and delivery starts its own with asyncio.run."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run_digests, *args).result()
+
+
+def html_of(message: EmailMessage) -> str:
+    return message.get_body(("html",)).get_content()
+
+
+def link(message: EmailMessage, path: str) -> str:
+    return re.search(rf'href="(http://127\.0\.0\.1:\d+/{path}/[^"]+)"', html_of(message)).group(1)
+
+
+def mail_to(smtp_server, email: str) -> list[EmailMessage]:
+    return [r.message for r in smtp_server.received if email in r.rcpt_tos]
+
+
+def launch_chromium(playwright, profile: Path):
+    if not (shutil.which(CHROMIUM) or Path(CHROMIUM).exists()):
+        reason = f"headless Chromium is not installed ({CHROMIUM}, Debian package 'chromium')"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    # headless=False: the headless mode is chosen by --headless=new in the arguments
+    return playwright.chromium.launch_persistent_context(
+        str(profile), executable_path=CHROMIUM, headless=False, args=CHROMIUM_ARGS,
+    )
+
+
+@pytest.mark.browser
+def test_a_subscriber_tunes_keywords_and_unsubscribes_from_a_received_digest(site, smtp_server, tmp_path):
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("playwright's Python package is not installed")
+    settings, folder = site
+    today = datetime.now(UTC).date()  # the app's "today" (settings.timezone is UTC)
+    yesterday = today - timedelta(days=1)
+
+    first = run_digests(settings, yesterday, listed_on(yesterday, DAY_ONE))
+    assert first.sent == 1  # Ada; nothing matched Bob yet
+    (digest,) = mail_to(smtp_server, "ada@example.org")
+    assert "Value Gradient weighted Model-Based" in html_of(digest)
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright, tmp_path / "chromium-profile")
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+
+        page.goto(link(digest, "preferences"))
+        expect(page.locator("h1")).to_contain_text("Ada Lovelace")
+        results = page.locator("#preview-results")
+        expect(results).to_contain_text("Value Gradient weighted Model-Based")
+        page.fill("#keywords", "reward model")
+        # the debounced fetch replaces the list while nothing is saved yet
+        expect(results).to_contain_text("RewardAnything", timeout=5000)
+        expect(results).not_to_contain_text("Value Gradient weighted")
+        expect(page.locator("#preview-results mark").first).to_have_text(re.compile("reward model", re.I))
+        assert find(folder, "ada@example.org")[1].keywords == ["reinforcement learning"]
+
+        page.click("button[type=submit]")
+        expect(page.locator("#saved")).to_contain_text("Saved")
+        text = (folder / "ada.yaml").read_text()
+        assert "  - reward model" in text and "# Ada reads about RL" in text
+        assert find(folder, "ada@example.org")[1].keywords == ["reward model"]
+
+        second = run_digests_beside(settings, today, listed_on(today, exclude=DAY_ONE))
+        assert second.sent == 2  # Ada and, now that curriculum papers arrived, Bob
+        latest = mail_to(smtp_server, "ada@example.org")[-1]
+        html = html_of(latest)
+        assert "Tool-Augmented Reward Modeling" in html and "RewardAnything" in html
+        assert "Model-Based Transfer Learning for Contextual Reinforcement Learning" not in html
+
+        page.goto(link(latest, "unsubscribe"))
+        assert find(folder, "ada@example.org")[1].active  # opening the link changed nothing
+        page.click("#confirm-unsubscribe")
+        expect(page.locator("h1")).to_have_text("You are unsubscribed")
+        assert errors == []  # no CSP violation or script error along the way
+        browser.close()
+
+    assert "active: false" in (folder / "ada.yaml").read_text()
+    received = len(smtp_server.received)
+    tomorrow = today + timedelta(days=1)
+    reward_paper = next(p for p in listed_on(tomorrow) if p.id == "2506.10007")
+    third = run_digests(settings, tomorrow, [replace(reward_paper, id="2506.20007")])  # would match Ada
+    assert third.not_due == 1 and third.sent == 0
+    assert len(smtp_server.received) == received
+
+
+def test_the_digest_list_unsubscribe_url_works_with_a_plain_one_click_post(site, smtp_server):
+    settings, folder = site
+    today = datetime.now(UTC).date()
+    assert run_digests(settings, today, listed_on(today)).sent == 2
+    (digest,) = mail_to(smtp_server, "bob@example.org")
+    assert digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = re.search(r"<(http://[^>]+/unsubscribe/[^>]+)>", digest["List-Unsubscribe"]).group(1)
+
+    response = httpx.post(url, data={"List-Unsubscribe": "One-Click"}, timeout=5)  # as a mail provider does
+    assert response.status_code == 200
+    assert not find(folder, "bob@example.org")[1].active
+    assert find(folder, "ada@example.org")[1].active
+    tomorrow = today + timedelta(days=1)
+    climb = next(p for p in listed_on(tomorrow) if p.id == "2506.10010")
+    report = run_digests(settings, tomorrow, [replace(climb, id="2506.20010")])  # would match Bob
+    assert report.not_due == 1
+    assert len(mail_to(smtp_server, "bob@example.org")) == 1
