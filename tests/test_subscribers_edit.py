@@ -259,13 +259,14 @@ def append_keywords(directory: str, prefix: str, count: int) -> None:
 
 
 def test_concurrent_edits_from_two_processes_are_all_kept(folder):
-    context = multiprocessing.get_context("fork")
+    # spawn, not fork: the test process has threads (servers, Prefect), and forking those is unsafe
+    context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=append_keywords, args=(str(folder), prefix, 20))
                for prefix in ("alpha", "beta")]
     for worker in workers:
         worker.start()
     for worker in workers:
-        worker.join(timeout=30)
+        worker.join(timeout=60)
     assert [w.exitcode for w in workers] == [0, 0]
     keywords = load_file(folder / "lovelace.yaml").keywords
     expected = {f"{p}{n}" for p in ("alpha", "beta") for n in range(20)}
