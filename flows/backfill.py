@@ -9,8 +9,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from flows.daily import batches, load_subscribers, send_batch, today_in
-from flows.pipeline import BatchReport, Corpus, FetchReport, fetch_backfill, missing_dates
+from flows.daily import ConfiguredTaskRunner, load_subscribers, send_batches, today_in
+from flows.pipeline import Corpus, FetchReport, fetch_backfill, missing_dates
 from flows.progress import DateProgress
 from flows.report import BackfillSummary
 from flows.settings import Settings
@@ -46,7 +46,7 @@ def fetch_range(settings: Settings, source_name: str, start: date, end: date, re
             progress.close()
 
 
-@flow(name="backfill")
+@flow(name="backfill", task_runner=ConfiguredTaskRunner())
 def backfill(start: date, end: date, source: str | None = None, send: bool = False,
              refresh: bool = False) -> dict:
     """Index the listings of [start, end]; with send, mail each subscriber one catch-up digest."""
@@ -60,9 +60,7 @@ def backfill(start: date, end: date, source: str | None = None, send: bool = Fal
         subscribers, errors = load_subscribers(settings, None)
         with Store(settings.db_path) as store:
             corpus = Corpus.for_range(store, settings, start, end)
-        sent = BatchReport()
-        for batch in batches(subscribers, settings.batch_size):
-            sent.merge(send_batch(settings, batch, corpus, False))
+        sent = send_batches(settings, subscribers, corpus, dry_run=False)
     summary = BackfillSummary(start=start, end=end, fetch=fetched, batch=sent)
     create_markdown_artifact(markdown=summary.markdown(), key="backfill-summary",
                              description=f"Paperboy backfill {start} → {end}")

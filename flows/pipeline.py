@@ -2,11 +2,25 @@
 
 The Prefect flows (``daily.py``, ``backfill.py``) wrap these in tasks; tests and
 the benchmark call them directly. Nothing here imports Prefect.
+
+Sending one batch is split at the database boundary, so a batch can run in a process
+that never opens SQLite (a Dask worker):
+
+* `plan_batch` (the flow's process, reads the ledger): who in the batch is due and not
+  finished, and which candidates each was already sent; a picklable `BatchPlan`.
+* `send_planned` (anywhere, no database): rank, render, deliver, and hand every
+  `Outcome` to a callback the moment it is known.
+* `run_batch` = both, in this process, with the callback writing the ledger.
+* `send_detached` = `send_planned` collecting the outcomes into a `BatchResult` for
+  the flow's process to record (`BatchAborted` carries them when the batch stops early).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -166,6 +180,7 @@ class BatchReport:
     failed: dict[str, str] = field(default_factory=dict)  # email -> reason
     deferred: dict[str, str] = field(default_factory=dict)
     previews: dict[str, int] = field(default_factory=dict)  # dry run: email -> paper count
+    workers: list[str] = field(default_factory=list)  # "host:pid" that ranked, rendered and sent
 
     def merge(self, other: "BatchReport") -> "BatchReport":
         for name in ("considered", "sent", "skipped", "already", "not_due"):
@@ -173,6 +188,7 @@ class BatchReport:
         self.failed.update(other.failed)
         self.deferred.update(other.deferred)
         self.previews.update(other.previews)
+        self.workers += [w for w in other.workers if w not in self.workers]
         return self
 
     def count(self, outcome: Outcome) -> None:
@@ -197,6 +213,19 @@ def window_days(subscriber: Subscriber, settings: Settings) -> int:
     return max(7, settings.recency_days) if subscriber.frequency == "weekly" else settings.recency_days
 
 
+_WORKER_INDEXES: dict[str, dict[int, PaperIndex]] = {}  # corpus token -> its indexes here
+
+
+def _shared_indexes(token: str) -> dict[int, PaperIndex]:
+    """This process's indexes of a shipped corpus; only the two latest corpora are kept, so a
+    long-lived worker does not accumulate every day's."""
+    if token not in _WORKER_INDEXES:
+        while len(_WORKER_INDEXES) >= 2:
+            del _WORKER_INDEXES[next(iter(_WORKER_INDEXES))]
+        _WORKER_INDEXES[token] = {}
+    return _WORKER_INDEXES[token]
+
+
 class Corpus:
     """The candidate papers of one run, loaded once and indexed once per window length
     (daily, weekly). Holds no database handle, so batch tasks on other threads or
@@ -208,7 +237,18 @@ class Corpus:
         # A fixed window makes a catch-up digest: every active subscriber, the whole range.
         self.window = window
         self.acronyms = load_acronyms(settings.acronyms_file)
+        self.token = uuid.uuid4().hex  # names this corpus in other processes
         self._indexes: dict[int, PaperIndex] = {}
+
+    def __getstate__(self) -> dict:
+        # Shipped to Dask workers: the papers, not the indexes (three times their size).
+        return {**self.__dict__, "_indexes": {}}
+
+    def __setstate__(self, state: dict) -> None:
+        # Every batch brings a worker a fresh copy of the same corpus: the copies share
+        # one set of indexes per process, so each is built once per worker, not per batch.
+        self.__dict__.update(state)
+        self._indexes = _shared_indexes(self.token)
 
     @classmethod
     def load(cls, store: Store, settings: Settings, digest_date: date, days: int | None = None) -> "Corpus":
@@ -271,6 +311,24 @@ def plan(subscribers: Sequence[Subscriber], store: Store, digest_date: date,
     return todo
 
 
+@dataclass
+class BatchPlan:
+    """One batch as the ledger saw it before sending: everything the sending side needs
+    from the database, so it never opens it."""
+
+    todo: list[Subscriber]
+    seen: dict[str, set[str]]  # email -> candidate ids already delivered to them
+    report: BatchReport  # what planning counted: considered, not due, already final
+
+
+def plan_batch(subscribers: Sequence[Subscriber], store: Store, corpus: Corpus) -> BatchPlan:
+    """Read the ledger for one batch: who is due and not finished, and what each has seen."""
+    report = BatchReport()
+    todo = plan(subscribers, store, corpus.digest_date, report, catch_up=corpus.catch_up)
+    seen = store.delivered_ids([s.email for s in todo], corpus.paper_ids()) if todo else {}
+    return BatchPlan(todo, seen, report)
+
+
 def outgoing(todo: Sequence[Subscriber], corpus: Corpus, renderer: Renderer, settings: Settings,
              seen: dict[str, set[str]], on_skip: Callable[[Outcome], None]) -> Iterator[Outgoing]:
     """Lazily rank and render one message at a time, so sending overlaps with it and
@@ -287,25 +345,87 @@ def outgoing(todo: Sequence[Subscriber], corpus: Corpus, renderer: Renderer, set
         yield Outgoing(subscriber.email, corpus.digest_date, message, digest_paper_ids(digest))
 
 
-def run_batch(subscribers: Sequence[Subscriber], *, store: Store, corpus: Corpus,
-              renderer: Renderer, settings: Settings, dry_run: bool = False,
-              progress: Callable[[int], None] | None = None) -> BatchReport:
-    """Diff, rank, render and send one batch; every outcome is in the ledger when it returns."""
-    report = BatchReport()
-    todo = plan(subscribers, store, corpus.digest_date, report, catch_up=corpus.catch_up)
-    if not todo:
+_RENDERERS: dict[tuple, Renderer] = {}
+
+
+def renderer_for(settings: Settings) -> Renderer:
+    """Building a renderer inlines the CSS into the template once: keep one per process
+    (the flow's, or each Dask worker's)."""
+    key = (str(settings.templates_dir), settings.mail_from, settings.list_id, settings.public_base_url)
+    if key not in _RENDERERS:
+        _RENDERERS[key] = Renderer(settings.templates_dir, settings=settings)
+    return _RENDERERS[key]
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def send_planned(plan: BatchPlan, corpus: Corpus, settings: Settings,
+                 on_outcome: Callable[[Outcome], None], *, renderer: Renderer | None = None,
+                 dry_run: bool = False, progress: Callable[[int], None] | None = None) -> BatchReport:
+    """Rank, render and send one planned batch, handing each outcome to `on_outcome` as soon
+    as it is known (a dry run hands over none). Opens no database."""
+    report = BatchReport(workers=[worker_id()]).merge(plan.report)
+    if not plan.todo:
         return report
-    seen = store.delivered_ids([s.email for s in todo], corpus.paper_ids())
 
     def record(outcome: Outcome) -> None:
         if not dry_run:
-            store.record_outcome(outcome)
+            on_outcome(outcome)
         report.count(outcome)
 
-    items = outgoing(todo, corpus, renderer, settings, seen, on_skip=record)
+    items = outgoing(plan.todo, corpus, renderer or renderer_for(settings), settings, plan.seen,
+                     on_skip=record)
     if dry_run:
         for item in items:
             report.previews[item.subscriber] = len(item.paper_ids)
         return report
     deliver_sync(items, settings, on_outcome=record, progress=progress)
     return report
+
+
+def run_batch(subscribers: Sequence[Subscriber], *, store: Store, corpus: Corpus,
+              renderer: Renderer, settings: Settings, dry_run: bool = False,
+              progress: Callable[[int], None] | None = None) -> BatchReport:
+    """Diff, rank, render and send one batch; every outcome is in the ledger when it returns,
+    each written the moment the server accepted (or refused) its message."""
+    return send_planned(plan_batch(subscribers, store, corpus), corpus, settings,
+                        store.record_outcome, renderer=renderer, dry_run=dry_run, progress=progress)
+
+
+@dataclass
+class BatchResult:
+    """A batch sent away from the ledger: its counts and the outcomes still to record."""
+
+    report: BatchReport
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+class BatchAborted(Exception):
+    """A batch sent away from the ledger stopped part-way; carries the outcomes it reached."""
+
+    def __init__(self, reason: str, outcomes: list[Outcome]):
+        super().__init__(reason, outcomes)  # both in args, so it pickles back from a worker
+        self.reason, self.outcomes = reason, outcomes
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def send_detached(plan: BatchPlan, corpus: Corpus, settings: Settings,
+                  dry_run: bool = False) -> BatchResult:
+    """`send_planned` for a process that must not write the ledger (a Dask worker): the
+    outcomes come back to the caller, also when the batch stops part-way, so every digest
+    the server accepted still reaches the ledger."""
+    outcomes: list[Outcome] = []
+    try:
+        report = send_planned(plan, corpus, settings, outcomes.append, dry_run=dry_run)
+    except Exception as exc:
+        log.exception("batch stopped after %d outcomes", len(outcomes))
+        reason = f"batch stopped after {len(outcomes)} outcomes: {type(exc).__name__}: {exc}"
+    else:
+        return BatchResult(report, outcomes)
+    # Raised outside the handler, so no exception chain travels back with it: chains out of
+    # a TaskGroup are cyclic and break the pickling Dask does (the log above has the trace).
+    raise BatchAborted(reason, outcomes)
