@@ -136,9 +136,14 @@ def fetch_listings(settings: Settings, sources: Sequence[str], digest_date: date
     with Store(settings.db_path) as store:
         for name in sources:
             source = build_source(name, settings, replay_to=digest_date if settings.snapshot_replay else None)
+            caught_up = store.last_fetched(name) is not None
             days = catch_up_dates(store, name, digest_date, settings.lookback_days)
             logger.info("fetching %s for %s → %s", name, days[0], days[-1])
-            report.merge(fetch_dates(store, source, days))
+            fetched = fetch_dates(store, source, days)
+            # Re-fetched days since the last good fetch stay candidates (a first run has
+            # none: it offers only the recency window, not the whole lookback).
+            fetched.earliest = days[0] if caught_up else None
+            report.merge(fetched)
     return report
 
 
@@ -227,7 +232,7 @@ def daily_digest(digest_date: date | None = None, dry_run: bool = False,
     fetched = fetch_listings(settings, sources, day)
     subscribers, errors = load_subscribers(settings, only)
     with Store(settings.db_path) as store:
-        corpus = Corpus.load(store, settings, day)
+        corpus = Corpus.load(store, settings, day, since=fetched.earliest)
     outcome = send_batches(settings, subscribers, corpus, dry_run)
     summary = RunSummary(digest_date=day, dry_run=dry_run, fetch=fetched, batch=outcome,
                          subscriber_errors=[str(e) for e in errors],

@@ -54,8 +54,11 @@ class FetchReport:
     papers_fetched: int = 0
     papers_new: int = 0
     items_skipped: int = 0
+    earliest: date | None = None  # catching up after an outage: first date re-fetched
 
     def merge(self, other: "FetchReport") -> "FetchReport":
+        if other.earliest and (self.earliest is None or other.earliest < self.earliest):
+            self.earliest = other.earliest
         self.dates_fetched += other.dates_fetched
         self.dates_failed.update(other.dates_failed)
         self.papers_fetched += other.papers_fetched
@@ -232,10 +235,13 @@ class Corpus:
     workers can share it."""
 
     def __init__(self, papers: Sequence[Paper], settings: Settings, digest_date: date,
-                 window: int | None = None):
+                 window: int | None = None, since: date | None = None):
         self.papers, self.settings, self.digest_date = list(papers), settings, digest_date
         # A fixed window makes a catch-up digest: every active subscriber, the whole range.
         self.window = window
+        # After an outage the run re-fetched listings from `since`: those are candidates too,
+        # even when older than the recency window, or papers added late to them would be lost.
+        self.since = since
         self.acronyms = load_acronyms(settings.acronyms_file)
         self.token = uuid.uuid4().hex  # names this corpus in other processes
         self._indexes: dict[int, PaperIndex] = {}
@@ -251,10 +257,12 @@ class Corpus:
         self._indexes = _shared_indexes(self.token)
 
     @classmethod
-    def load(cls, store: Store, settings: Settings, digest_date: date, days: int | None = None) -> "Corpus":
-        days = days or max(7, settings.recency_days)
-        since = digest_date - timedelta(days=days - 1)
-        return cls(store.papers_listed(since, digest_date), settings, digest_date)
+    def load(cls, store: Store, settings: Settings, digest_date: date,
+             since: date | None = None) -> "Corpus":
+        first = digest_date - timedelta(days=max(7, settings.recency_days) - 1)
+        if since is not None:
+            first = min(first, since)
+        return cls(store.papers_listed(first, digest_date), settings, digest_date, since=since)
 
     @classmethod
     def for_range(cls, store: Store, settings: Settings, start: date, end: date) -> "Corpus":
@@ -266,7 +274,12 @@ class Corpus:
         return self.window is not None
 
     def window_for(self, subscriber: Subscriber) -> int:
-        return self.window or window_days(subscriber, self.settings)
+        if self.window:
+            return self.window
+        days = window_days(subscriber, self.settings)
+        if self.since is not None:
+            days = max(days, (self.digest_date - self.since).days + 1)
+        return days
 
     def index(self, days: int) -> PaperIndex:
         if days not in self._indexes:

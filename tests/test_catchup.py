@@ -158,9 +158,6 @@ def test_recency_window_is_configurable(hf, workspace, monkeypatch):
     assert {rcpt for rcpt, _ in got} == {"alan@example.org"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap: papers added to the last good day's listing after its morning run are fetched "
-    "by the catch-up run but fall outside the recency window (listed D-3, window D-2..D)"))
 def test_late_additions_to_the_last_good_day_survive_an_outage(hf, workspace):
     papers = {p["id"]: p for p in seed_papers()}
     late = D - timedelta(days=3)
