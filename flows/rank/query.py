@@ -1,0 +1,141 @@
+"""The keyword language: one list entry is one keyword (see ``flows.rank`` for the syntax)."""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from flows.rank.text import words
+
+FIELDS = ("title", "abstract")
+MIN_WEIGHT = 0.1
+MAX_WEIGHT = 10.0
+_FIELD_PREFIX = re.compile(r"([^\W\d_]+)\s*:")
+_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)")
+
+
+class QueryError(ValueError):
+    """A keyword that cannot be understood; the message names it."""
+
+    def __init__(self, keyword: str, problem: str) -> None:
+        super().__init__(f"keyword {keyword!r}: {problem}")
+        self.keyword = keyword
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One parsed keyword."""
+
+    keyword: str  # the words as the subscriber wrote them, for explanations
+    words: tuple[str, ...]  # normalised, not stemmed
+    field: str | None = None  # None: title and abstract
+    weight: float = 1.0
+    negated: bool = False
+    key: str = ""  # what decides which papers match: field and words ("title:world model")
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", f"{self.field or ''}:{' '.join(self.words)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A subscriber's keywords, parsed: what to look for and what to keep out."""
+
+    terms: tuple[Term, ...]
+    exclusions: tuple[Term, ...] = ()
+
+
+def parse_query(keywords: Sequence[str], exclude: Sequence[str] = ()) -> Query:
+    """Parse a subscriber's keywords and ``exclude`` entries; raises :class:`QueryError`.
+
+    Duplicates (same words and field) count once. Results are cached: many
+    subscribers share the same list.
+    """
+    keywords, exclude = tuple(keywords), tuple(exclude)
+    for keyword in (*keywords, *exclude):
+        if not isinstance(keyword, str):
+            raise QueryError(repr(keyword), "is not text")
+    return _parse_query(keywords, exclude)
+
+
+@lru_cache(maxsize=65_536)
+def _parse_query(keywords: tuple[str, ...], exclude: tuple[str, ...]) -> Query:
+    terms: dict[str, Term] = {}
+    exclusions: dict[str, Term] = {}
+    for keyword in keywords:
+        term = parse_keyword(keyword)
+        (exclusions if term.negated else terms).setdefault(term.key, term)
+    for keyword in exclude:
+        term = parse_keyword(keyword, negated=True)
+        exclusions.setdefault(term.key, term)
+    return Query(tuple(terms.values()), tuple(exclusions.values()))
+
+
+@lru_cache(maxsize=65_536)
+def parse_keyword(keyword: str, *, negated: bool = False) -> Term:
+    """One keyword: ``[-][field:](word | words | "phrase")[^weight]``."""
+    text = unicodedata.normalize("NFKC", keyword).strip()
+    if text.startswith("-"):
+        negated, text = True, text[1:].lstrip()
+    field, text = _field_prefix(keyword, text)
+    body, weight = _body_and_weight(keyword, text)
+    if negated and weight is not None:
+        raise QueryError(keyword, "a weight has no effect on an exclusion; remove the ^")
+    found = tuple(words(body))
+    if not found:
+        problem = "is empty" if not body.strip() else "has no letters or digits to match"
+        raise QueryError(keyword, problem)
+    label = " ".join(body.split())
+    return Term(label, found, field, 1.0 if weight is None else weight, negated)
+
+
+def _field_prefix(keyword: str, text: str) -> tuple[str | None, str]:
+    match = _FIELD_PREFIX.match(text)
+    if not match:
+        return None, text
+    name = match.group(1).casefold()
+    if name not in FIELDS:
+        raise QueryError(
+            keyword,
+            f"unknown field {match.group(1)!r}; use title: or abstract:, or put the keyword in quotes",
+        )
+    return name, text[match.end():].lstrip()
+
+
+def _body_and_weight(keyword: str, text: str) -> tuple[str, float | None]:
+    if text.startswith('"'):
+        close = text.find('"', 1)
+        if close < 0:
+            raise QueryError(keyword, "unbalanced quote: the phrase has no closing \"")
+        body, rest = text[1:close], text[close + 1:].strip()
+        if rest and not rest.startswith("^"):
+            raise QueryError(
+                keyword, f"unexpected {rest!r} after the closing quote; put each keyword on its own line"
+            )
+        if not body.strip():
+            raise QueryError(keyword, "empty phrase \"\"")
+        return body, _weight(keyword, rest[1:]) if rest else None
+    if '"' in text:
+        raise QueryError(keyword, "unbalanced quote: quotes must enclose the whole phrase")
+    if "^" in text:
+        body, _, weight = text.rpartition("^")
+        return body, _weight(keyword, weight)
+    return text, None
+
+
+def _weight(keyword: str, text: str) -> float:
+    text = text.strip()
+    if not _NUMBER.fullmatch(text):
+        raise QueryError(
+            keyword, f"weight {text!r} after ^ is not a number (allowed {MIN_WEIGHT:g} to {MAX_WEIGHT:g})"
+        )
+    weight = float(text)
+    if not (MIN_WEIGHT <= weight <= MAX_WEIGHT) or math.isnan(weight):
+        raise QueryError(keyword, f"weight {text} is outside the allowed {MIN_WEIGHT:g} to {MAX_WEIGHT:g}")
+    return weight

@@ -1,0 +1,109 @@
+"""Text normalisation shared by keywords and papers, so both sides fold words alike.
+
+A token is a run of letters and digits (an apostrophe may sit inside: "model's").
+Each token is NFKC-normalised, case-folded and stemmed with the Snowball English
+stemmer. A clause break leaves an empty slot (None) in the token list, so a phrase
+never matches across it: a bracket, or punctuation with a space (". ", ", ", "; ").
+Spaces, hyphens, dashes and slashes keep words adjacent ("multi-agent" = "multi
+agent"), as does one punctuation character inside a word ("3.5").
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+from itertools import accumulate
+
+import Stemmer
+
+TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+_TOKEN_AND_SEPARATORS = re.compile(f"({TOKEN.pattern})")
+_PUNCTUATION = r"[^\w\s\-‐‑‒–—/+'’`\"]"
+_BRACKET = r"[(){}\[\]]"
+_CLAUSE_BREAK = re.compile(rf"\W*{_BRACKET}\W*|\W*{_PUNCTUATION}\W+|\W+{_PUNCTUATION}\W*")
+_VOWELS = frozenset("aeiouy")
+_STEMMER = Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=100_000)
+def normalise(raw: str) -> tuple[str, ...]:
+    """The case-folded NFKC word(s) of one raw token (usually exactly one)."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", raw).casefold())
+    return tuple(TOKEN.findall(folded.replace("’", "'")))
+
+
+@lru_cache(maxsize=200_000)
+def stem(word: str) -> str:
+    """Snowball stem of a normalised word, also folding acronym plurals ("llms" → "llm")."""
+    if word.isdigit():
+        return word
+    stemmed = _STEMMER.stemWord(word)
+    # Snowball keeps the "s" of vowel-less words, so "LLMs" and "SSMs" would not meet
+    # their singular.
+    if len(stemmed) >= 3 and stemmed[-1] == "s" and not _VOWELS.intersection(stemmed[:-1]):
+        stemmed = stemmed[:-1]
+    return stemmed
+
+
+class _StemsOfToken(dict):
+    """Raw token → its stems; a dict so the hot loops look tokens up at C speed."""
+
+    def __missing__(self, raw: str) -> tuple[str, ...]:
+        if len(self) > 500_000:
+            self.clear()
+        stems = self[raw] = tuple(stem(word) for word in normalise(raw))
+        return stems
+
+
+class _BreaksClause(dict):
+    """Separator → whether it ends a clause; separators repeat, so remember them."""
+
+    def __missing__(self, separator: str) -> bool:
+        if len(self) > 100_000:
+            self.clear()
+        breaks = self[separator] = _CLAUSE_BREAK.fullmatch(separator) is not None
+        return breaks
+
+
+_STEMS_OF_TOKEN = _StemsOfToken()
+_BREAKS_CLAUSE = _BreaksClause()
+
+
+def stems(text: str) -> list[str | None]:
+    """The field's token list as stems, None where a clause breaks."""
+    parts = _TOKEN_AND_SEPARATORS.split(text)  # separator, token, separator, …, separator
+    breaks = [_BREAKS_CLAUSE[separator] for separator in parts[2:-1:2]] + [False]
+    result: list[str | None] = []
+    for raw, breaks_after in zip(parts[1::2], breaks):
+        result.extend(_STEMS_OF_TOKEN[raw])
+        if breaks_after and result and result[-1] is not None:
+            result.append(None)
+    return result
+
+
+def spans(text: str) -> tuple[list[int], list[int]]:
+    """Where each slot of :func:`stems` begins and ends in ``text`` (-1 for a clause break)."""
+    parts = _TOKEN_AND_SEPARATORS.split(text)
+    offsets = list(accumulate(map(len, parts)))
+    breaks = [_BREAKS_CLAUSE[separator] for separator in parts[2:-1:2]] + [False]
+    begins: list[int] = []
+    ends: list[int] = []
+    for i, (raw, breaks_after) in enumerate(zip(parts[1::2], breaks)):
+        count = len(_STEMS_OF_TOKEN[raw])
+        begins.extend([offsets[2 * i]] * count)
+        ends.extend([offsets[2 * i + 1]] * count)
+        if breaks_after and begins and begins[-1] != -1:
+            begins.append(-1)
+            ends.append(-1)
+    return begins, ends
+
+
+def split_tokens(text: str) -> list[str]:
+    """The text cut into separator, token, separator, …, separator (tokens at odd places)."""
+    return _TOKEN_AND_SEPARATORS.split(text)
+
+
+def words(text: str) -> list[str]:
+    """The normalised (unstemmed) words of a short text such as a keyword."""
+    return [word for match in TOKEN.finditer(text) for word in normalise(match.group())]
