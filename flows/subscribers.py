@@ -662,3 +662,28 @@ def _attach_trailer(seq: CommentedSeq, index: int, trailer: str) -> None:
         entry[0] = CommentToken("\n" + trailer, CommentMark(0), None)
     else:
         entry[0].value = entry[0].value.rstrip("\n") + "\n" + trailer
+
+
+class KeywordSyntaxError(ValueError):
+    """A comma-separated keyword list has an unbalanced double quote."""
+
+
+def split_keywords(text: str) -> list[str]:
+    """``'diffusion, "world, models", RL'`` → ``['diffusion', '"world, models"', 'RL']``.
+
+    Commas separate keywords except inside double quotes. The quotes are kept: in the
+    ranking language a quoted phrase is matched as a phrase.
+    """
+    items, current, quoted = [], [], False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        if char == "," and not quoted:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if quoted:
+        raise KeywordSyntaxError(f"unbalanced double quote in {text!r}; close the quoted phrase")
+    items.append("".join(current))
+    return [item.strip() for item in items if item.strip()]

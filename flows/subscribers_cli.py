@@ -28,33 +28,8 @@ EXIT_USAGE = 2  # nothing was changed: fix the input first
 DIR_KEY = "paperboy.subscribers_dir"  # in ctx.meta, shared with every subcommand
 
 
-class KeywordSyntaxError(ValueError):
-    """A comma-separated keyword list has an unbalanced double quote."""
-
-
 class NoSuchKeyword(ValueError):
     """A keyword to remove is not among the subscriber's keywords."""
-
-
-def split_keywords(text: str) -> list[str]:
-    """``'diffusion, "world, models", RL'`` → ``['diffusion', '"world, models"', 'RL']``.
-
-    Commas separate keywords except inside double quotes. The quotes are kept: in the
-    ranking language a quoted phrase is matched as a phrase.
-    """
-    items, current, quoted = [], [], False
-    for char in text:
-        if char == '"':
-            quoted = not quoted
-        if char == "," and not quoted:
-            items.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    if quoted:
-        raise KeywordSyntaxError(f"unbalanced double quote in {text!r}; close the quoted phrase")
-    items.append("".join(current))
-    return [item.strip() for item in items if item.strip()]
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -83,8 +58,8 @@ def keywords_option(value: Optional[str], option: str) -> Optional[list[str]]:
     if value is None:
         return None
     try:
-        return split_keywords(value)
-    except KeywordSyntaxError as exc:
+        return subs.split_keywords(value)
+    except subs.KeywordSyntaxError as exc:
         fail(f"{option}: {exc}")
 
 

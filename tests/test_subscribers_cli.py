@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from flows.models import Paper
 from flows.store import Store
 from flows.subscribers import load_all, load_file
-from flows.subscribers_cli import KeywordSyntaxError, app, split_keywords
+from flows.subscribers import KeywordSyntaxError, split_keywords
+from flows.subscribers_cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 GRACE = """\

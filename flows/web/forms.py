@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from flows.subscribers import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, WEEKDAYS, Subscriber
-from flows.subscribers_cli import KeywordSyntaxError, split_keywords
+from flows.subscribers import KeywordSyntaxError, split_keywords
 
 # A textarea holding MAX_KEYWORDS keywords of the longest kind, with separators, and no more.
 MAX_LIST_CHARS = MAX_KEYWORDS * (MAX_KEYWORD_LENGTH + 3)
