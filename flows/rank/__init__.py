@@ -67,9 +67,10 @@ from flows.rank.acronyms import (
     learn_acronyms,
     load_acronyms,
 )
+from flows.rank.excerpt import snippet
 from flows.rank.index import PaperIndex, build_index
 from flows.rank.query import MAX_WEIGHT, MIN_WEIGHT, Query, QueryError, Term, parse_keyword, parse_query
-from flows.rank.score import MIN_SCORE, rank, rank_many, snippet, trending
+from flows.rank.score import MIN_SCORE, rank, rank_many, trending
 
 __all__ = [
     "BUILTIN_ACRONYMS",

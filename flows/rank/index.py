@@ -10,23 +10,27 @@ papers that hold all of its adjacent pairs. Nothing scans every paper per keywor
 from __future__ import annotations
 
 import math
+from array import array
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import reduce
-from operator import add
+from itertools import accumulate, chain
 from typing import Any
 
 from flows.models import Match, Paper
 from flows.rank.acronyms import AcronymTable, learn_acronyms, load_acronyms
+from flows.rank.excerpt import Excerpts
 from flows.rank.query import FIELDS, Term
-from flows.rank.text import spans, split_tokens, stem, stems
+from flows.rank.text import stem, stems_and_spans
 
 MAX_VARIANTS = 32  # stem sequences tried per keyword; real keywords need a handful
 MAX_SHOWN = 5  # spellings per stem sequence and field reported for highlighting
 
 SEPARATOR, BREAK = "\x1f", "\x1e"  # never inside a stem: stems are letters, digits, apostrophes
 EMPTY: dict[int, int] = {}
+_ONLY = (("title",), ("abstract",))  # Match.fields of a match in one field
 NOWHERE: frozenset[int] = frozenset()
 
 
@@ -36,14 +40,22 @@ class FieldIndex:
 
     words: dict[str, dict[int, int]] = field(default_factory=dict)  # stem → paper → count
     pairs: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)  # adjacent stems
-    stems: list[list[str | None]] = field(default_factory=list)  # per paper; None = clause break
     # Per paper, its stems joined by SEPARATOR (clause breaks as BREAK), to count longer
-    # phrases with one substring search.
+    # phrases with one substring search; per slot, where its separator is in that string
+    # and where its word begins and ends in the text (-1 for a clause break), to show how
+    # the paper spells what matched.
     joined: list[str] = field(default_factory=list)
+    starts: list[array[int]] = field(default_factory=list)
+    begins: list[array[int]] = field(default_factory=list)
+    ends: list[array[int]] = field(default_factory=list)
 
-    def add(self, number: int, stems: list[str | None]) -> None:
-        self.stems.append(stems)
-        self.joined.append(_joined(stems))
+    def add(self, number: int, stems: list[str | None], begins: list[int], ends: list[int]) -> None:
+        joined = _joined(stems)
+        self.joined.append(joined)
+        sizes = map(len, joined.split(SEPARATOR)[1:-2])
+        self.starts.append(array("i", accumulate(map((1).__add__, sizes), initial=0)))
+        self.begins.append(array("i", begins))
+        self.ends.append(array("i", ends))
         words = Counter(stems)
         pairs = Counter(zip(stems, stems[1:]))
         if words.pop(None, 0):  # type: ignore[call-overload]
@@ -83,8 +95,9 @@ class Hits:
 class PaperIndex:
     """Papers plus postings; build with :func:`build_index`, once per run.
 
-    Ranking fills its caches (per keyword, per keyword list, per explanation). Threads
-    may share one index: a cache only ever gains an entry equal to any it replaces.
+    Ranking fills its caches (per keyword, per keyword list, per explanation, per
+    snippet). Threads may share one index: a cache only ever gains an entry equal to any
+    it replaces.
     """
 
     papers: tuple[Paper, ...]
@@ -95,16 +108,20 @@ class PaperIndex:
     tie_rank: tuple[int, ...]  # paper number → its place in by_popularity
     log_upvotes: tuple[float, ...]  # paper number → ln(1 + upvotes)
     max_log_upvotes: float
-    # Filled by flows.rank.score: per term key its score per paper; per keyword list
-    # (keywords, exclusions) its parsed terms looked up in this index.
+    # Filled by flows.rank.score: per term key its score per paper; per keyword as
+    # written (label, term key) what ranking needs of it; per keyword list (keywords,
+    # exclusions) its parsed terms looked up in this index.
     term_scores: dict[str, dict[int, float]] = field(default_factory=dict)
+    looked_up: dict[tuple[str, str], Any] = field(default_factory=dict)
     queries: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = field(default_factory=dict)
     _reverse_acronyms: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
     _hits: dict[str, Hits] = field(default_factory=dict)
-    _matches: dict[str, dict[int, Match]] = field(default_factory=dict)
-    _layouts: dict[int, Layout] = field(default_factory=dict)  # 2 · paper number + field
+    _matches: dict[tuple[str, str], dict[int, Match]] = field(default_factory=dict)
+    _scaled_logs: dict[float, list[float]] = field(default_factory=dict)
+    _excerpts: Excerpts | None = None
     _vocabulary: frozenset[str] | None = None
     _splits: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    _readings: dict[tuple[str, bool], tuple[tuple[str, ...], ...]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -129,17 +146,43 @@ class PaperIndex:
 
     def explained(self, term: Term) -> dict[int, Match]:
         """The term's explanations so far (paper number → Match), for callers to fill in."""
-        key = f"{term.keyword}\0{term.key}"
-        found = self._matches.get(key)
+        found = self._matches.get((term.keyword, term.key))
         if found is None:
-            found = self._matches[key] = {}
+            found = self._matches[term.keyword, term.key] = {}
+        return found
+
+    @property
+    def excerpts(self) -> Excerpts:
+        """Abstract snippets by paper number, shared by every subscriber."""
+        if self._excerpts is None:
+            self._excerpts = Excerpts([paper.abstract for paper in self.papers])
+        return self._excerpts
+
+    def scaled_log_upvotes(self, scale: float) -> list[float]:
+        """Paper number → scale · ln(1 + upvotes); subscribers share a few popularity settings."""
+        found = self._scaled_logs.get(scale)
+        if found is None:
+            found = self._scaled_logs[scale] = [scale * value for value in self.log_upvotes]
         return found
 
     def variants(self, words: Sequence[str]) -> list[tuple[str, ...]]:
         """The stem sequences that count as these words, the plain one first."""
         found = _variants(tuple(words), self, expand_acronyms=True)
+        if len(found) == 1:
+            return found
         # A sequence extending another matches only where the shorter one does.
         return [v for v in found if not any(len(o) < len(v) and v[:len(o)] == o for o in found)]
+
+    def readings(self, word: str, expand_acronyms: bool) -> tuple[tuple[str, ...], ...]:
+        """Other stem sequences one word stands for: its splits, and its acronym's long forms."""
+        found = self._readings.get((word, expand_acronyms))
+        if found is None:
+            found = self.splits(word)
+            long_forms = self.acronyms.long_forms.get(stem(word)) if expand_acronyms else None
+            for long_words in sorted(long_forms) if long_forms else ():
+                found += tuple(_variants(long_words, self, expand_acronyms=False))
+            self._readings[word, expand_acronyms] = found
+        return found
 
     def splits(self, word: str) -> tuple[tuple[str, str], ...]:
         """Two-word readings of a word that some paper uses: "multiagent" → multi agent."""
@@ -168,102 +211,54 @@ class PaperIndex:
         phrases = [v for v in variants if len(v) > 1 or v[0] in self.acronyms.long_forms]
         counts, in_phrase = [], []
         for index, name in zip(self.fields, FIELDS):
-            wanted = term.field in (None, name)
-            counts.append(_merged([index.counts(v) for v in variants]) if wanted else EMPTY)
-            found = [index.counts(v) for v in phrases] if wanted else []
-            in_phrase.append(frozenset().union(*found) if any(found) else NOWHERE)
+            each = [index.counts(v) for v in variants] if term.field in (None, name) else []
+            counts.append(_merged(each))
+            found = [entry for variant, entry in zip(variants, each) if entry and variant in phrases]
+            in_phrase.append(frozenset().union(*found) if found else NOWHERE)
         return Hits(counts[0], counts[1], variants, in_phrase[0], in_phrase[1])
 
     def explain(self, term: Term, hits: Hits, number: int) -> Match:
         """Work out :meth:`match` (uncached), given the term's hits."""
         in_title, in_abstract = number in hits.title, number in hits.abstract
-        layouts = self._layouts
-        surfaces: list[str] = []
-        for f in ((0, 1) if in_abstract else (0,)) if in_title else (1,):
-            layout = layouts.get(2 * number + f) or self._layout(number, f)
-            for variant in hits.variants:
-                if len(variant) == 1:  # the usual case, inline
-                    first = layout.first.get(variant[0])
-                    if first is not None:
-                        surfaces += (first, layout.last[variant[0]])
-                else:
-                    surfaces += layout.spellings(variant)
-        fields = FIELDS if in_title and in_abstract else ("title",) if in_title else ("abstract",)
-        return Match(term.keyword, fields, tuple(dict.fromkeys(surfaces)))
+        if in_title and in_abstract:
+            both = self._spelled(number, 0, hits.variants) + self._spelled(number, 1, hits.variants)
+            return Match(term.keyword, FIELDS, tuple(dict.fromkeys(both)))
+        f = 0 if in_title else 1
+        return Match(term.keyword, _ONLY[f], self._spelled(number, f, hits.variants))
 
-    def _layout(self, number: int, f: int) -> Layout:
-        paper = self.papers[number]
-        text = paper.title if f == 0 else paper.abstract
-        index = self.fields[f]
-        found = self._layouts[2 * number + f] = Layout.of(text, index.stems[number], index.joined[number])
-        return found
+    def _spelled(self, number: int, f: int, variants: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
+        """How one field of the paper spells any of the variants, each spelling once."""
+        paper, index = self.papers[number], self.fields[f]
+        where = (paper.title if f == 0 else paper.abstract, index.joined[number], index.starts[number],
+                 index.begins[number], index.ends[number])
+        if len(variants) == 1:
+            return _spellings(where, variants[0])
+        return tuple(dict.fromkeys(chain.from_iterable(_spellings(where, variant) for variant in variants)))
 
 
-@dataclass(slots=True)
-class Layout:
-    """How one paper's field spells its stems (worked out only for papers being explained).
+def _spellings(field: tuple[str, str, array, array, array], sequence: tuple[str, ...]) -> tuple[str, ...]:
+    """How a field spells the stem sequence: its first and its last spelling ("Reinforcement
+    Learning" in a title, "reinforcement learning" later on), or the first few of a longer phrase.
 
-    Each stem, and each pair of adjacent stems, keeps its first and its last spelling:
-    "Reinforcement Learning" in a title and "reinforcement learning" later on.
+    ``field`` is the text, its joined stems, and per slot where it is in the joined stems
+    and where its word begins and ends in the text (see :class:`FieldIndex`).
     """
-
-    stems: list[str | None]
-    tokens: list[str]  # per slot, the text of its token ("" for a clause break)
-    gaps: list[str]  # per slot, the text between it and the next slot
-    joined: str  # the stems joined as in FieldIndex.joined
-    first: dict[str | None, str]  # stem → its first spelling
-    last: dict[str | None, str]  # stem → its last spelling
-    pairs: tuple[dict, dict] | None = None  # the same for pairs of stems, when first asked
-
-    @classmethod
-    def of(cls, text: str, stems: list[str | None], joined: str) -> "Layout":
-        tokens, gaps = _aligned(text, stems, joined)
-        first = dict(zip(reversed(stems), reversed(tokens)))
-        return cls(stems, tokens, gaps, joined, first, dict(zip(stems, tokens)))
-
-    def spellings(self, sequence: tuple[str, ...]) -> tuple[str, ...]:
-        """How the text spells the stem sequence (its first and last spelling, or a few)."""
-        if len(sequence) == 1:
-            first, last = self.first.get(sequence[0]), self.last.get(sequence[0])
-        elif len(sequence) == 2:
-            if self.pairs is None:
-                pairs = list(zip(self.stems, self.stems[1:]))
-                spelled = list(map(add, map(add, self.tokens, self.gaps), self.tokens[1:]))
-                self.pairs = dict(zip(reversed(pairs), reversed(spelled))), dict(zip(pairs, spelled))
-            first, last = self.pairs[0].get(sequence), self.pairs[1].get(sequence)
-        else:
-            return self._phrase_spellings(sequence)
-        if first is None or last is None:
-            return ()
-        return (first,) if first == last else (first, last)
-
-    def _phrase_spellings(self, sequence: tuple[str, ...]) -> tuple[str, ...]:
-        found: list[str] = []
-        for start in _starts(self.joined, sequence, MAX_SHOWN):
-            end = start + len(sequence) - 1
-            spelled = "".join(map(add, self.tokens[start:end], self.gaps[start:end])) + self.tokens[end]
-            if spelled not in found:
-                found.append(spelled)
-        return tuple(found)
-
-
-def _aligned(text: str, stems: list[str | None], joined: str) -> tuple[list[str], list[str]]:
-    """Token texts and the gaps after them, one per slot of ``stems``."""
-    parts = split_tokens(text)
-    tokens, gaps = parts[1::2], parts[2::2]
-    breaks = _starts(joined, (BREAK,))
-    if len(stems) - len(breaks) == len(tokens):
-        for position in breaks:  # ascending, so each insert shifts only what follows
-            tokens.insert(position, "")
-            gaps.insert(position, "")
-        return tokens, gaps
-    begins, ends = spans(text)  # some token normalised to several words
-    tokens = [text[begin:end] if begin >= 0 else "" for begin, end in zip(begins, ends)]
-    gaps = [
-        text[end:begin] if end >= 0 and begin >= end else ""
-        for end, begin in zip(ends, [*begins[1:], len(text)])
-    ]
-    return tokens, gaps
+    text, joined, starts, begins, ends = field
+    needle, last_word = f"{SEPARATOR}{SEPARATOR.join(sequence)}{SEPARATOR}", len(sequence) - 1
+    if last_word > 1:
+        slots = [bisect_left(starts, at) for at in _finds(joined, needle, MAX_SHOWN)]
+        return tuple(dict.fromkeys(text[begins[slot]:ends[slot + last_word]] for slot in slots))
+    first = joined.find(needle)
+    if first < 0:
+        return ()
+    slot = bisect_left(starts, first)
+    spelled = text[begins[slot]:ends[slot + last_word]]
+    last = joined.rfind(needle)
+    if last == first:
+        return (spelled,)
+    slot = bisect_left(starts, last)
+    again = text[begins[slot]:ends[slot + last_word]]
+    return (spelled,) if again == spelled else (spelled, again)
 
 
 def build_index(papers: Sequence[Paper], *, acronyms: AcronymTable | None = None) -> PaperIndex:
@@ -275,7 +270,7 @@ def build_index(papers: Sequence[Paper], *, acronyms: AcronymTable | None = None
     fields = (FieldIndex(), FieldIndex())
     for number, paper in enumerate(ordered):
         for index, text in zip(fields, (paper.title, paper.abstract)):
-            index.add(number, stems(text))
+            index.add(number, *stems_and_spans(text))
     base = acronyms if acronyms is not None else load_acronyms(None)
     # The built-in and operator tables are curated: where they define an acronym, the
     # corpus does not add meanings to it.
@@ -308,13 +303,12 @@ def _post(postings: dict, number: int, counts: Counter) -> None:
             entry[number] = count
 
 
-def _starts(joined: str, sequence: tuple[str, ...], limit: int = 0) -> list[int]:
-    """Positions where the stem sequence starts, in a field's joined stems (the first ``limit``)."""
-    needle = f"{SEPARATOR}{SEPARATOR.join(sequence)}{SEPARATOR}"
+def _finds(joined: str, needle: str, limit: int = 0) -> list[int]:
+    """Where ``needle`` starts in ``joined``, overlaps included (the first ``limit``)."""
     found: list[int] = []
     at = joined.find(needle)
     while at >= 0 and (not limit or len(found) < limit):
-        found.append(joined.count(SEPARATOR, 0, at))  # separators before it = its position
+        found.append(at)
         at = joined.find(needle, at + 1)
     return found
 
@@ -339,33 +333,28 @@ def _variants(
     words: tuple[str, ...], index: PaperIndex, *, expand_acronyms: bool
 ) -> list[tuple[str, ...]]:
     """Stem sequences for the words: as written, joined, split, acronym ↔ long form."""
-    stems = tuple(stem(word) for word in words)
-    tails: list[list[tuple[str, ...]]] = [[] for _ in range(len(words) + 1)]
-    tails[len(words)] = [()]
+    stems = tuple(map(stem, words))
+    tails: list[list[tuple[str, ...]]] = [[] for _ in words] + [[()]]
     for i in range(len(words) - 1, -1, -1):
         options: list[tuple[str, ...]] = []
         for head, after in _heads(words, stems, i, index, expand_acronyms):
-            options.extend(head + tail for tail in tails[after])
+            options.extend([head + tail for tail in tails[after]])
         tails[i] = list(dict.fromkeys(options))[:MAX_VARIANTS]
     return tails[0]
 
 
-def _heads(words, stems, i, index: PaperIndex, expand_acronyms: bool):
+def _heads(
+    words: tuple[str, ...], stems: tuple[str, ...], i: int, index: PaperIndex, expand_acronyms: bool
+) -> list[tuple[tuple[str, ...], int]]:
     """The ways to read words[i:...]: (stems it contributes, index of the next word)."""
-    yield (stems[i],), i + 1
+    heads = [((stems[i],), i + 1)]
     if i + 1 < len(words):
         joined = stem(words[i] + words[i + 1])  # "multi agent" → "multiagent"
         if joined in index.vocabulary:
-            yield (joined,), i + 2
-    for pair in index.splits(words[i]):
-        yield pair, i + 1
-    if not expand_acronyms:
-        return
-    long_forms = index.acronyms.long_forms.get(stems[i])
-    for long_words in sorted(long_forms) if long_forms else ():
-        for sequence in _variants(long_words, index, expand_acronyms=False):
-            yield sequence, i + 1
-    for end in range(i + 2, len(words) + 1):
-        acronyms = index._reverse_acronyms.get(stems[i:end])
-        for acronym in sorted(acronyms) if acronyms else ():
-            yield (acronym,), end
+            heads.append(((joined,), i + 2))
+    heads.extend([(reading, i + 1) for reading in index.readings(words[i], expand_acronyms)])
+    if expand_acronyms and i + 1 < len(words):
+        for end in range(i + 2, len(words) + 1):
+            acronyms = index._reverse_acronyms.get(stems[i:end])
+            heads.extend([((acronym,), end) for acronym in sorted(acronyms)] if acronyms else ())
+    return heads

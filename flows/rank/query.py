@@ -16,6 +16,8 @@ MIN_WEIGHT = 0.1
 MAX_WEIGHT = 10.0
 _FIELD_PREFIX = re.compile(r"([^\W\d_]+)\s*:")
 _NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)")
+# Most keywords are plain ASCII words: no prefix, quote, weight or exclusion to look for.
+_PLAIN = re.compile(r"[A-Za-z0-9]+(?:[ -][A-Za-z0-9]+)*")
 
 
 class QueryError(ValueError):
@@ -80,6 +82,12 @@ def _parse_query(keywords: tuple[str, ...], exclude: tuple[str, ...]) -> Query:
 @lru_cache(maxsize=65_536)
 def parse_keyword(keyword: str, *, negated: bool = False) -> Term:
     """One keyword: ``[-][field:](word | words | "phrase")[^weight]``."""
+    if _PLAIN.fullmatch(keyword):
+        return Term(keyword, tuple(words(keyword)), negated=negated)
+    return _parse_keyword(keyword, negated=negated)
+
+
+def _parse_keyword(keyword: str, *, negated: bool) -> Term:
     text = unicodedata.normalize("NFKC", keyword).strip()
     if text.startswith("-"):
         negated, text = True, text[1:].lstrip()

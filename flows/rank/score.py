@@ -1,13 +1,19 @@
-"""Scoring a subscriber's query against the index; trending papers; abstract snippets."""
+"""Scoring a subscriber's query against the index; trending papers.
+
+Every subscriber passes through :func:`rank`, so the work per subscriber is dict merges
+and list operations that run in C. Whatever depends on a keyword alone (its postings,
+its score per paper, why it matched a paper, the snippet around it) is worked out once
+per index, the first time a subscriber needs it, and shared with every later one.
+"""
 
 from __future__ import annotations
 
 import gc
-import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from math import isfinite
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from itertools import compress, repeat
-from operator import ge
+from itertools import chain, compress, repeat
+from operator import add, ge, mul, neg, sub, truediv
 from typing import TYPE_CHECKING
 
 from flows.models import Match, Paper, RankedPaper
@@ -23,14 +29,19 @@ ABSTRACT_WEIGHT = 1.0
 PHRASE_BOOST = 1.5  # phrases and acronyms are more specific than single words
 POPULARITY_SCALE = 0.25  # times Subscriber.popularity times ln(1 + upvotes)
 MIN_SCORE = 0.5
+# Scores compare rounded to 6 decimals; an unrounded total this far below another's can
+# still round to the same or a higher value, so candidates within it are kept.
+_ROUNDING_SLACK = 2e-6
+
+# Per term of a query: its weight, its scores, the term, its hits, its explanations so far.
+_Looked = tuple[float, dict[int, float], Term, Hits, dict[int, Match]]
 
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     """A query looked up in one index: each term's scores, and the papers excluded."""
 
-    # Per term: its weight, its scores, its hits, and its explanations worked out so far.
-    terms: tuple[tuple[Term, float, dict[int, float], Hits, dict[int, Match]], ...]
+    terms: tuple[_Looked, ...]
     excluded: frozenset[int]
 
 
@@ -45,7 +56,9 @@ def rank(
     """The subscriber's best papers, best first, each with the keywords that matched.
 
     ``exclude_ids`` are papers the subscriber already received; ``limit`` defaults to
-    ``subscriber.max_papers``. Raises :class:`QueryError` for a keyword that does not parse.
+    ``subscriber.max_papers``. Each paper carries a snippet of its abstract centred on
+    the terms that matched there. Raises :class:`QueryError` for a keyword that does
+    not parse.
     """
     key = (tuple(subscriber.keywords), tuple(subscriber.exclude))
     prepared = index.queries.get(key)
@@ -54,24 +67,10 @@ def rank(
     limit = subscriber.max_papers if limit is None else limit
     if limit <= 0 or not prepared.terms:
         return []
-    relevance = _relevance(prepared)
+    relevance = _relevance(prepared.terms)
     _drop_excluded(index, relevance, prepared.excluded, exclude_ids)
     best = _best(index, relevance, subscriber.popularity * POPULARITY_SCALE, min_score, limit)
-    return [
-        RankedPaper(index.papers[number], total, _matches(index, prepared, number))
-        for total, number in best
-    ]
-
-
-def _matches(index: PaperIndex, prepared: _Prepared, number: int) -> tuple[Match, ...]:
-    found = []
-    for term, _, scores, hits, explained in prepared.terms:
-        if number in scores:
-            match = explained.get(number)
-            if match is None:
-                match = explained[number] = index.explain(term, hits, number)
-            found.append(match)
-    return tuple(found)
+    return _ranked(index, prepared.terms, best)
 
 
 def rank_many(
@@ -83,9 +82,9 @@ def rank_many(
 ) -> dict[str, list[RankedPaper]]:
     """:func:`rank` for a batch of subscribers (keyed by email); ``delivered`` by email too.
 
-    Ranking allocates many small objects that live as long as the run and never form
-    reference cycles, so the cycle collector is paused for the batch: its full passes
-    over the growing caches otherwise cost about a third of the time.
+    The results are exactly :func:`rank`'s. The cycle collector is paused for the batch:
+    ranking allocates objects that live as long as the index and never form cycles, and
+    the collector's full passes over them are otherwise wasted work.
     """
     delivered = delivered or {}
     was_enabled = gc.isenabled()
@@ -152,26 +151,32 @@ def _prepare(index: PaperIndex, query: Query) -> _Prepared:
     for term in query.exclusions:
         hits = index.hits(term)
         excluded.update(hits.title, hits.abstract)
-    terms = tuple(
-        (term, term.weight, term_scores(index, term), index.hits(term), index.explained(term))
-        for term in query.terms
-    )
-    return _Prepared(terms, frozenset(excluded))
+    return _Prepared(tuple(_look_up(index, term) for term in query.terms), frozenset(excluded))
 
 
-def _relevance(prepared: _Prepared) -> dict[int, float]:
+def _look_up(index: PaperIndex, term: Term) -> _Looked:
+    found = index.looked_up.get((term.keyword, term.key))
+    if found is None:
+        found = index.looked_up[term.keyword, term.key] = (
+            1.0, term_scores(index, term), term, index.hits(term), index.explained(term)
+        )
+    return found if term.weight == 1 else (term.weight, *found[1:])
+
+
+def _relevance(terms: tuple[_Looked, ...]) -> dict[int, float]:
+    """Paper number → Σ weight · term score, added in the order of the terms."""
     scores: dict[int, float] = {}
-    for _, weight, found, _, _ in prepared.terms:
+    for weight, found, *_ in terms:
+        if weight != 1:
+            found = dict(zip(found, map(mul, repeat(weight), found.values())))
         if not scores:
-            scores = dict(found) if weight == 1 else {n: weight * s for n, s in found.items()}
-        elif weight == 1:
-            get = scores.get
-            for number, score in found.items():
-                scores[number] = get(number, 0.0) + score
-        else:
-            get = scores.get
-            for number, score in found.items():
-                scores[number] = get(number, 0.0) + weight * score
+            scores = found if weight != 1 else dict(found)
+            continue
+        # Most papers match one term of a query: copy those in C, add up the few others.
+        common = scores.keys() & found.keys()
+        summed = [(number, scores[number] + found[number]) for number in common] if common else ()
+        scores.update(found)
+        scores.update(summed)
     return scores
 
 
@@ -192,25 +197,55 @@ def _best(
     index: PaperIndex, relevance: dict[int, float], scale: float, min_score: float, limit: int
 ) -> list[tuple[float, int]]:
     """(score, paper number) of the best papers: by score, then upvotes, then id."""
-    # Every subscriber passes through here: the work over all candidates stays in C
-    # (sorted, map, compress), and only those that can still make the list are scored.
-    numbers, values = list(relevance), list(relevance.values())
-    best = sorted(values, reverse=True)[limit - 1] if len(values) > limit else min_score
-    # Upvotes add at most scale · max ln(1 + upvotes); below this a paper cannot make it.
-    cutoff = max(best, min_score) - scale * index.max_log_upvotes - 1e-6
-    if values and min(values) < cutoff:
-        keep = list(map(ge, values, repeat(cutoff)))
-        numbers, values = list(compress(numbers, keep)), list(compress(values, keep))
+    numbers, totals = list(relevance), list(relevance.values())
+    if scale:
+        totals = list(map(add, totals, map(index.scaled_log_upvotes(scale).__getitem__, numbers)))
     # Scores are compared as reported, to 6 decimals, so that sums equal on paper tie
-    # however floating point rounded them, and then upvotes and id decide.
-    logs = index.log_upvotes
-    totals = [round(value + scale * logs[number], 6) for number, value in zip(numbers, values)]
-    floor = max(min_score, sorted(totals, reverse=True)[limit - 1]) if len(totals) > limit else min_score
-    tie_rank = index.tie_rank
-    ranked = sorted(
-        (-total, tie_rank[number], number) for number, total in zip(numbers, totals) if total >= floor
-    )
-    return [(-negated, number) for negated, _, number in ranked[:limit]]
+    # however floating point rounded them, and then upvotes and id decide. Rounding keeps
+    # the order, so only totals near or above the limit-th best can make the list.
+    lowest = max(min_score, sorted(totals, reverse=True)[limit - 1]) if len(totals) > limit else min_score
+    keep = list(map(ge, totals, repeat(lowest - _ROUNDING_SLACK)))
+    numbers, totals = list(compress(numbers, keep)), _rounded(list(compress(totals, keep)))
+    if min(totals, default=min_score) < min_score:
+        keep = list(map(ge, totals, repeat(min_score)))
+        numbers, totals = list(compress(numbers, keep)), list(compress(totals, keep))
+    ranked = sorted(zip(map(neg, totals), map(index.tie_rank.__getitem__, numbers), numbers))[:limit]
+    return [(-negated, number) for negated, _, number in ranked]
+
+
+def _rounded(values: list[float]) -> list[float]:
+    """``[round(value, 6) for value in values]``, computed in C where that is exact.
+
+    round(x, 6) goes through a decimal string (about 1 µs). When x · 10⁶ lies clearly
+    between two integers, the nearest one, n, is the decimal that round picks, and n / 10⁶
+    is the float nearest to it, which is what round returns.
+    """
+    scaled = list(map(mul, values, repeat(1e6)))
+    if scaled and all(map(isfinite, scaled)) and max(map(abs, scaled)) < 2.0**40:
+        nearest = list(map(round, scaled))
+        if max(map(abs, map(sub, scaled, nearest))) < 0.499:  # clear of every .5: no tie to settle
+            return list(map(truediv, nearest, repeat(1e6)))
+    return [round(value, 6) for value in values]
+
+
+def _ranked(index: PaperIndex, terms: tuple[_Looked, ...], best: list[tuple[float, int]]) -> list[RankedPaper]:
+    """The best papers with their explanations (worked out once per keyword and paper) and snippets."""
+    matches: dict[int, list[Match]] = {number: [] for _, number in best}
+    for _, scores, term, hits, explained in terms:
+        for number in scores.keys() & matches.keys():
+            match = explained.get(number)
+            if match is None:
+                match = explained[number] = index.explain(term, hits, number)
+            matches[number].append(match)
+    papers, excerpts, found = index.papers, index.excerpts, []
+    for total, number in best:
+        these = matches[number]
+        if len(these) == 1:  # the usual case
+            shown = these[0].terms if "abstract" in these[0].fields else ()
+        else:
+            shown = tuple(chain.from_iterable(match.terms for match in these if "abstract" in match.fields))
+        found.append(RankedPaper(papers[number], total, tuple(these), excerpts.snippet(number, shown)))
+    return found
 
 
 def trending(index: PaperIndex, *, exclude_ids: Collection[str], n: int) -> list[Paper]:
@@ -223,51 +258,3 @@ def trending(index: PaperIndex, *, exclude_ids: Collection[str], n: int) -> list
         if paper.id not in exclude_ids:
             found.append(paper)
     return found
-
-
-def snippet(text: str, terms: Sequence[str], width: int = 300) -> str:
-    """At most ``width`` characters of ``text`` around its best match, "…" where cut.
-
-    The best match is the stretch of text that holds the most different terms (then
-    the most occurrences, then the earliest); the excerpt is centred on it.
-    """
-    text = " ".join(text.split())
-    if len(text) <= width:
-        return text
-    spans = _term_spans(text, terms)
-    if not spans:
-        return _cut(text, 0, width)
-    room = width - 2  # both ends may need a "…"
-    regions = (
-        [span, *(later for later in spans[i + 1:] if later[1] <= span[0] + room)]
-        for i, span in enumerate(spans)
-    )
-    best = max(regions, key=lambda region: (len({term for _, _, term in region}), len(region)))
-    keep = (best[0][0], best[-1][1])
-    centre = (keep[0] + keep[1]) // 2
-    start = max(0, min(centre - width // 2, len(text) - width))
-    return _cut(text, start, width, keep)
-
-
-def _term_spans(text: str, terms: Sequence[str]) -> list[tuple[int, int, str]]:
-    """(start, end, term) of whole-word occurrences of the terms, case-insensitively."""
-    wanted = {" ".join(term.split()).lower(): " ".join(term.split()) for term in terms if term.strip()}
-    if not wanted:
-        return []
-    alternatives = "|".join(re.escape(term) for term in sorted(wanted.values(), key=len, reverse=True))
-    pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", re.IGNORECASE)
-    return [(m.start(), m.end(), m.group().lower()) for m in pattern.finditer(text)][:200]
-
-
-def _cut(text: str, start: int, width: int, keep: tuple[int, int] | None = None) -> str:
-    """``text[start:start+width]`` trimmed to whole words, with "…" marking each cut."""
-    end = min(len(text), start + width)
-    if start > 0:
-        start += 1  # room for the leading "…"
-        space = text.find(" ", start, keep[0] if keep else end)
-        start = space + 1 if space >= 0 else start
-    if end < len(text):
-        end -= 1  # room for the trailing "…"
-        space = text.rfind(" ", keep[1] if keep else start, end + 1)
-        end = space if space > start else end
-    return ("…" if start > 0 else "") + text[start:end].strip() + ("…" if end < len(text) else "")

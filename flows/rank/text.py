@@ -82,6 +82,28 @@ def stems(text: str) -> list[str | None]:
     return result
 
 
+def stems_and_spans(text: str) -> tuple[list[str | None], list[int], list[int]]:
+    """:func:`stems` and :func:`spans` of the text, splitting it once."""
+    parts = _TOKEN_AND_SEPARATORS.split(text)
+    breaks = [_BREAKS_CLAUSE[separator] for separator in parts[2:-1:2]] + [False]
+    result: list[str | None] = []
+    break_slots: list[int] = []
+    for raw, breaks_after in zip(parts[1::2], breaks):
+        result.extend(_STEMS_OF_TOKEN[raw])
+        if breaks_after and result and result[-1] is not None:
+            break_slots.append(len(result))
+            result.append(None)
+    if len(result) - len(break_slots) != len(parts) // 2:  # a token that is not one word
+        return result, *spans(text)
+    # Each token is one slot: its span comes straight from the lengths of the parts.
+    offsets = list(accumulate(map(len, parts)))
+    begins, ends = offsets[0:-1:2], offsets[1::2]
+    for slot in break_slots:  # ascending, so each insert shifts only what follows
+        begins.insert(slot, -1)
+        ends.insert(slot, -1)
+    return result, begins, ends
+
+
 def spans(text: str) -> tuple[list[int], list[int]]:
     """Where each slot of :func:`stems` begins and ends in ``text`` (-1 for a clause break)."""
     parts = _TOKEN_AND_SEPARATORS.split(text)

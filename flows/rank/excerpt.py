@@ -1,0 +1,173 @@
+"""Abstract snippets: at most ``width`` characters centred on the best keyword match.
+
+:func:`snippet` is the definition. :class:`Excerpts` gives the same results for one
+index's abstracts while sharing the work between subscribers: every returned paper
+gets a snippet, so the search for each term runs once per (paper, term) with
+``str.find`` instead of a regular expression compiled for every term list.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+SNIPPET_WIDTH = 300
+MAX_SPANS = 200  # occurrences considered per snippet
+# The only non-ASCII characters that re.IGNORECASE matches to an ASCII character (found by
+# trying every code point): where none occurs, a lower-cased str.find agrees with the regex.
+_FOLDS_TO_ASCII = frozenset("\u0130\u0131\u017f\u212a")
+
+Span = tuple[int, int, str]  # start, end, the term as matched (lower case)
+
+
+def snippet(text: str, terms: Sequence[str], width: int = SNIPPET_WIDTH) -> str:
+    """At most ``width`` characters of ``text`` around its best match, "…" where cut.
+
+    The best match is the stretch of text that holds the most different terms (then
+    the most occurrences, then the earliest); the excerpt is centred on it. Terms match
+    whole words, case-insensitively.
+    """
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    return _centred(text, _term_spans(text, terms), width)
+
+
+class Excerpts:
+    """Snippets of one index's abstracts (paper number → abstract), as :func:`snippet` cuts them."""
+
+    __slots__ = ("_abstracts", "_width", "_texts", "_keys", "_snippets")
+
+    def __init__(self, abstracts: Sequence[str], width: int = SNIPPET_WIDTH) -> None:
+        self._abstracts = abstracts
+        self._width = width
+        self._texts: dict[int, tuple[str, str | None]] = {}
+        self._keys = _Keys()
+        self._snippets: dict[tuple[int, tuple[str, ...]], str] = {}
+
+    def snippet(self, number: int, terms: tuple[str, ...]) -> str:
+        """``snippet(abstracts[number], terms, width)``, remembered."""
+        found = self._snippets.get((number, terms))
+        if found is None:
+            found = self._snippets[number, terms] = self._cut(number, terms)
+        return found
+
+    def _cut(self, number: int, terms: tuple[str, ...]) -> str:
+        text, lowered = self._texts.get(number) or self._text(number)
+        width = self._width
+        if len(text) <= width:
+            return text
+        wanted = set(map(self._keys.__getitem__, terms))
+        wanted.discard("")
+        if lowered is None or None in wanted:
+            return _centred(text, _term_spans(text, terms), width)
+        if len(wanted) == 1:  # the usual case: one keyword, one spelling, often one mention
+            (term,) = wanted
+            at = lowered.find(term)
+            if at < 0:
+                return _cut(text, 0, width)
+            if lowered.find(term, at + 1) < 0 and _whole_word(text, at, at + len(term)):
+                return _around(text, (at, at + len(term)), width)
+        return _centred(text, _spans(text, lowered, wanted), width)
+
+    def _text(self, number: int) -> tuple[str, str | None]:
+        """The abstract with whitespace collapsed, and lower-cased where str.find may search it."""
+        text = " ".join(self._abstracts[number].split())
+        lowered: str | None = text.lower()
+        if len(lowered) != len(text) or not (text.isascii() or _FOLDS_TO_ASCII.isdisjoint(text)):
+            lowered = None
+        found = self._texts[number] = (text, lowered)
+        return found
+
+
+class _Keys(dict):
+    """Term → how :func:`_term_spans` reports it ("" for a blank term, None if not ASCII)."""
+
+    def __missing__(self, term: str) -> str | None:
+        key = " ".join(term.split()).lower()
+        found = self[term] = key if key.isascii() else None
+        return found
+
+
+def _spans(text: str, lowered: str, wanted: set[str]) -> list[Span]:
+    """What :func:`_term_spans` finds in ASCII terms: leftmost matches, the longest term first
+    where several start at the same place.
+    """
+    found = sorted(
+        (at, -len(term), term) for term in wanted for at in _finds(text, lowered, term)
+    )
+    spans: list[Span] = []
+    after = 0
+    for at, size, term in found:
+        if at >= after:
+            after = at - size
+            spans.append((at, after, term))
+            if len(spans) == MAX_SPANS:
+                break
+    return spans
+
+
+def _finds(text: str, lowered: str, term: str) -> list[int]:
+    """Every whole-word start of ``term`` in the text, overlapping ones included."""
+    found = []
+    at = lowered.find(term)
+    while at >= 0:
+        if _whole_word(text, at, at + len(term)):
+            found.append(at)
+        at = lowered.find(term, at + 1)
+    return found
+
+
+def _whole_word(text: str, start: int, end: int) -> bool:
+    # As (?<![^\W_]) and (?![^\W_]) in _term_spans: no letter or digit on either side.
+    return (start == 0 or not text[start - 1].isalnum()) and (end == len(text) or not text[end].isalnum())
+
+
+def _term_spans(text: str, terms: Sequence[str]) -> list[Span]:
+    """(start, end, term) of whole-word occurrences of the terms, case-insensitively."""
+    wanted = {" ".join(term.split()).lower(): " ".join(term.split()) for term in terms if term.strip()}
+    if not wanted:
+        return []
+    alternatives = "|".join(re.escape(term) for term in sorted(wanted.values(), key=len, reverse=True))
+    pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", re.IGNORECASE)
+    return [(m.start(), m.end(), m.group().lower()) for m in pattern.finditer(text)][:MAX_SPANS]
+
+
+def _centred(text: str, spans: list[Span], width: int) -> str:
+    """The excerpt around the best window of spans (see :func:`snippet`)."""
+    if not spans:
+        return _cut(text, 0, width)
+    room = width - 2  # both ends may need a "…"
+    # The window starting at span i holds the later spans ending within room: ends grow
+    # with starts (matches never overlap), so it is spans[i:j] with j never moving back.
+    single = len({term for _, _, term in spans}) == 1
+    best, best_key, j = (0, 1), (0, 0), 0
+    for i, (start, _, _) in enumerate(spans):
+        j = max(j, i + 1)
+        while j < len(spans) and spans[j][1] <= start + room:
+            j += 1
+        key = (1 if single else len({term for _, _, term in spans[i:j]}), j - i)
+        if key > best_key:
+            best, best_key = (i, j), key
+    return _around(text, (spans[best[0]][0], spans[best[1] - 1][1]), width)
+
+
+def _around(text: str, keep: tuple[int, int], width: int) -> str:
+    """The excerpt centred on ``text[keep[0]:keep[1]]``."""
+    centre = (keep[0] + keep[1]) // 2
+    start = max(0, min(centre - width // 2, len(text) - width))
+    return _cut(text, start, width, keep)
+
+
+def _cut(text: str, start: int, width: int, keep: tuple[int, int] | None = None) -> str:
+    """``text[start:start+width]`` trimmed to whole words, with "…" marking each cut."""
+    end = min(len(text), start + width)
+    if start > 0:
+        start += 1  # room for the leading "…"
+        space = text.find(" ", start, keep[0] if keep else end)
+        start = space + 1 if space >= 0 else start
+    if end < len(text):
+        end -= 1  # room for the trailing "…"
+        space = text.rfind(" ", keep[1] if keep else start, end + 1)
+        end = space if space > start else end
+    return ("…" if start > 0 else "") + text[start:end].strip() + ("…" if end < len(text) else "")
