@@ -32,7 +32,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m flows.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .hypothesis

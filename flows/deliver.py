@@ -37,6 +37,7 @@ import socket
 import ssl
 import time
 from collections import deque
+from contextlib import suppress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -44,6 +45,7 @@ from email.message import EmailMessage
 from email.utils import parseaddr
 
 import aiosmtplib
+from aiosmtplib.protocol import normalize_message_line_endings
 
 from flows.models import Outcome
 from flows.settings import Settings
@@ -56,12 +58,22 @@ MAX_REASON = 200  # characters of an error kept in the ledger
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One rendered digest on its way out; `subscriber` is the envelope recipient."""
+    """One rendered digest on its way out; `subscriber` is the envelope recipient.
+
+    ``message`` is an EmailMessage, or the finished bytes (`Renderer.render_bytes`), sent
+    as they are; bytes carry their Message-ID alongside, for the ledger.
+    """
 
     subscriber: str
     digest_date: date
-    message: EmailMessage
+    message: EmailMessage | bytes
     paper_ids: tuple[str, ...]
+    message_id: str = ""
+
+    def id(self) -> str:
+        if self.message_id or isinstance(self.message, bytes):
+            return self.message_id
+        return str(self.message.get("Message-ID", ""))
 
 
 @dataclass(slots=True)
@@ -132,6 +144,34 @@ def deliver_sync(
     return asyncio.run(
         deliver(items, settings, on_outcome, progress=progress, tls_context=tls_context)
     )
+
+
+async def transmit(client: aiosmtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
+    """One SMTP transaction for a finished message: aiosmtplib's sendmail for one recipient,
+    minus its second pass over the whole message to work out the SIZE it announces
+    (a third of the client's work for a 50 KB digest); `data` with CRLF line ends needs none."""
+    aiosmtplib.email.parse_address(recipient)  # ValueError before any command, like sendmail
+    options = [f"size={_wire_size(data)}"] if client.supports_extension("size") else []
+    try:
+        await client.mail(sender, options=options)
+        await client.rcpt(recipient)
+        await client.data(data)
+    except aiosmtplib.SMTPResponseException:
+        with suppress(ConnectionError, aiosmtplib.SMTPResponseException):
+            await client.rset()  # reset the envelope for the next attempt, as sendmail does
+        raise
+
+
+def _wire_size(data: bytes) -> int:
+    lines = data.count(b"\n")
+    if data.endswith(b"\r\n") and lines == data.count(b"\r\n") == data.count(b"\r"):
+        return len(data)
+    return len(normalize_message_line_endings(data))
+
+
+def wire_bytes(message: EmailMessage | bytes) -> bytes:
+    """The message as `deliver` puts it on the wire (before SMTP's dot-stuffing)."""
+    return message if isinstance(message, bytes) else aiosmtplib.email.flatten_message(message)
 
 
 class _Run:
@@ -230,9 +270,12 @@ class _Connection:
                     return None
                 continue
             try:
-                await self.client.send_message(
-                    item.message, sender=self.run.sender, recipients=[item.subscriber]
-                )
+                if isinstance(item.message, bytes):
+                    await transmit(self.client, self.run.sender, item.subscriber, item.message)
+                else:
+                    await self.client.send_message(
+                        item.message, sender=self.run.sender, recipients=[item.subscriber]
+                    )
             except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
                 fault = self.classify(exc)
                 if fault.reconnect:
@@ -346,7 +389,7 @@ def _sent(item: Outgoing, attempts: int) -> Outcome:
         subscriber=item.subscriber,
         digest_date=item.digest_date,
         status="sent",
-        message_id=str(item.message.get("Message-ID", "")),
+        message_id=item.id(),
         paper_ids=item.paper_ids,
         attempts=attempts,
         at=datetime.now(UTC),
@@ -358,7 +401,7 @@ def _failed(item: Outgoing, reason: str, attempts: int, *, permanent: bool = Fal
         subscriber=item.subscriber,
         digest_date=item.digest_date,
         status="failed",
-        message_id=str(item.message.get("Message-ID", "")),
+        message_id=item.id(),
         paper_ids=item.paper_ids,
         error=reason,
         attempts=attempts,

@@ -1,0 +1,322 @@
+"""Runs the benchmark: inputs, Prefect server, sink, the measured flow, references, rerun.
+
+Every measured piece runs in a fresh process of its own (`flowrun`, `capture`, `blast`),
+so peak RSS belongs to what is measured and each starts cold, as a cron-started run does.
+The SMTP sink is one more process (`sink`), and Prefect's temporary API server another,
+started first and timed on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import psutil
+
+from flows.bench import corpus
+from flows.bench.report import evaluate, machine, markdown
+from flows.bench.sink import HOST, SinkProcess
+
+log = logging.getLogger(__name__)
+
+DAY = date(2025, 12, 12)  # the listing day every generated paper is on (a Friday)
+SENDER = "Paperboy <paperboy@bench.example.org>"
+TASK_RUN_WAIT = 20.0  # seconds to wait for the API to have recorded every task run
+
+
+class BenchError(Exception):
+    """A step of the benchmark failed; the message says which."""
+
+
+@dataclass
+class Options:
+    subscribers: int = 10_000
+    papers: int = 2_000
+    keywords: tuple[int, int] = (3, 10)
+    connections: int = 4
+    out: Path = Path("bench-results")
+    seed: int = 7
+    batch_size: int | None = None  # None: the settings default
+    premailer_sample: int = 300
+    workdir: Path | None = None  # None: a temporary directory, removed afterwards
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Workspace:
+    root: Path
+
+    @property
+    def snapshot(self) -> Path:
+        return self.root / "snapshot"
+
+    @property
+    def subscribers(self) -> Path:
+        return self.root / "subscribers"
+
+    @property
+    def db(self) -> Path:
+        return self.root / "paperboy.db"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.root / "prefect"
+
+    @property
+    def messages(self) -> Path:
+        return self.root / "messages.bin"
+
+
+def generate(options: Options, space: Workspace) -> dict:
+    """The seeded inputs: one listing day of ``papers`` and ``subscribers`` YAML files."""
+    started = time.perf_counter()
+    rng = random.Random(options.seed)
+    items = corpus.api_items(corpus.load_seeds(), options.papers, DAY, rng)
+    corpus.write_snapshot(space.snapshot, DAY, items)
+    pool = corpus.vocabulary(items)
+    corpus.write_subscribers(space.subscribers, pool, options.subscribers, options.keywords, rng)
+    return {"seconds": time.perf_counter() - started, "vocabulary": len(pool)}
+
+
+def paperboy_env(options: Options, space: Workspace, port: int) -> dict[str, str]:
+    env = {
+        "PAPERBOY_DB_PATH": str(space.db), "PAPERBOY_SUBSCRIBERS_DIR": str(space.subscribers),
+        "PAPERBOY_SOURCES": "snapshot", "PAPERBOY_SNAPSHOT_DIR": str(space.snapshot),
+        "PAPERBOY_SNAPSHOT_REPLAY": "false", "PAPERBOY_SMTP_HOST": HOST,
+        "PAPERBOY_SMTP_PORT": str(port), "PAPERBOY_SMTP_TLS": "none",
+        "PAPERBOY_SMTP_CONNECTIONS": str(options.connections), "PAPERBOY_MAIL_FROM": SENDER,
+        "PAPERBOY_LIST_ID": "bench.example.org", "PAPERBOY_PUBLIC_BASE_URL": "https://bench.example.org",
+        "PAPERBOY_SECRET_KEY": "benchmark-signing-key", "PAPERBOY_TASK_RUNNER": "thread",
+    }
+    if options.batch_size:
+        env["PAPERBOY_BATCH_SIZE"] = str(options.batch_size)
+    return env | options.extra_env
+
+
+class LoadMeter:
+    """CPU time the rest of the machine used while a phase ran (other users' jobs make these
+    2-core machines noisy): all CPU busy time, minus this process, its finished children,
+    and the long-lived sink and server processes."""
+
+    def __init__(self) -> None:
+        self.watched: list[psutil.Process] = []
+        self.phases: dict[str, dict[str, float]] = {}
+
+    def watch(self, pid: int) -> None:
+        self.watched.append(psutil.Process(pid))
+
+    def _ours(self) -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+        for process in self.watched:
+            with suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    @staticmethod
+    def _busy() -> tuple[float, float]:
+        """(CPU seconds busy, CPU seconds stolen by the hypervisor), all CPUs."""
+        times = psutil.cpu_times()._asdict()
+        idle = sum(times.get(name, 0.0) for name in ("idle", "iowait", "steal", "guest", "guest_nice"))
+        return sum(times.values()) - idle, times.get("steal", 0.0)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        (busy, steal), ours, started = self._busy(), self._ours(), time.perf_counter()
+        try:
+            yield
+        finally:
+            wall = time.perf_counter() - started
+            busy_now, steal_now = self._busy()
+            other = max(0.0, (busy_now - busy) - (self._ours() - ours))
+            self.phases[name] = {"seconds": wall, "other_cpu_seconds": other,
+                                 "other_cores": other / wall if wall else 0.0,
+                                 "steal_cores": (steal_now - steal) / wall if wall else 0.0}
+
+
+def child(module: str, args: list[str], env: dict[str, str], result: Path) -> tuple[dict, float]:
+    """Run ``python -m module args`` to completion; its JSON result and its wall time."""
+    # Only the benchmark's own settings: PAPERBOY_* of the calling shell would change the run.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("PAPERBOY_")}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", module, *args, "--result", str(result)],
+                          env=inherited | env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise BenchError(f"{module} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    return json.loads(result.read_text(encoding="utf-8")), seconds
+
+
+def task_runs(api_url: str, flow_run_id: str) -> list[dict]:
+    """The flow run's task runs as the API has them, once all have finished: Prefect records
+    task runs from events, which reach the server a moment after the flow returns."""
+    import httpx
+
+    deadline = time.monotonic() + TASK_RUN_WAIT
+    body = {"flow_runs": {"id": {"any_": [flow_run_id]}}, "limit": 200}
+    runs: list[dict] = []
+    while time.monotonic() < deadline:
+        response = httpx.post(f"{api_url}/task_runs/filter", json=body, timeout=30)
+        response.raise_for_status()
+        runs = response.json()
+        if runs and all(run.get("state_type") in ("COMPLETED", "FAILED", "CRASHED") for run in runs):
+            time.sleep(0.5)  # late events: the count must hold still
+            again = httpx.post(f"{api_url}/task_runs/filter", json=body, timeout=30).json()
+            if len(again) == len(runs):
+                return again
+        time.sleep(0.5)
+    return runs
+
+
+def task_seconds(runs: list[dict], name: str) -> float:
+    return sum(run.get("total_run_time") or 0.0 for run in runs if run["name"].startswith(name))
+
+
+def run_flow(env: dict[str, str], space: Workspace, sink: SinkProcess, api_url: str, label: str) -> dict:
+    before = sink.stats()
+    result, wall = child("flows.bench.flowrun", ["--date", DAY.isoformat()], env,
+                         space.root / f"{label}.json")
+    after = sink.stats()
+    runs = task_runs(api_url, result["flow_run_id"])
+    return {
+        **result, "process_seconds": wall, "task_runs": len(runs),
+        "task_run_names": sorted({run["name"].rsplit("-", 1)[0] for run in runs}),
+        "fetch_store_seconds": task_seconds(runs, "fetch-listings"),
+        "load_subscribers_seconds": task_seconds(runs, "load-subscribers"),
+        "sink_messages": after["messages"] - before["messages"],
+        "sink_bytes": after["bytes"] - before["bytes"],
+    }
+
+
+def run(options: Options) -> dict:
+    """The whole benchmark; returns the results (also written to ``options.out``)."""
+    root = options.workdir or Path(tempfile.mkdtemp(prefix="paperboy-bench-"))
+    space = Workspace(root)
+    space.root.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(options, space)
+    finally:
+        if options.workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(options: Options, space: Workspace) -> dict:
+    say("generating %d papers and %d subscribers in %s", options.papers, options.subscribers, space.root)
+    inputs = generate(options, space)
+    # Prefect reads these when it is imported: set them first, for this process and children.
+    os.environ.update({"PREFECT_HOME": str(space.prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    from prefect.server.api.server import SubprocessASGIServer
+
+    meter = LoadMeter()
+    server = SubprocessASGIServer()
+    with meter.phase("server"):
+        server.start(timeout=120)
+    server_seconds = meter.phases["server"]["seconds"]
+    say("Prefect API up in %.1f s at %s", server_seconds, server.api_url)
+    try:
+        assert server.server_process is not None
+        meter.watch(server.server_process.pid)
+        with SinkProcess() as sink:
+            assert sink.process is not None
+            meter.watch(sink.process.pid)
+            env = paperboy_env(options, space, sink.port) | {"PREFECT_API_URL": server.api_url}
+            say("running the daily flow (%d connections)", options.connections)
+            with meter.phase("flow"):
+                first = run_flow(env, space, sink, server.api_url, "flow")
+            say("flow: %.1f s, %d sent", first["process_seconds"], first["summary"]["sent"])
+            say("capturing the same messages and timing the render references")
+            with meter.phase("capture"):
+                references, _ = child("flows.bench.capture", [
+                    "--date", DAY.isoformat(), "--messages", str(space.messages),
+                    "--premailer-sample", str(options.premailer_sample)], env, space.root / "capture.json")
+            say("delivery ceiling: bare aiosmtplib, %d connections", options.connections)
+            before = sink.stats()
+            with meter.phase("ceiling"):
+                ceiling, _ = child("flows.bench.blast", [
+                    "--messages", str(space.messages), "--port", str(sink.port),
+                    "--connections", str(options.connections), "--sender", SENDER], env,
+                    space.root / "blast.json")
+            ceiling["sink_messages"] = sink.stats()["messages"] - before["messages"]
+            space.messages.unlink()
+            say("ceiling: %.1f s; rerunning the same day", ceiling["seconds"])
+            with meter.phase("rerun"):
+                rerun = run_flow(env, space, sink, server.api_url, "rerun")
+    finally:
+        server.stop()
+    batch_size = env.get("PAPERBOY_BATCH_SIZE") or _default_batch_size()
+    results = {
+        "options": {"subscribers": options.subscribers, "papers": options.papers,
+                    "keywords": list(options.keywords), "connections": options.connections,
+                    "batch_size": int(batch_size), "seed": options.seed},
+        "machine": machine(), "inputs": inputs, "prefect_server_start_seconds": server_seconds,
+        "flow": first, "references": references, "ceiling": ceiling, "rerun": rerun,
+        "background_load": meter.phases,
+    }
+    results["metrics"] = metrics(results)
+    results["targets"] = evaluate(results)
+    write(results, options.out)
+    return results
+
+
+def _default_batch_size() -> int:
+    from flows.settings import Settings
+
+    return Settings.model_fields["batch_size"].default
+
+
+def metrics(results: dict) -> dict:
+    """The headline numbers and ratios, from one run's raw measurements."""
+    flow, refs, ceiling = results["flow"], results["references"], results["ceiling"]
+    stages, summary = flow["stages"], flow["summary"]
+    made = summary["sent"] + len(summary["failed"]) + len(summary["deferred"])
+    sending = stages.get("sending", 0.0)
+    render_ms = stages.get("render", 0.0) / made * 1000 if made else 0.0
+    pipeline_rate = summary["sent"] / sending if sending else 0.0
+    return {
+        "messages_sent": summary["sent"],
+        "end_to_end_seconds": results["prefect_server_start_seconds"] + flow["process_seconds"],
+        "after_server_seconds": flow["process_seconds"],
+        "after_server_vs_ceiling": flow["process_seconds"] / ceiling["seconds"],
+        "messages_per_second": summary["sent"] / flow["process_seconds"],
+        "sending_messages_per_second": pipeline_rate,
+        "ceiling_messages_per_second": ceiling["messages_per_second"],
+        "delivery_vs_ceiling": pipeline_rate / ceiling["messages_per_second"],
+        "render_ms_per_email": render_ms,
+        "render_floor_ms": refs["render_floor"]["mean_ms"],
+        "render_vs_floor": render_ms / refs["render_floor"]["mean_ms"],
+        "render_median_vs_floor_median": refs["render"]["median_ms"] / refs["render_floor"]["median_ms"],
+        "premailer_ms": refs["premailer"]["median_ms"],
+        "premailer_vs_floor": refs["premailer"]["median_ms"] / refs["render_floor"]["median_ms"],
+        "rank_seconds": stages.get("rank", 0.0),
+        "index_seconds": stages.get("index", 0.0),
+        "peak_rss_mb": flow["peak_rss_bytes"] / 2**20,
+        "task_runs": flow["task_runs"],
+        "rerun_seconds": results["rerun"]["process_seconds"],
+        "rerun_sent": results["rerun"]["summary"]["sent"],
+        "rerun_sink_messages": results["rerun"]["sink_messages"],
+    }
+
+
+def write(results: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+    (out / "bench.md").write_text(markdown(results), encoding="utf-8")
+
+
+def say(message: str, *args: object) -> None:
+    print(message % args, file=sys.stderr, flush=True)
