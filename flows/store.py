@@ -233,11 +233,11 @@ class Store:
 
     def finished_subscribers(self, digest_date: date) -> set[str]:
         """Subscribers whose digest for this date is final (sent or permanently failed)."""
-        rows = self.db.query(
+        rows = self.db.execute(  # tuples, not sqlite_utils' dicts: every batch reads the whole day
             "SELECT subscriber FROM digests WHERE digest_date = ? AND status IN ('sent', 'failed')",
             [digest_date.isoformat()],
         )
-        return {row["subscriber"] for row in rows}
+        return {row[0] for row in rows}
 
     def delivered_ids(self, subscribers: Sequence[str], paper_ids: Sequence[str]) -> dict[str, set[str]]:
         """For each subscriber, which of these papers they were already sent."""
@@ -245,18 +245,39 @@ class Store:
         if not subscribers or not paper_ids:
             return seen
         self.db.execute("CREATE TEMP TABLE IF NOT EXISTS _ids (id TEXT PRIMARY KEY)")
-        self.db.execute("DELETE FROM _ids")
-        self.db.conn.executemany("INSERT OR IGNORE INTO _ids VALUES (?)", [(p,) for p in paper_ids])
+        # One transaction: in autocommit mode each insert was one, 50 ms for 2,000 candidates.
+        self.db.execute("BEGIN")
+        try:
+            self.db.execute("DELETE FROM _ids")
+            self.db.conn.executemany("INSERT OR IGNORE INTO _ids VALUES (?)", [(p,) for p in paper_ids])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
         for start in range(0, len(subscribers), 500):
             chunk = list(subscribers[start:start + 500])
             marks = ",".join("?" * len(chunk))
+            # Either look up every (subscriber, candidate) pair in the primary key, which SQLite
+            # does unless told otherwise, or read each subscriber's deliveries and keep the
+            # candidates ("+" hides paper_id from the index). Reading wins while a history is
+            # under about 3x the candidates: 500 subscribers with 20 deliveries each against
+            # 2,000 candidates took 0.31 s by lookups, 0.004 s by reading.
+            column = "+paper_id" if self._history(chunk) <= 3 * len(paper_ids) else "paper_id"
             rows = self.db.execute(
                 f"SELECT subscriber, paper_id FROM deliveries WHERE subscriber IN ({marks}) "
-                "AND paper_id IN (SELECT id FROM _ids)", chunk,
+                f"AND {column} IN (SELECT id FROM _ids)", chunk,
             )
             for subscriber, paper_id in rows:
                 seen[subscriber].add(paper_id)
         return seen
+
+    def _history(self, subscribers: Sequence[str], sample: int = 20) -> float:
+        """Deliveries per subscriber, averaged over the first ``sample`` of them."""
+        some = list(subscribers[:sample])
+        marks = ",".join("?" * len(some))
+        count = self.db.execute(
+            f"SELECT COUNT(*) FROM deliveries WHERE subscriber IN ({marks})", some).fetchone()[0]
+        return count / len(some)
 
     def record_outcome(self, outcome: Outcome) -> None:
         """Write one digest's outcome, and its deliveries if sent, in a single transaction."""

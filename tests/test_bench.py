@@ -104,6 +104,7 @@ def test_small_benchmark_run_writes_every_figure(tmp_path):
     assert rerun["summary"]["sent"] == 0 and rerun["sink_messages"] == 0 and rerun["summary"]["already"] == sent
 
     assert set(STAGES) <= set(flow["stages"]) and all(v >= 0 for v in flow["stages"].values())
+    assert all(flow["stages"][f"{s}_cpu"] <= flow["stages"][s] + 0.01 for s in STAGES if s != "deliver")
     nested = sum(flow["stages"][s] for s in ("index", "rank", "render", "ledger", "deliver"))
     assert nested == pytest.approx(flow["stages"]["sending"], rel=1e-6)
     assert flow["fetch_store_seconds"] > 0 and flow["load_subscribers_seconds"] > 0

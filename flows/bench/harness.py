@@ -9,7 +9,6 @@ started first and timed on its own.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 import resource
@@ -20,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -29,8 +28,6 @@ import psutil
 from flows.bench import corpus
 from flows.bench.report import evaluate, machine, markdown
 from flows.bench.sink import HOST, SinkProcess
-
-log = logging.getLogger(__name__)
 
 DAY = date(2025, 12, 12)  # the listing day every generated paper is on (a Friday)
 SENDER = "Paperboy <paperboy@bench.example.org>"
@@ -52,7 +49,6 @@ class Options:
     batch_size: int | None = None  # None: the settings default
     premailer_sample: int = 300
     workdir: Path | None = None  # None: a temporary directory, removed afterwards
-    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,7 +99,7 @@ def paperboy_env(options: Options, space: Workspace, port: int) -> dict[str, str
     }
     if options.batch_size:
         env["PAPERBOY_BATCH_SIZE"] = str(options.batch_size)
-    return env | options.extra_env
+    return env
 
 
 class LoadMeter:
@@ -226,51 +222,56 @@ def _run(options: Options, space: Workspace) -> dict:
     server = SubprocessASGIServer()
     with meter.phase("server"):
         server.start(timeout=120)
-    server_seconds = meter.phases["server"]["seconds"]
-    say("Prefect API up in %.1f s at %s", server_seconds, server.api_url)
-    try:
         assert server.server_process is not None
-        meter.watch(server.server_process.pid)
+        meter.watch(server.server_process.pid)  # its CPU since it started counts as ours
+    say("Prefect API up in %.1f s at %s", meter.phases["server"]["seconds"], server.api_url)
+    try:
         with SinkProcess() as sink:
             assert sink.process is not None
             meter.watch(sink.process.pid)
             env = paperboy_env(options, space, sink.port) | {"PREFECT_API_URL": server.api_url}
-            say("running the daily flow (%d connections)", options.connections)
-            with meter.phase("flow"):
-                first = run_flow(env, space, sink, server.api_url, "flow")
-            say("flow: %.1f s, %d sent", first["process_seconds"], first["summary"]["sent"])
-            say("capturing the same messages and timing the render references")
-            with meter.phase("capture"):
-                references, _ = child("flows.bench.capture", [
-                    "--date", DAY.isoformat(), "--messages", str(space.messages),
-                    "--premailer-sample", str(options.premailer_sample)], env, space.root / "capture.json")
-            say("delivery ceiling: bare aiosmtplib, %d connections", options.connections)
-            before = sink.stats()
-            with meter.phase("ceiling"):
-                ceiling, _ = child("flows.bench.blast", [
-                    "--messages", str(space.messages), "--port", str(sink.port),
-                    "--connections", str(options.connections), "--sender", SENDER], env,
-                    space.root / "blast.json")
-            ceiling["sink_messages"] = sink.stats()["messages"] - before["messages"]
-            space.messages.unlink()
-            say("ceiling: %.1f s; rerunning the same day", ceiling["seconds"])
-            with meter.phase("rerun"):
-                rerun = run_flow(env, space, sink, server.api_url, "rerun")
+            measured = _measure(options, space, env, sink, server.api_url, meter)
     finally:
         server.stop()
-    batch_size = env.get("PAPERBOY_BATCH_SIZE") or _default_batch_size()
     results = {
         "options": {"subscribers": options.subscribers, "papers": options.papers,
                     "keywords": list(options.keywords), "connections": options.connections,
-                    "batch_size": int(batch_size), "seed": options.seed},
-        "machine": machine(), "inputs": inputs, "prefect_server_start_seconds": server_seconds,
-        "flow": first, "references": references, "ceiling": ceiling, "rerun": rerun,
-        "background_load": meter.phases,
+                    "batch_size": int(env.get("PAPERBOY_BATCH_SIZE") or _default_batch_size()),
+                    "seed": options.seed},
+        "machine": machine(), "inputs": inputs,
+        "prefect_server_start_seconds": meter.phases["server"]["seconds"],
+        **measured, "background_load": meter.phases,
     }
     results["metrics"] = metrics(results)
     results["targets"] = evaluate(results)
     write(results, options.out)
     return results
+
+
+def _measure(options: Options, space: Workspace, env: dict[str, str], sink: SinkProcess,
+             api_url: str, meter: LoadMeter) -> dict:
+    """The flow, the references (same digests, same sink, same connections), the rerun."""
+    say("running the daily flow (%d connections)", options.connections)
+    with meter.phase("flow"):
+        flow = run_flow(env, space, sink, api_url, "flow")
+    say("flow: %.1f s, %d sent", flow["process_seconds"], flow["summary"]["sent"])
+    say("capturing the same messages and timing the render references")
+    with meter.phase("capture"):
+        references, _ = child("flows.bench.capture", [
+            "--date", DAY.isoformat(), "--messages", str(space.messages),
+            "--premailer-sample", str(options.premailer_sample)], env, space.root / "capture.json")
+    say("delivery ceiling: bare aiosmtplib, %d connections", options.connections)
+    before = sink.stats()
+    with meter.phase("ceiling"):
+        ceiling, _ = child("flows.bench.blast", [
+            "--messages", str(space.messages), "--port", str(sink.port),
+            "--connections", str(options.connections), "--sender", SENDER], env, space.root / "blast.json")
+    ceiling["sink_messages"] = sink.stats()["messages"] - before["messages"]
+    space.messages.unlink()
+    say("ceiling: %.1f s; rerunning the same day", ceiling["seconds"])
+    with meter.phase("rerun"):
+        rerun = run_flow(env, space, sink, api_url, "rerun")
+    return {"flow": flow, "references": references, "ceiling": ceiling, "rerun": rerun}
 
 
 def _default_batch_size() -> int:
@@ -280,28 +281,33 @@ def _default_batch_size() -> int:
 
 
 def metrics(results: dict) -> dict:
-    """The headline numbers and ratios, from one run's raw measurements."""
+    """The headline numbers and ratios, from one run's raw measurements.
+
+    The delivery rate is messages over the sending phase's wall time (summed over batches;
+    what passes between batches shows up as diff and Prefect overhead instead)."""
     flow, refs, ceiling = results["flow"], results["references"], results["ceiling"]
     stages, summary = flow["stages"], flow["summary"]
     made = summary["sent"] + len(summary["failed"]) + len(summary["deferred"])
-    sending = stages.get("sending", 0.0)
-    render_ms = stages.get("render", 0.0) / made * 1000 if made else 0.0
-    pipeline_rate = summary["sent"] / sending if sending else 0.0
+    render_ms = _ratio(stages.get("render", 0.0) * 1000, made)
+    pipeline_rate = _ratio(summary["sent"], stages.get("sending", 0.0))
+    floor_ms = refs["render_floor"]
     return {
         "messages_sent": summary["sent"],
         "end_to_end_seconds": results["prefect_server_start_seconds"] + flow["process_seconds"],
         "after_server_seconds": flow["process_seconds"],
-        "after_server_vs_ceiling": flow["process_seconds"] / ceiling["seconds"],
-        "messages_per_second": summary["sent"] / flow["process_seconds"],
+        "after_server_vs_ceiling": _ratio(flow["process_seconds"], ceiling["seconds"]),
+        "messages_per_second": _ratio(summary["sent"], flow["process_seconds"]),
         "sending_messages_per_second": pipeline_rate,
         "ceiling_messages_per_second": ceiling["messages_per_second"],
-        "delivery_vs_ceiling": pipeline_rate / ceiling["messages_per_second"],
+        "delivery_vs_ceiling": _ratio(pipeline_rate, ceiling["messages_per_second"]),
         "render_ms_per_email": render_ms,
-        "render_floor_ms": refs["render_floor"]["mean_ms"],
-        "render_vs_floor": render_ms / refs["render_floor"]["mean_ms"],
-        "render_median_vs_floor_median": refs["render"]["median_ms"] / refs["render_floor"]["median_ms"],
+        "render_floor_ms": floor_ms["mean_ms"],
+        "render_vs_floor": _ratio(render_ms, floor_ms["mean_ms"]),
+        "render_median_vs_floor_median": _ratio(refs["render"]["median_ms"], floor_ms["median_ms"]),
+        "render_cpu_vs_floor_cpu": _ratio(_ratio(stages.get("render_cpu", 0.0) * 1000, made),
+                                          floor_ms["mean_cpu_ms"]),
         "premailer_ms": refs["premailer"]["median_ms"],
-        "premailer_vs_floor": refs["premailer"]["median_ms"] / refs["render_floor"]["median_ms"],
+        "premailer_vs_floor": _ratio(refs["premailer"]["median_ms"], floor_ms["median_ms"]),
         "rank_seconds": stages.get("rank", 0.0),
         "index_seconds": stages.get("index", 0.0),
         "peak_rss_mb": flow["peak_rss_bytes"] / 2**20,
@@ -310,6 +316,10 @@ def metrics(results: dict) -> dict:
         "rerun_sent": results["rerun"]["summary"]["sent"],
         "rerun_sink_messages": results["rerun"]["sink_messages"],
     }
+
+
+def _ratio(part: float, whole: float) -> float:
+    return part / whole if whole else 0.0
 
 
 def write(results: dict, out: Path) -> None:
