@@ -16,7 +16,7 @@ from flows.models import Match, Paper, RankedPaper
 from flows.rank import MIN_SCORE, QueryError, build_index, parse_keyword, parse_query, rank, rank_many, snippet
 from flows.rank.excerpt import Excerpts
 from flows.rank.query import FIELDS, _parse_keyword
-from flows.rank.score import _rounded, saturate
+from flows.rank.score import saturate
 from flows.rank.text import spans, stems, stems_and_spans
 from flows.rank_bench import synthetic_papers
 from flows.subscribers import Subscriber
@@ -310,9 +310,3 @@ def test_plain_keywords_parse_as_the_full_grammar_parses_them(keyword):
             parse_keyword.__wrapped__(keyword)
     else:
         assert parse_keyword.__wrapped__(keyword) == expected
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(st.floats(0, 1e4), st.integers(0, 10**10).map(lambda n: n / 1e6 + 5e-7)), max_size=40))
-def test_rounding_in_bulk_equals_round(values):
-    assert _rounded(values) == [round(value, 6) for value in values]

@@ -109,10 +109,10 @@ class PaperIndex:
     log_upvotes: tuple[float, ...]  # paper number → ln(1 + upvotes)
     max_log_upvotes: float
     # Filled by flows.rank.score: per term key its score per paper; per keyword as
-    # written (label, term key) what ranking needs of it; per keyword list (keywords,
-    # exclusions) its parsed terms looked up in this index.
+    # written (label, term key, weight) what ranking needs of it; per keyword list
+    # (keywords, exclusions) its parsed terms looked up in this index.
     term_scores: dict[str, dict[int, float]] = field(default_factory=dict)
-    looked_up: dict[tuple[str, str], Any] = field(default_factory=dict)
+    looked_up: dict[tuple[str, str, float], Any] = field(default_factory=dict)
     queries: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = field(default_factory=dict)
     _reverse_acronyms: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
     _hits: dict[str, Hits] = field(default_factory=dict)
@@ -219,29 +219,37 @@ class PaperIndex:
 
     def explain(self, term: Term, hits: Hits, number: int) -> Match:
         """Work out :meth:`match` (uncached), given the term's hits."""
-        in_title, in_abstract = number in hits.title, number in hits.abstract
+        in_title, in_abstract = hits.title.get(number, 0), hits.abstract.get(number, 0)
         if in_title and in_abstract:
-            both = self._spelled(number, 0, hits.variants) + self._spelled(number, 1, hits.variants)
+            both = self._spelled(number, 0, hits.variants, in_title) + self._spelled(
+                number, 1, hits.variants, in_abstract)
             return Match(term.keyword, FIELDS, tuple(dict.fromkeys(both)))
-        f = 0 if in_title else 1
-        return Match(term.keyword, _ONLY[f], self._spelled(number, f, hits.variants))
+        if in_title:
+            return Match(term.keyword, _ONLY[0], self._spelled(number, 0, hits.variants, in_title))
+        return Match(term.keyword, _ONLY[1], self._spelled(number, 1, hits.variants, in_abstract))
 
-    def _spelled(self, number: int, f: int, variants: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
-        """How one field of the paper spells any of the variants, each spelling once."""
+    def _spelled(
+        self, number: int, f: int, variants: tuple[tuple[str, ...], ...], count: int
+    ) -> tuple[str, ...]:
+        """How one field of the paper, holding the variants ``count`` times, spells them."""
         paper, index = self.papers[number], self.fields[f]
         where = (paper.title if f == 0 else paper.abstract, index.joined[number], index.starts[number],
                  index.begins[number], index.ends[number])
         if len(variants) == 1:
-            return _spellings(where, variants[0])
-        return tuple(dict.fromkeys(chain.from_iterable(_spellings(where, variant) for variant in variants)))
+            return _spellings(where, variants[0], count == 1)
+        found = chain.from_iterable(_spellings(where, variant, False) for variant in variants)
+        return tuple(dict.fromkeys(found))
 
 
-def _spellings(field: tuple[str, str, array, array, array], sequence: tuple[str, ...]) -> tuple[str, ...]:
+def _spellings(
+    field: tuple[str, str, array, array, array], sequence: tuple[str, ...], once: bool
+) -> tuple[str, ...]:
     """How a field spells the stem sequence: its first and its last spelling ("Reinforcement
     Learning" in a title, "reinforcement learning" later on), or the first few of a longer phrase.
 
     ``field`` is the text, its joined stems, and per slot where it is in the joined stems
-    and where its word begins and ends in the text (see :class:`FieldIndex`).
+    and where its word begins and ends in the text (see :class:`FieldIndex`); ``once`` says
+    that the field holds the sequence only once.
     """
     text, joined, starts, begins, ends = field
     needle, last_word = f"{SEPARATOR}{SEPARATOR.join(sequence)}{SEPARATOR}", len(sequence) - 1
@@ -253,7 +261,7 @@ def _spellings(field: tuple[str, str, array, array, array], sequence: tuple[str,
         return ()
     slot = bisect_left(starts, first)
     spelled = text[begins[slot]:ends[slot + last_word]]
-    last = joined.rfind(needle)
+    last = first if once else joined.rfind(needle)
     if last == first:
         return (spelled,)
     slot = bisect_left(starts, last)

@@ -9,11 +9,10 @@ per index, the first time a subscriber needs it, and shared with every later one
 from __future__ import annotations
 
 import gc
-from math import isfinite
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import chain, compress, repeat
-from operator import add, ge, mul, neg, sub, truediv
+from operator import add, ge, mul
 from typing import TYPE_CHECKING
 
 from flows.models import Match, Paper, RankedPaper
@@ -33,8 +32,8 @@ MIN_SCORE = 0.5
 # still round to the same or a higher value, so candidates within it are kept.
 _ROUNDING_SLACK = 2e-6
 
-# Per term of a query: its weight, its scores, the term, its hits, its explanations so far.
-_Looked = tuple[float, dict[int, float], Term, Hits, dict[int, Match]]
+# Per term of a query: its scores times its weight, the term, its hits, its explanations so far.
+_Looked = tuple[dict[int, float], Term, Hits, dict[int, Match]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,28 +154,32 @@ def _prepare(index: PaperIndex, query: Query) -> _Prepared:
 
 
 def _look_up(index: PaperIndex, term: Term) -> _Looked:
-    found = index.looked_up.get((term.keyword, term.key))
+    found = index.looked_up.get((term.keyword, term.key, term.weight))
     if found is None:
-        found = index.looked_up[term.keyword, term.key] = (
-            1.0, term_scores(index, term), term, index.hits(term), index.explained(term)
-        )
-    return found if term.weight == 1 else (term.weight, *found[1:])
+        scores = term_scores(index, term)
+        if term.weight != 1:
+            scores = dict(zip(scores, map(mul, repeat(term.weight), scores.values())))
+        found = (scores, term, index.hits(term), index.explained(term))
+        index.looked_up[term.keyword, term.key, term.weight] = found
+    return found
 
 
 def _relevance(terms: tuple[_Looked, ...]) -> dict[int, float]:
     """Paper number → Σ weight · term score, added in the order of the terms."""
     scores: dict[int, float] = {}
-    for weight, found, *_ in terms:
-        if weight != 1:
-            found = dict(zip(found, map(mul, repeat(weight), found.values())))
+    for found, *_ in terms:
         if not scores:
-            scores = found if weight != 1 else dict(found)
+            scores = dict(found)
             continue
-        # Most papers match one term of a query: copy those in C, add up the few others.
+        # Most papers match one term of a query: copy those in C, then add up the others (in C).
         common = scores.keys() & found.keys()
-        summed = [(number, scores[number] + found[number]) for number in common] if common else ()
-        scores.update(found)
-        scores.update(summed)
+        if common:
+            summed = zip(common, map(add, map(scores.__getitem__, common), map(found.__getitem__, common)))
+            summed = list(summed)  # before the update below changes scores
+            scores.update(found)
+            scores.update(summed)
+        else:
+            scores.update(found)
     return scores
 
 
@@ -197,41 +200,44 @@ def _best(
     index: PaperIndex, relevance: dict[int, float], scale: float, min_score: float, limit: int
 ) -> list[tuple[float, int]]:
     """(score, paper number) of the best papers: by score, then upvotes, then id."""
+    # Every subscriber passes through here: the passes over all candidates stay in C, and
+    # only the few that can still make the list get the Python-level work.
     numbers, totals = list(relevance), list(relevance.values())
+    # Upvotes move a total by at most |scale| · max ln(1 + upvotes): a paper whose relevance is
+    # further than that below the limit-th best relevance (or the minimum) cannot make the list.
+    reach = abs(scale) * index.max_log_upvotes
+    cut = min_score - max(scale, 0.0) * index.max_log_upvotes
+    if len(totals) > limit:
+        cut = max(cut, sorted(totals, reverse=True)[limit - 1] - reach)
+    numbers, totals = _at_least(numbers, totals, cut - _ROUNDING_SLACK)
     if scale:
         totals = list(map(add, totals, map(index.scaled_log_upvotes(scale).__getitem__, numbers)))
     # Scores are compared as reported, to 6 decimals, so that sums equal on paper tie
     # however floating point rounded them, and then upvotes and id decide. Rounding keeps
     # the order, so only totals near or above the limit-th best can make the list.
     lowest = max(min_score, sorted(totals, reverse=True)[limit - 1]) if len(totals) > limit else min_score
-    keep = list(map(ge, totals, repeat(lowest - _ROUNDING_SLACK)))
-    numbers, totals = list(compress(numbers, keep)), _rounded(list(compress(totals, keep)))
-    if min(totals, default=min_score) < min_score:
-        keep = list(map(ge, totals, repeat(min_score)))
-        numbers, totals = list(compress(numbers, keep)), list(compress(totals, keep))
-    ranked = sorted(zip(map(neg, totals), map(index.tie_rank.__getitem__, numbers), numbers))[:limit]
-    return [(-negated, number) for negated, _, number in ranked]
+    numbers, totals = _at_least(numbers, totals, lowest - _ROUNDING_SLACK)
+    tie_rank = index.tie_rank
+    ranked = sorted(
+        (-rounded, tie_rank[number], number)
+        for number, total in zip(numbers, totals)
+        if (rounded := round(total, 6)) >= min_score
+    )
+    return [(-negated, number) for negated, _, number in ranked[:limit]]
 
 
-def _rounded(values: list[float]) -> list[float]:
-    """``[round(value, 6) for value in values]``, computed in C where that is exact.
-
-    round(x, 6) goes through a decimal string (about 1 µs). When x · 10⁶ lies clearly
-    between two integers, the nearest one, n, is the decimal that round picks, and n / 10⁶
-    is the float nearest to it, which is what round returns.
-    """
-    scaled = list(map(mul, values, repeat(1e6)))
-    if scaled and all(map(isfinite, scaled)) and max(map(abs, scaled)) < 2.0**40:
-        nearest = list(map(round, scaled))
-        if max(map(abs, map(sub, scaled, nearest))) < 0.499:  # clear of every .5: no tie to settle
-            return list(map(truediv, nearest, repeat(1e6)))
-    return [round(value, 6) for value in values]
+def _at_least(numbers: list[int], totals: list[float], floor: float) -> tuple[list[int], list[float]]:
+    """The numbers and totals whose total is at least ``floor``."""
+    if not totals or min(totals) >= floor:
+        return numbers, totals
+    keep = list(map(ge, totals, repeat(floor)))
+    return list(compress(numbers, keep)), list(compress(totals, keep))
 
 
 def _ranked(index: PaperIndex, terms: tuple[_Looked, ...], best: list[tuple[float, int]]) -> list[RankedPaper]:
     """The best papers with their explanations (worked out once per keyword and paper) and snippets."""
     matches: dict[int, list[Match]] = {number: [] for _, number in best}
-    for _, scores, term, hits, explained in terms:
+    for scores, term, hits, explained in terms:
         for number in scores.keys() & matches.keys():
             match = explained.get(number)
             if match is None:
