@@ -464,7 +464,8 @@ def _send_timed(items: Iterator[Outgoing], settings: Settings, record: Callable[
         deliver_sync(items, settings, on_outcome=record, progress=progress)
     _add(seconds, "sending", started)
     for suffix in ("", "_cpu"):
-        spent = {stage: seconds.get(stage + suffix, 0.0) - before.get(stage + suffix, 0.0) for stage in STAGES}
+        spent = {stage: seconds.get(stage + suffix, 0.0) - before.get(stage + suffix, 0.0)
+                 for stage in STAGES}
         nested = spent["index"] + spent["rank"] + spent["render"] + spent["ledger"]
         seconds["deliver" + suffix] = seconds.get("deliver" + suffix, 0.0) + spent["sending"] - nested
 

@@ -561,7 +561,8 @@ class Renderer:
         ]
         out = ["".join(lines).encode("ascii"), b"\r\n"]
         for content_type, encoding, payload in parts:
-            head = f"--{boundary}\r\nContent-Type: {content_type}\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n"
+            head = (f"--{boundary}\r\nContent-Type: {content_type}\r\n"
+                    f"Content-Transfer-Encoding: {encoding}\r\n\r\n")
             out += [head.encode("ascii"), payload, b"\r\n"]
         out.append(f"--{boundary}--\r\n".encode("ascii"))
         return b"".join(out)

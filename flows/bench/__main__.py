@@ -1,4 +1,8 @@
-"""``python -m flows.bench [--subscribers 10000] [--papers 2000] [--keywords 3-10] [--connections 4] [--out bench-results/]``"""
+"""Benchmark the daily flow: ``python -m flows.bench`` (``make bench``).
+
+    python -m flows.bench [--subscribers 10000] [--papers 2000] [--keywords 3-10]
+                          [--connections 4] [--out bench-results/]
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ def keyword_range(text: str) -> tuple[int, int]:
 
 
 def parse(argv: list[str] | None = None) -> Options:
-    parser = argparse.ArgumentParser(prog="python -m flows.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m flows.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--papers", type=int, default=2_000)
     parser.add_argument("--keywords", type=keyword_range, default=(3, 10), help="per subscriber, e.g. 3-10")

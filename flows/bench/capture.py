@@ -83,7 +83,8 @@ def capture(settings: Settings, day: date, messages_path: Path, premailer_sample
     with messages_path.open("wb") as handle:
         for n, subscriber in enumerate(subscribers):
             digest = compose(subscriber, corpus, set())
-            if not digest.papers and not digest.trending and not (subscriber.send_empty or settings.send_empty):
+            send_empty = subscriber.send_empty or settings.send_empty
+            if not digest.papers and not digest.trending and not send_empty:
                 continue  # skipped by the pipeline too: no message
             links = digest_links(settings, key, subscriber.email)
             started = _clocks()

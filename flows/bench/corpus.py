@@ -106,7 +106,8 @@ def api_items(seeds: Seeds, count: int, listed: date, rng: random.Random) -> lis
             "upvotes": upvotes(rng),
             "ai_keywords": [],
             "githubRepo": f"https://github.com/{slug}" if rng.random() < seeds.with_code else None,
-            "projectPage": f"https://{slug.replace('/', '.')}.github.io/" if rng.random() < seeds.with_project else None,
+            "projectPage": (f"https://{slug.replace('/', '.')}.github.io/"
+                            if rng.random() < seeds.with_project else None),
         }
         items.append({"paper": paper, "publishedAt": stamp, "title": paper["title"],
                       "numComments": rng.choice((0, 0, 0, 0, 1, 1, 2, 3, 5)),

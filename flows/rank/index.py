@@ -117,6 +117,7 @@ class PaperIndex:
     _reverse_acronyms: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
     _hits: dict[str, Hits] = field(default_factory=dict)
     _matches: dict[tuple[str, str], dict[int, Match]] = field(default_factory=dict)
+    _interned: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Match] = field(default_factory=dict)
     _scaled_logs: dict[float, list[float]] = field(default_factory=dict)
     _excerpts: Excerpts | None = None
     _vocabulary: frozenset[str] | None = None
@@ -223,10 +224,16 @@ class PaperIndex:
         if in_title and in_abstract:
             both = self._spelled(number, 0, hits.variants, in_title) + self._spelled(
                 number, 1, hits.variants, in_abstract)
-            return Match(term.keyword, FIELDS, tuple(dict.fromkeys(both)))
-        if in_title:
-            return Match(term.keyword, _ONLY[0], self._spelled(number, 0, hits.variants, in_title))
-        return Match(term.keyword, _ONLY[1], self._spelled(number, 1, hits.variants, in_abstract))
+            key = (term.keyword, FIELDS, tuple(dict.fromkeys(both)))
+        elif in_title:
+            key = (term.keyword, _ONLY[0], self._spelled(number, 0, hits.variants, in_title))
+        else:
+            key = (term.keyword, _ONLY[1], self._spelled(number, 1, hits.variants, in_abstract))
+        # Papers mostly spell a keyword alike: share the (immutable) Match instead of a copy.
+        found = self._interned.get(key)
+        if found is None:
+            found = self._interned[key] = Match(*key)
+        return found
 
     def _spelled(
         self, number: int, f: int, variants: tuple[tuple[str, ...], ...], count: int

@@ -11,8 +11,8 @@ from __future__ import annotations
 import gc
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from itertools import chain, compress, repeat
-from operator import add, ge, mul
+from itertools import chain, repeat
+from operator import add, mul
 from typing import TYPE_CHECKING
 
 from flows.models import Match, Paper, RankedPaper
@@ -200,38 +200,36 @@ def _best(
     index: PaperIndex, relevance: dict[int, float], scale: float, min_score: float, limit: int
 ) -> list[tuple[float, int]]:
     """(score, paper number) of the best papers: by score, then upvotes, then id."""
-    # Every subscriber passes through here: the passes over all candidates stay in C, and
-    # only the few that can still make the list get the Python-level work.
-    numbers, totals = list(relevance), list(relevance.values())
+    # Every subscriber passes through here, so each pass over all its candidates counts.
     # Upvotes move a total by at most |scale| · max ln(1 + upvotes): a paper whose relevance is
     # further than that below the limit-th best relevance (or the minimum) cannot make the list.
-    reach = abs(scale) * index.max_log_upvotes
-    cut = min_score - max(scale, 0.0) * index.max_log_upvotes
-    if len(totals) > limit:
-        cut = max(cut, sorted(totals, reverse=True)[limit - 1] - reach)
-    numbers, totals = _at_least(numbers, totals, cut - _ROUNDING_SLACK)
+    most = index.max_log_upvotes
+    cut = min_score - max(scale, 0.0) * most
+    if len(relevance) > limit:
+        cut = max(cut, sorted(relevance.values(), reverse=True)[limit - 1] - abs(scale) * most)
+    cut -= _ROUNDING_SLACK
+    numbers = [number for number, value in relevance.items() if value >= cut]
     if scale:
-        totals = list(map(add, totals, map(index.scaled_log_upvotes(scale).__getitem__, numbers)))
+        upvotes = index.scaled_log_upvotes(scale)
+        totals = [relevance[number] + upvotes[number] for number in numbers]
+    else:
+        totals = list(map(relevance.__getitem__, numbers))
     # Scores are compared as reported, to 6 decimals, so that sums equal on paper tie
     # however floating point rounded them, and then upvotes and id decide. Rounding keeps
     # the order, so only totals near or above the limit-th best can make the list.
     lowest = max(min_score, sorted(totals, reverse=True)[limit - 1]) if len(totals) > limit else min_score
-    numbers, totals = _at_least(numbers, totals, lowest - _ROUNDING_SLACK)
-    tie_rank = index.tie_rank
-    ranked = sorted(
-        (-rounded, tie_rank[number], number)
-        for number, total in zip(numbers, totals)
-        if (rounded := round(total, 6)) >= min_score
-    )
+    lowest -= _ROUNDING_SLACK
+    rounded: dict[float, float] = {}  # equal totals are common (no upvotes, one mention each)
+    tie_rank, ranked = index.tie_rank, []
+    for number, total in zip(numbers, totals):
+        if total >= lowest:
+            score = rounded.get(total)
+            if score is None:
+                score = rounded[total] = round(total, 6)
+            if score >= min_score:
+                ranked.append((-score, tie_rank[number], number))
+    ranked.sort()
     return [(-negated, number) for negated, _, number in ranked[:limit]]
-
-
-def _at_least(numbers: list[int], totals: list[float], floor: float) -> tuple[list[int], list[float]]:
-    """The numbers and totals whose total is at least ``floor``."""
-    if not totals or min(totals) >= floor:
-        return numbers, totals
-    keep = list(map(ge, totals, repeat(floor)))
-    return list(compress(numbers, keep)), list(compress(totals, keep))
 
 
 def _ranked(index: PaperIndex, terms: tuple[_Looked, ...], best: list[tuple[float, int]]) -> list[RankedPaper]:
