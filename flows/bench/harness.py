@@ -196,6 +196,7 @@ def run_flow(env: dict[str, str], space: Workspace, sink: SinkProcess, api_url: 
         "load_subscribers_seconds": task_seconds(runs, "load-subscribers"),
         "sink_messages": after["messages"] - before["messages"],
         "sink_bytes": after["bytes"] - before["bytes"],
+        "sink_cpu_seconds": after.get("cpu_seconds", 0.0) - before.get("cpu_seconds", 0.0),
     }
 
 
@@ -266,7 +267,9 @@ def _measure(options: Options, space: Workspace, env: dict[str, str], sink: Sink
         ceiling, _ = child("flows.bench.blast", [
             "--messages", str(space.messages), "--port", str(sink.port),
             "--connections", str(options.connections), "--sender", SENDER], env, space.root / "blast.json")
-    ceiling["sink_messages"] = sink.stats()["messages"] - before["messages"]
+    after = sink.stats()
+    ceiling["sink_messages"] = after["messages"] - before["messages"]
+    ceiling["sink_cpu_seconds"] = after["cpu_seconds"] - before["cpu_seconds"]
     space.messages.unlink()
     say("ceiling: %.1f s; rerunning the same day", ceiling["seconds"])
     with meter.phase("rerun"):

@@ -1,7 +1,8 @@
 """A counting SMTP sink for the benchmark, in its own process on 127.0.0.1.
 
 Run as ``python -m flows.bench.sink``: it prints ``{"port": N}`` once listening, then
-answers each ``stats`` line on stdin with ``{"messages": M, "bytes": B}`` and exits at
+answers each ``stats`` line on stdin with ``{"messages": M, "bytes": B, "cpu_seconds": C}``
+(C: the sink process's own CPU time so far) and exits at
 the end of stdin. Messages are counted and dropped, never parsed or stored, so the sink
 costs what a bare aiosmtpd costs and nothing more. `SinkProcess` runs it from the harness.
 """
@@ -14,6 +15,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
@@ -41,7 +43,8 @@ class CountingHandler:
 def _answer_stats(handler: CountingHandler, loop: asyncio.AbstractEventLoop, done: asyncio.Event) -> None:
     for line in sys.stdin:
         if line.strip() == "stats":
-            print(json.dumps({"messages": handler.messages, "bytes": handler.bytes}), flush=True)
+            print(json.dumps({"messages": handler.messages, "bytes": handler.bytes,
+                              "cpu_seconds": time.process_time()}), flush=True)
     loop.call_soon_threadsafe(done.set)
 
 
