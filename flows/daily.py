@@ -43,6 +43,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import SecretStr
 
 from flows.links import secret_key
+from flows.makers import close_pools
 from flows.pipeline import (
     BatchAborted,
     BatchPlan,
@@ -180,8 +181,11 @@ def send_batches(settings: Settings, subscribers: Sequence[Subscriber], corpus: 
         plans = (plan_batch(batch, store, corpus) for batch in batches(subscribers, settings.batch_size))
         if settings.task_runner == "thread":
             total = BatchReport()
-            for plan in plans:
-                total.merge(send_batch(settings, plan, corpus, dry_run, record_here=True).report)
+            try:
+                for plan in plans:
+                    total.merge(send_batch(settings, plan, corpus, dry_run, record_here=True).report)
+            finally:
+                close_pools()  # the render processes, if the batches used them
             return total
         return _send_on_workers(shippable(settings), plans, corpus, dry_run, store)
 

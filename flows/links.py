@@ -8,6 +8,7 @@ nothing about an unconfirmed address is stored before its owner clicks.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -51,6 +52,7 @@ def secret_key(settings: Settings) -> str:
     return key
 
 
+@functools.lru_cache(maxsize=16)  # one per key and purpose: building one costs more than signing
 def _serializer(key: str, purpose: str) -> URLSafeTimedSerializer:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")

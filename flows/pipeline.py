@@ -216,10 +216,12 @@ class BatchReport:
 
 
 # Where a batch's time goes ("setup": building the renderer, once per process). "sending"
-# is the wall time of the SMTP phase, which contains index, rank, render and ledger
-# (messages are made while earlier ones are on the wire); "deliver" is what remains of
-# it: the SMTP client and waiting for the server.
-STAGES = ("diff", "setup", "index", "rank", "render", "ledger", "deliver", "sending")
+# is the wall time of the SMTP phase, which contains index, rank, render, receive and
+# ledger (messages are made while earlier ones are on the wire); "deliver" is what remains
+# of it: the SMTP client and waiting for the server. With render processes (flows.makers)
+# index, rank and render happen there ("pool_index", … in their own seconds) and "receive"
+# is the time this thread waited for their messages.
+STAGES = ("diff", "setup", "index", "rank", "render", "receive", "ledger", "deliver", "sending")
 
 
 def _now() -> tuple[float, float]:
@@ -384,20 +386,30 @@ def outgoing(todo: Sequence[Subscriber], corpus: Corpus, renderer: Renderer, set
     in the index build, ranking and rendering."""
     key = secret_key(settings)
     for subscriber in todo:
-        started = _now()
-        corpus.index(corpus.window_for(subscriber))  # built by the first subscriber of a window
-        started = _add(seconds, "index", started)
-        digest = compose(subscriber, corpus, seen.get(subscriber.email, set()))
-        started = _add(seconds, "rank", started)
-        send_empty = subscriber.send_empty or settings.send_empty
-        if not digest.papers and not digest.trending and not send_empty:
-            on_skip(Outcome(subscriber.email, corpus.digest_date, "skipped"))
-            continue
-        links = digest_links(settings, key, subscriber.email)
-        message = make_message(renderer, digest, subscriber, links)
-        _add(seconds, "render", started)
-        yield Outgoing(subscriber.email, corpus.digest_date, message, digest_paper_ids(digest),
-                       message_id=digest.message_id)
+        made = make_one(subscriber, corpus, renderer, settings, key, seen.get(subscriber.email, set()),
+                        seconds)
+        if isinstance(made, Outcome):
+            on_skip(made)
+        else:
+            yield made
+
+
+def make_one(subscriber: Subscriber, corpus: Corpus, renderer: Renderer, settings: Settings, key: str,
+             seen: set[str], seconds: dict[str, float] | None = None) -> Outgoing | Outcome:
+    """One subscriber's message, or the "skipped" outcome when there is nothing to send."""
+    started = _now()
+    corpus.index(corpus.window_for(subscriber))  # built by the first subscriber of a window
+    started = _add(seconds, "index", started)
+    digest = compose(subscriber, corpus, seen)
+    started = _add(seconds, "rank", started)
+    send_empty = subscriber.send_empty or settings.send_empty
+    if not digest.papers and not digest.trending and not send_empty:
+        return Outcome(subscriber.email, corpus.digest_date, "skipped")
+    links = digest_links(settings, key, subscriber.email)
+    message = make_message(renderer, digest, subscriber, links)
+    _add(seconds, "render", started)
+    return Outgoing(subscriber.email, corpus.digest_date, message, digest_paper_ids(digest),
+                    message_id=digest.message_id)
 
 
 def make_message(renderer: Renderer, digest: Digest, subscriber: Subscriber,
@@ -445,7 +457,13 @@ def send_planned(plan: BatchPlan, corpus: Corpus, settings: Settings,
     started = _now()
     renderer = renderer or renderer_for(settings)  # built (CSS inlined) once per process
     _add(seconds, "setup", started)
-    items = outgoing(plan.todo, corpus, renderer, settings, plan.seen, on_skip=record, seconds=seconds)
+    from flows.makers import pool_for  # it builds on this module
+
+    pool = None if dry_run else pool_for(corpus, settings, len(plan.todo))
+    if pool is not None:
+        items = pool.make(plan.todo, plan.seen, corpus, settings, on_skip=record, seconds=seconds)
+    else:
+        items = outgoing(plan.todo, corpus, renderer, settings, plan.seen, on_skip=record, seconds=seconds)
     if dry_run:
         for item in items:
             report.previews[item.subscriber] = len(item.paper_ids)
@@ -466,8 +484,11 @@ def _send_timed(items: Iterator[Outgoing], settings: Settings, record: Callable[
     for suffix in ("", "_cpu"):
         spent = {stage: seconds.get(stage + suffix, 0.0) - before.get(stage + suffix, 0.0)
                  for stage in STAGES}
-        nested = spent["index"] + spent["rank"] + spent["render"] + spent["ledger"]
+        nested = spent["index"] + spent["rank"] + spent["render"] + spent["receive"] + spent["ledger"]
         seconds["deliver" + suffix] = seconds.get("deliver" + suffix, 0.0) + spent["sending"] - nested
+    for stage in STAGES:  # every stage reported, the ones this batch did not use as 0
+        seconds.setdefault(stage, 0.0)
+        seconds.setdefault(f"{stage}_cpu", 0.0)
 
 
 @contextmanager

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
 
     # execution
     batch_size: int = Field(500, ge=1, le=100_000, description="subscribers per Prefect task")
+    render_processes: int = Field(
+        1, ge=0, le=64,
+        description="processes that rank and render beside the one that sends; 0 = all in one")
+    render_processes_from: int = Field(
+        200, ge=1, description="a batch needs this many subscribers to use the render processes")
     task_runner: Literal["thread", "dask"] = "thread"
     dask_address: str | None = None
     dask_workers: int = Field(2, ge=1, le=64)

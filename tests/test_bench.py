@@ -55,10 +55,12 @@ def test_sink_process_counts_messages_and_bytes():
                 await client.sendmail("a@example.org", ["b@example.org"], message)
 
     with SinkProcess() as sink:
-        assert sink.stats() == {"messages": 0, "bytes": 0}
+        before = sink.stats()
+        assert (before["messages"], before["bytes"]) == (0, 0)
         asyncio.run(send(sink.port))
         stats = sink.stats()
     assert stats["messages"] == 3 and stats["bytes"] >= 3 * len(b"Subject: x\r\n\r\n")
+    assert stats["cpu_seconds"] > before["cpu_seconds"] > 0  # the sink's own CPU, for the report
 
 
 def test_wire_bytes_are_the_message_render_message_builds(tmp_path):
@@ -109,7 +111,7 @@ def test_small_benchmark_run_writes_every_figure(tmp_path):
 
     assert set(STAGES) <= set(flow["stages"]) and all(v >= 0 for v in flow["stages"].values())
     assert all(flow["stages"][f"{s}_cpu"] <= flow["stages"][s] + 0.01 for s in STAGES if s != "deliver")
-    nested = sum(flow["stages"][s] for s in ("index", "rank", "render", "ledger", "deliver"))
+    nested = sum(flow["stages"][s] for s in ("index", "rank", "render", "receive", "ledger", "deliver"))
     assert nested == pytest.approx(flow["stages"]["sending"], rel=1e-6)
     assert flow["fetch_store_seconds"] > 0 and flow["load_subscribers_seconds"] > 0
     assert 3 <= flow["task_runs"] <= 100

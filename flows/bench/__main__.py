@@ -1,7 +1,7 @@
 """Benchmark the daily flow: ``python -m flows.bench`` (``make bench``).
 
     python -m flows.bench [--subscribers 10000] [--papers 2000] [--keywords 3-10]
-                          [--connections 4] [--out bench-results/]
+                          [--connections 4] [--render-processes N] [--out bench-results/]
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--papers", type=int, default=2_000)
     parser.add_argument("--keywords", type=keyword_range, default=(3, 10), help="per subscriber, e.g. 3-10")
     parser.add_argument("--connections", type=int, default=4, help="SMTP connections (pipeline and ceiling)")
+    parser.add_argument("--render-processes", type=int,
+                        help="PAPERBOY_RENDER_PROCESSES for the flow (default: settings); 0 = none")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--batch-size", type=int, help="subscribers per send-batch task (default: settings)")
@@ -39,7 +41,8 @@ def parse(argv: list[str] | None = None) -> Options:
     args = parser.parse_args(argv)
     return Options(subscribers=args.subscribers, papers=args.papers, keywords=args.keywords,
                    connections=args.connections, out=args.out, seed=args.seed, batch_size=args.batch_size,
-                   premailer_sample=args.premailer_sample, workdir=args.workdir)
+                   premailer_sample=args.premailer_sample, workdir=args.workdir,
+                   render_processes=args.render_processes)
 
 
 def main(argv: list[str] | None = None) -> int:

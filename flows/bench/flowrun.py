@@ -52,6 +52,8 @@ def main() -> None:
         "import_seconds": imported - STARTED,
         "flow_seconds": flow_seconds,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        # the largest of its children: render processes, stopped by the flow before it returned
+        "children_peak_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
     }, indent=2), encoding="utf-8")
 
 

@@ -49,6 +49,7 @@ class Options:
     batch_size: int | None = None  # None: the settings default
     premailer_sample: int = 300
     workdir: Path | None = None  # None: a temporary directory, removed afterwards
+    render_processes: int | None = None  # None: the settings default
 
 
 @dataclass
@@ -99,6 +100,8 @@ def paperboy_env(options: Options, space: Workspace, port: int) -> dict[str, str
     }
     if options.batch_size:
         env["PAPERBOY_BATCH_SIZE"] = str(options.batch_size)
+    if options.render_processes is not None:
+        env["PAPERBOY_RENDER_PROCESSES"] = str(options.render_processes)
     return env
 
 
@@ -237,7 +240,9 @@ def _run(options: Options, space: Workspace) -> dict:
     results = {
         "options": {"subscribers": options.subscribers, "papers": options.papers,
                     "keywords": list(options.keywords), "connections": options.connections,
-                    "batch_size": int(env.get("PAPERBOY_BATCH_SIZE") or _default_batch_size()),
+                    "batch_size": int(env.get("PAPERBOY_BATCH_SIZE") or _setting_default("batch_size")),
+                    "render_processes": int(env.get("PAPERBOY_RENDER_PROCESSES")
+                                            or _setting_default("render_processes")),
                     "seed": options.seed},
         "machine": machine(), "inputs": inputs,
         "prefect_server_start_seconds": meter.phases["server"]["seconds"],
@@ -277,10 +282,10 @@ def _measure(options: Options, space: Workspace, env: dict[str, str], sink: Sink
     return {"flow": flow, "references": references, "ceiling": ceiling, "rerun": rerun}
 
 
-def _default_batch_size() -> int:
+def _setting_default(name: str) -> int:
     from flows.settings import Settings
 
-    return Settings.model_fields["batch_size"].default
+    return Settings.model_fields[name].default
 
 
 def metrics(results: dict) -> dict:
@@ -291,7 +296,11 @@ def metrics(results: dict) -> dict:
     flow, refs, ceiling = results["flow"], results["references"], results["ceiling"]
     stages, summary = flow["stages"], flow["summary"]
     made = summary["sent"] + len(summary["failed"]) + len(summary["deferred"])
-    render_ms = _ratio(stages.get("render", 0.0) * 1000, made)
+    # With render processes, index, rank and render ran there ("pool_…"), beside the sending.
+    def both(stage: str) -> float:
+        return stages.get(stage, 0.0) + stages.get(f"pool_{stage}", 0.0)
+
+    render_ms = _ratio(both("render") * 1000, made)
     pipeline_rate = _ratio(summary["sent"], stages.get("sending", 0.0))
     floor_ms = refs["render_floor"]
     return {
@@ -307,13 +316,21 @@ def metrics(results: dict) -> dict:
         "render_floor_ms": floor_ms["mean_ms"],
         "render_vs_floor": _ratio(render_ms, floor_ms["mean_ms"]),
         "render_median_vs_floor_median": _ratio(refs["render"]["median_ms"], floor_ms["median_ms"]),
-        "render_cpu_vs_floor_cpu": _ratio(_ratio(stages.get("render_cpu", 0.0) * 1000, made),
+        "render_cpu_vs_floor_cpu": _ratio(_ratio(both("render_cpu") * 1000, made),
                                           floor_ms["mean_cpu_ms"]),
         "premailer_ms": refs["premailer"]["median_ms"],
         "premailer_vs_floor": _ratio(refs["premailer"]["median_ms"], floor_ms["median_ms"]),
-        "rank_seconds": stages.get("rank", 0.0),
-        "index_seconds": stages.get("index", 0.0),
-        "peak_rss_mb": flow["peak_rss_bytes"] / 2**20,
+        "rank_seconds": both("rank"),
+        "index_seconds": both("index"),
+        "flow_peak_rss_mb": flow["peak_rss_bytes"] / 2**20,
+        "render_process_peak_rss_mb": flow.get("children_peak_rss_bytes", 0) / 2**20,
+        # the job's memory: the flow process and (each) render process at their peaks
+        "peak_rss_mb": (flow["peak_rss_bytes"] + flow.get("children_peak_rss_bytes", 0)
+                        * results["options"].get("render_processes", 0)) / 2**20,
+        "sink_cpu_ms_per_message": _ratio(flow.get("sink_cpu_seconds", 0.0) * 1000, summary["sent"]),
+        "ceiling_sink_cpu_ms_per_message": _ratio(ceiling.get("sink_cpu_seconds", 0.0) * 1000,
+                                                  ceiling["sent"]),
+        "ceiling_client_cpu_ms_per_message": _ratio(ceiling.get("cpu_seconds", 0.0) * 1000, ceiling["sent"]),
         "task_runs": flow["task_runs"],
         "rerun_seconds": results["rerun"]["process_seconds"],
         "rerun_sent": results["rerun"]["summary"]["sent"],

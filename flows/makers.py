@@ -1,0 +1,147 @@
+"""Ranking and rendering in other processes, so the process that sends only sends.
+
+Making a message (rank ≈ 0.5 ms, render ≈ 1.6 ms) costs about twice what sending it
+costs the SMTP client, and one Python process runs one of them at a time. With
+PAPERBOY_RENDER_PROCESSES > 0 a batch of at least PAPERBOY_RENDER_PROCESSES_FROM
+subscribers has its messages made by a pool of processes, in chunks, a few chunks ahead
+of the connections; the sending process receives finished bytes, sends them, and writes
+each outcome to the ledger after the server's reply as before. Nothing about delivery
+or the ledger changes: the pool never sends and never opens SQLite.
+
+The pool lives as long as its corpus (one per run): each process unpickles the corpus
+and builds its indexes and renderer once. If a pool process dies, the rest of the batch
+is made in the sending process, so the run goes on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from flows.deliver import Outgoing
+from flows.links import secret_key
+from flows.models import Outcome
+from flows.pipeline import Corpus, _add, _now, cyclic_gc_paused, make_one, outgoing, renderer_for
+from flows.settings import Settings
+from flows.subscribers import Subscriber
+
+log = logging.getLogger(__name__)
+
+CHUNK = 25  # subscribers per job: big enough that pickling is noise, small enough to start soon
+AHEAD = 3  # jobs queued per process: keeps them busy, bounds messages held (≈ 50 KB each)
+
+Made = Outgoing | Outcome
+
+
+class MessagePool:
+    """Processes that make messages for one corpus (see the module docstring)."""
+
+    def __init__(self, corpus: Corpus, settings: Settings, processes: int) -> None:
+        self.token, self.processes = corpus.token, processes
+        # "spawn": the flow's process runs threads (Prefect's), which a forked child would
+        # inherit in whatever state they were in.
+        self.executor = ProcessPoolExecutor(
+            processes, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start, initargs=(corpus, settings, secret_key(settings)))
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def make(self, todo: Sequence[Subscriber], seen: dict[str, set[str]], corpus: Corpus,
+             settings: Settings, on_skip: Callable[[Outcome], None],
+             seconds: dict[str, float] | None = None) -> Iterator[Outgoing]:
+        """Like `pipeline.outgoing`, the messages made here: in order, lazily, a few chunks
+        ahead. The time spent waiting for them is charged to "receive"; the pool's own
+        index, rank and render seconds to "pool_index", "pool_rank", "pool_render"."""
+        chunks = deque(todo[i:i + CHUNK] for i in range(0, len(todo), CHUNK))
+        pending: deque[Future] = deque()
+        done = 0  # subscribers whose messages were handed on
+        try:
+            while chunks or pending:
+                while chunks and len(pending) < AHEAD * self.processes:
+                    job = [(s, seen.get(s.email, set())) for s in chunks.popleft()]
+                    pending.append(self.executor.submit(_make, job))
+                started = _now()
+                made, spent = pending.popleft().result()
+                _add(seconds, "receive", started)
+                _merge(seconds, spent)
+                for item in made:
+                    done += 1
+                    if isinstance(item, Outcome):
+                        on_skip(item)
+                    else:
+                        yield item
+        except BrokenProcessPool as exc:
+            rest = todo[done:]
+            log.warning("a render process stopped (%s); making the remaining %d messages here",
+                        exc, len(rest))
+            self.close()
+            _forget(self)
+            yield from outgoing(rest, corpus, renderer_for(settings), settings, seen, on_skip, seconds)
+
+
+def _merge(seconds: dict[str, float] | None, spent: dict[str, float]) -> None:
+    if seconds is not None:
+        for stage, value in spent.items():
+            seconds[f"pool_{stage}"] = seconds.get(f"pool_{stage}", 0.0) + value
+
+
+_POOL: MessagePool | None = None
+
+
+def pool_for(corpus: Corpus, settings: Settings, subscribers: int) -> MessagePool | None:
+    """The pool for this corpus (started on first use), or None where the batch is made
+    here: render processes off, a small batch, or a process that may not have children
+    (a Dask worker is daemonic)."""
+    global _POOL
+    wanted = settings.render_processes
+    if not wanted or subscribers < settings.render_processes_from or multiprocessing.current_process().daemon:
+        return None
+    if _POOL is not None and (_POOL.token != corpus.token or _POOL.processes != wanted):
+        close_pools()
+    if _POOL is None:
+        started = time.perf_counter()
+        _POOL = MessagePool(corpus, settings, wanted)
+        log.info("started %d render process(es) in %.2f s", wanted, time.perf_counter() - started)
+    return _POOL
+
+
+def close_pools() -> None:
+    """Stop the render processes (the daily flow does at its end; also at exit)."""
+    global _POOL
+    if _POOL is not None:
+        pool, _POOL = _POOL, None
+        pool.close()
+
+
+def _forget(pool: MessagePool) -> None:
+    global _POOL
+    if _POOL is pool:
+        _POOL = None
+
+
+atexit.register(close_pools)
+
+
+# -- in a pool process ----------------------------------------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _start(corpus: Corpus, settings: Settings, key: str) -> None:
+    _WORKER.update(corpus=corpus, settings=settings, key=key, renderer=renderer_for(settings))
+
+
+def _make(job: list[tuple[Subscriber, set[str]]]) -> tuple[list[Made], dict[str, float]]:
+    """Make one chunk's messages; with the seconds spent per stage (wall, and "_cpu")."""
+    w, seconds = _WORKER, {}
+    with cyclic_gc_paused():
+        made = [make_one(subscriber, w["corpus"], w["renderer"], w["settings"], w["key"], seen, seconds)
+                for subscriber, seen in job]
+    return made, seconds
