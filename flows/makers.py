@@ -18,11 +18,15 @@ from __future__ import annotations
 import atexit
 import logging
 import multiprocessing
+import os
+import sys
 import time
+import types
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 
 from flows.deliver import Outgoing
 from flows.links import secret_key
@@ -49,6 +53,9 @@ class MessagePool:
         self.executor = ProcessPoolExecutor(
             processes, mp_context=multiprocessing.get_context("spawn"),
             initializer=_start, initargs=(corpus, settings, secret_key(settings)))
+        with _main_not_shipped():  # every process starts now, none later
+            for ready in [self.executor.submit(_ready) for _ in range(processes)]:
+                ready.result()
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -92,6 +99,21 @@ def _merge(seconds: dict[str, float] | None, spent: dict[str, float]) -> None:
             seconds[f"pool_{stage}"] = seconds.get(f"pool_{stage}", 0.0) + value
 
 
+@contextmanager
+def _main_not_shipped() -> Iterator[None]:
+    """Start processes without the parent's ``__main__``. A spawned process runs the parent's
+    main script again (as ``__mp_main__``) unless the script guards its work with
+    ``if __name__ == "__main__":``; an operator's script calling the flow without it would
+    start the whole run over in every render process. They need nothing from it, so
+    multiprocessing, which looks at ``sys.modules["__main__"]`` to decide, sees a bare one."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 _POOL: MessagePool | None = None
 
 
@@ -107,7 +129,11 @@ def pool_for(corpus: Corpus, settings: Settings, subscribers: int) -> MessagePoo
         close_pools()
     if _POOL is None:
         started = time.perf_counter()
-        _POOL = MessagePool(corpus, settings, wanted)
+        try:
+            _POOL = MessagePool(corpus, settings, wanted)
+        except (BrokenProcessPool, OSError) as exc:
+            log.warning("could not start render processes (%s); making messages here", exc)
+            return None
         log.info("started %d render process(es) in %.2f s", wanted, time.perf_counter() - started)
     return _POOL
 
@@ -132,6 +158,10 @@ atexit.register(close_pools)
 # -- in a pool process ----------------------------------------------------------------------------
 
 _WORKER: dict = {}
+
+
+def _ready() -> int:
+    return os.getpid()
 
 
 def _start(corpus: Corpus, settings: Settings, key: str) -> None:

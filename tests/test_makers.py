@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -15,7 +17,7 @@ import pytest
 from flows import makers
 from flows.daily import daily_digest, renderer_for
 from flows.pipeline import Corpus, fetch_dates, run_batch
-from flows.settings import Settings
+from flows.settings import PROJECT_ROOT, Settings
 from flows.sources import build_source
 from flows.store import Store
 from flows.subscribers import load_all
@@ -134,3 +136,28 @@ def _until(condition, timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+UNGUARDED = """
+import os
+from datetime import date
+from flows.daily import daily_digest
+
+print("script ran in", os.getpid(), flush=True)
+print("sent", daily_digest(digest_date=date.fromisoformat("{day}"))["sent"], flush=True)
+"""
+
+
+def test_a_script_without_a_main_guard_runs_once(workspace, prefect_harness, tmp_path):
+    """Spawned processes normally run the parent's script again: not the render processes."""
+    add_readers(workspace.subscribers_dir)
+    script = tmp_path / "morning.py"
+    script.write_text(UNGUARDED.format(day=workspace.day.isoformat()), encoding="utf-8")
+    env = {**os.environ, **workspace.environ, "PREFECT_API_URL": prefect_harness,
+           "PAPERBOY_RENDER_PROCESSES": "1", "PAPERBOY_RENDER_PROCESSES_FROM": "1"}
+    done = subprocess.run([sys.executable, str(script)], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("script ran in") == 1 and "sent 7" in done.stdout
+    recipients = workspace.server.recipients()
+    assert len(recipients) == len(set(recipients)) == 7
