@@ -29,6 +29,7 @@ import statistics
 import time
 from collections import Counter
 from datetime import date
+from itertools import accumulate
 from pathlib import Path
 
 from flows.models import Paper
@@ -100,10 +101,11 @@ def synthetic_subscribers(
     pool: list[str], weights: list[float], count: int, rng: random.Random
 ) -> list[Subscriber]:
     subscribers = []
+    cumulative = list(accumulate(weights))  # what choices() sums on every call: the same draws, once
     for n in range(count):
-        keywords = list(dict.fromkeys(rng.choices(pool, weights, k=rng.randint(3, 10))))
+        keywords = list(dict.fromkeys(rng.choices(pool, cum_weights=cumulative, k=rng.randint(3, 10))))
         keywords = [f"{k}^2" if rng.random() < 0.1 else k for k in keywords]
-        exclude = rng.choices(pool, weights, k=1) if rng.random() < 0.2 else []
+        exclude = rng.choices(pool, cum_weights=cumulative, k=1) if rng.random() < 0.2 else []
         subscribers.append(Subscriber.model_construct(  # the values are valid by construction
             email=f"s{n}@example.org", keywords=keywords, exclude=exclude, max_papers=20,
             popularity=rng.choice((0.0, 1.0, 1.0, 2.0)), include_trending=False,

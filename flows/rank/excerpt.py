@@ -138,6 +138,8 @@ def _centred(text: str, spans: list[Span], width: int) -> str:
     if not spans:
         return _cut(text, 0, width)
     room = width - 2  # both ends may need a "…"
+    if spans[-1][1] <= spans[0][0] + room:  # all in the first window: no other holds as many
+        return _around(text, (spans[0][0], spans[-1][1]), width)
     # The window starting at span i holds the later spans ending within room: ends grow
     # with starts (matches never overlap), so it is spans[i:j] with j never moving back.
     single = len({term for _, _, term in spans}) == 1

@@ -13,11 +13,13 @@ import math
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Sequence, Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import reduce
 from itertools import accumulate, chain
 from typing import Any
+
+import numpy as np
 
 from flows.models import Match, Paper
 from flows.rank.acronyms import AcronymTable, learn_acronyms, load_acronyms
@@ -74,7 +76,7 @@ class FieldIndex:
         if not all(postings):
             return EMPTY
         candidates = reduce(lambda found, entry: found & entry.keys(), postings, postings[0].keys())
-        needle, joined = f"{SEPARATOR}{SEPARATOR.join(sequence)}{SEPARATOR}", self.joined
+        needle, joined = _needle(sequence), self.joined
         return {number: count for number in sorted(candidates) if (count := joined[number].count(needle))}
 
 
@@ -87,8 +89,13 @@ class Hits:
     variants: tuple[tuple[str, ...], ...]  # the stem sequences that counted
     # Papers where the field holds the keyword as a phrase or an acronym (scored higher),
     # decided by the text's spelling so "multiagent" and "multi-agent" score alike.
-    title_phrase: frozenset[int] = NOWHERE
-    abstract_phrase: frozenset[int] = NOWHERE
+    title_phrase: AbstractSet[int] = NOWHERE
+    abstract_phrase: AbstractSet[int] = NOWHERE
+    needles: tuple[str, ...] = ()  # per variant, as searched for in FieldIndex.joined
+
+    def __post_init__(self) -> None:
+        if not self.needles:
+            self.needles = tuple(map(_needle, self.variants))
 
 
 @dataclass(slots=True)
@@ -108,17 +115,17 @@ class PaperIndex:
     tie_rank: tuple[int, ...]  # paper number → its place in by_popularity
     log_upvotes: tuple[float, ...]  # paper number → ln(1 + upvotes)
     max_log_upvotes: float
-    # Filled by flows.rank.score: per term key its score per paper; per keyword as
-    # written (label, term key, weight) what ranking needs of it; per keyword list
-    # (keywords, exclusions) its parsed terms looked up in this index.
-    term_scores: dict[str, dict[int, float]] = field(default_factory=dict)
+    # Filled by flows.rank.score: per term key the papers it matches and its score in
+    # each (aligned arrays); per keyword as written (label, term key, weight) what ranking
+    # needs of it; per keyword list (keywords, exclusions) its parsed terms looked up here.
+    term_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     looked_up: dict[tuple[str, str, float], Any] = field(default_factory=dict)
     queries: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = field(default_factory=dict)
     _reverse_acronyms: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
     _hits: dict[str, Hits] = field(default_factory=dict)
     _matches: dict[tuple[str, str], dict[int, Match]] = field(default_factory=dict)
     _interned: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Match] = field(default_factory=dict)
-    _scaled_logs: dict[float, list[float]] = field(default_factory=dict)
+    _scaled_logs: dict[float, np.ndarray] = field(default_factory=dict)
     _excerpts: Excerpts | None = None
     _vocabulary: frozenset[str] | None = None
     _splits: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
@@ -159,11 +166,13 @@ class PaperIndex:
             self._excerpts = Excerpts([paper.abstract for paper in self.papers])
         return self._excerpts
 
-    def scaled_log_upvotes(self, scale: float) -> list[float]:
+    def scaled_log_upvotes(self, scale: float) -> np.ndarray:
         """Paper number → scale · ln(1 + upvotes); subscribers share a few popularity settings."""
         found = self._scaled_logs.get(scale)
-        if found is None:
-            found = self._scaled_logs[scale] = [scale * value for value in self.log_upvotes]
+        if found is None:  # each product rounded as the same product of Python floats
+            found = scale * np.array(self.log_upvotes, dtype=np.float64)
+            found.flags.writeable = False  # shared by every subscriber with this setting
+            self._scaled_logs[scale] = found
         return found
 
     def variants(self, words: Sequence[str]) -> list[tuple[str, ...]]:
@@ -215,51 +224,51 @@ class PaperIndex:
             each = [index.counts(v) for v in variants] if term.field in (None, name) else []
             counts.append(_merged(each))
             found = [entry for variant, entry in zip(variants, each) if entry and variant in phrases]
-            in_phrase.append(frozenset().union(*found) if found else NOWHERE)
+            in_phrase.append(_union(found))
         return Hits(counts[0], counts[1], variants, in_phrase[0], in_phrase[1])
 
     def explain(self, term: Term, hits: Hits, number: int) -> Match:
         """Work out :meth:`match` (uncached), given the term's hits."""
         in_title, in_abstract = hits.title.get(number, 0), hits.abstract.get(number, 0)
         if in_title and in_abstract:
-            both = self._spelled(number, 0, hits.variants, in_title) + self._spelled(
-                number, 1, hits.variants, in_abstract)
+            both = self._spelled(number, 0, hits, in_title) + self._spelled(number, 1, hits, in_abstract)
             key = (term.keyword, FIELDS, tuple(dict.fromkeys(both)))
         elif in_title:
-            key = (term.keyword, _ONLY[0], self._spelled(number, 0, hits.variants, in_title))
+            key = (term.keyword, _ONLY[0], self._spelled(number, 0, hits, in_title))
         else:
-            key = (term.keyword, _ONLY[1], self._spelled(number, 1, hits.variants, in_abstract))
+            key = (term.keyword, _ONLY[1], self._spelled(number, 1, hits, in_abstract))
         # Papers mostly spell a keyword alike: share the (immutable) Match instead of a copy.
         found = self._interned.get(key)
         if found is None:
             found = self._interned[key] = Match(*key)
         return found
 
-    def _spelled(
-        self, number: int, f: int, variants: tuple[tuple[str, ...], ...], count: int
-    ) -> tuple[str, ...]:
-        """How one field of the paper, holding the variants ``count`` times, spells them."""
+    def _spelled(self, number: int, f: int, hits: Hits, count: int) -> tuple[str, ...]:
+        """How one field of the paper, holding the term's variants ``count`` times, spells them."""
         paper, index = self.papers[number], self.fields[f]
-        where = (paper.title if f == 0 else paper.abstract, index.joined[number], index.starts[number],
+        where = (paper.abstract if f else paper.title, index.joined[number], index.starts[number],
                  index.begins[number], index.ends[number])
-        if len(variants) == 1:
-            return _spellings(where, variants[0], count == 1)
-        found = chain.from_iterable(_spellings(where, variant, False) for variant in variants)
+        if len(hits.needles) == 1:
+            return _spellings(where, hits.needles[0], len(hits.variants[0]) - 1, count == 1)
+        found = chain.from_iterable(
+            _spellings(where, needle, len(variant) - 1, False)
+            for needle, variant in zip(hits.needles, hits.variants)
+        )
         return tuple(dict.fromkeys(found))
 
 
 def _spellings(
-    field: tuple[str, str, array, array, array], sequence: tuple[str, ...], once: bool
+    field: tuple[str, str, array, array, array], needle: str, last_word: int, once: bool
 ) -> tuple[str, ...]:
-    """How a field spells the stem sequence: its first and its last spelling ("Reinforcement
-    Learning" in a title, "reinforcement learning" later on), or the first few of a longer phrase.
+    """How a field spells a stem sequence (``needle`` in its joined stems, ``last_word + 1``
+    stems long): its first and its last spelling ("Reinforcement Learning" in a title,
+    "reinforcement learning" later on), or the first few of a longer phrase.
 
     ``field`` is the text, its joined stems, and per slot where it is in the joined stems
     and where its word begins and ends in the text (see :class:`FieldIndex`); ``once`` says
     that the field holds the sequence only once.
     """
     text, joined, starts, begins, ends = field
-    needle, last_word = f"{SEPARATOR}{SEPARATOR.join(sequence)}{SEPARATOR}", len(sequence) - 1
     if last_word > 1:
         slots = [bisect_left(starts, at) for at in _finds(joined, needle, MAX_SHOWN)]
         return tuple(dict.fromkeys(text[begins[slot]:ends[slot + last_word]] for slot in slots))
@@ -274,6 +283,10 @@ def _spellings(
     slot = bisect_left(starts, last)
     again = text[begins[slot]:ends[slot + last_word]]
     return (spelled,) if again == spelled else (spelled, again)
+
+
+def _needle(sequence: tuple[str, ...]) -> str:
+    return f"{SEPARATOR}{SEPARATOR.join(sequence)}{SEPARATOR}"
 
 
 def build_index(papers: Sequence[Paper], *, acronyms: AcronymTable | None = None) -> PaperIndex:
@@ -330,6 +343,13 @@ def _finds(joined: str, needle: str, limit: int = 0) -> list[int]:
 
 def _joined(stems: list[str | None]) -> str:
     return f"{SEPARATOR}{SEPARATOR.join([stem or BREAK for stem in stems])}{SEPARATOR}"
+
+
+def _union(postings: list[dict[int, int]]) -> AbstractSet[int]:
+    """The papers in any of the postings; a single one's keys as they are (most phrases)."""
+    if len(postings) <= 1:
+        return postings[0].keys() if postings else NOWHERE
+    return frozenset().union(*postings)
 
 
 def _merged(counts: list[dict[int, int]]) -> dict[int, int]:

@@ -1,19 +1,29 @@
 """Scoring a subscriber's query against the index; trending papers.
 
-Every subscriber passes through :func:`rank`, so the work per subscriber is dict merges
-and list operations that run in C. Whatever depends on a keyword alone (its postings,
-its score per paper, why it matched a paper, the snippet around it) is worked out once
-per index, the first time a subscriber needs it, and shared with every later one.
+Every subscriber passes through :func:`rank`, so the work per subscriber is a few numpy
+operations on one vector of the day's papers, and Python only for the handful of papers
+near the cut. Whatever depends on a keyword alone (its postings, its score per paper, why
+it matched a paper, the snippet around it) is worked out once per index, the first time a
+subscriber needs it, and shared with every later one.
+
+Vector layout: per keyword, two aligned arrays, the numbers of the papers it matches
+(intp) and its weighted score in each (float64), kept sparse because a day holds tens of
+thousands of distinct keywords. Per subscriber, one dense float64 vector indexed by paper
+number holds the relevance, summed term by term in query order from 0.0 as the plain
+formula adds them (so the sums are bit for bit the same). Every term's score is positive,
+so 0.0 means that no keyword matched; excluded and delivered papers are reset to 0.0.
 """
 
 from __future__ import annotations
 
 import gc
 from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from itertools import chain, repeat
-from operator import add, mul
+from itertools import chain
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from flows.models import Match, Paper, RankedPaper
 from flows.rank.index import Hits, PaperIndex
@@ -32,8 +42,9 @@ MIN_SCORE = 0.5
 # still round to the same or a higher value, so candidates within it are kept.
 _ROUNDING_SLACK = 2e-6
 
-# Per term of a query: its scores times its weight, the term, its hits, its explanations so far.
-_Looked = tuple[dict[int, float], Term, Hits, dict[int, Match]]
+# Per term of a query: the papers it matches and its scores there times its weight (aligned
+# arrays), the term, its hits, its explanations so far.
+_Looked = tuple[np.ndarray, np.ndarray, Term, Hits, dict[int, Match]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +52,7 @@ class _Prepared:
     """A query looked up in one index: each term's scores, and the papers excluded."""
 
     terms: tuple[_Looked, ...]
-    excluded: frozenset[int]
+    excluded: np.ndarray  # paper numbers (intp)
 
 
 def rank(
@@ -66,7 +77,7 @@ def rank(
     limit = subscriber.max_papers if limit is None else limit
     if limit <= 0 or not prepared.terms:
         return []
-    relevance = _relevance(prepared.terms)
+    relevance = _relevance(len(index.papers), prepared.terms)
     _drop_excluded(index, relevance, prepared.excluded, exclude_ids)
     best = _best(index, relevance, subscriber.popularity * POPULARITY_SCALE, min_score, limit)
     return _ranked(index, prepared.terms, best)
@@ -98,16 +109,24 @@ def rank_many(
             gc.enable()
 
 
-def term_scores(index: PaperIndex, term: Term) -> dict[int, float]:
-    """Paper number → the term's score in that paper, before the subscriber's weight."""
+def term_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
+    """The papers the term matches and its score in each, before the subscriber's weight."""
     cached = index.term_scores.get(term.key)
     if cached is None:
         hits = index.hits(term)
-        cached = _field_scores(hits.abstract, hits.abstract_phrase, ABSTRACT_WEIGHT)
+        scores = _field_scores(hits.abstract, hits.abstract_phrase, ABSTRACT_WEIGHT)
         for number, score in _field_scores(hits.title, hits.title_phrase, TITLE_WEIGHT).items():
-            cached[number] = cached.get(number, 0.0) + score
-        index.term_scores[term.key] = cached
+            scores[number] = scores.get(number, 0.0) + score  # abstract first, as the formula adds
+        numbers = _read_only(np.fromiter(scores.keys(), np.intp, len(scores)))
+        values = _read_only(np.fromiter(scores.values(), np.float64, len(scores)))
+        cached = index.term_scores[term.key] = (numbers, values)
     return cached
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """The array, locked: the caches on the index are shared by every subscriber."""
+    array.flags.writeable = False
+    return array
 
 
 def saturate(tf: int) -> float:
@@ -137,7 +156,7 @@ def _saturated(weight: float) -> _Saturated:
     return table
 
 
-def _field_scores(counts: dict[int, int], in_phrase: frozenset[int], weight: float) -> dict[int, float]:
+def _field_scores(counts: dict[int, int], in_phrase: AbstractSet[int], weight: float) -> dict[int, float]:
     plain, boosted = _saturated(weight), _saturated(weight * PHRASE_BOOST)
     if len(in_phrase) == len(counts) or not in_phrase:  # the usual cases, done in C
         table = boosted if in_phrase else plain
@@ -150,106 +169,109 @@ def _prepare(index: PaperIndex, query: Query) -> _Prepared:
     for term in query.exclusions:
         hits = index.hits(term)
         excluded.update(hits.title, hits.abstract)
-    return _Prepared(tuple(_look_up(index, term) for term in query.terms), frozenset(excluded))
+    looked = tuple(_look_up(index, term) for term in query.terms)
+    return _Prepared(looked, np.fromiter(sorted(excluded), np.intp, len(excluded)))
 
 
 def _look_up(index: PaperIndex, term: Term) -> _Looked:
     found = index.looked_up.get((term.keyword, term.key, term.weight))
     if found is None:
-        scores = term_scores(index, term)
-        if term.weight != 1:
-            scores = dict(zip(scores, map(mul, repeat(term.weight), scores.values())))
-        found = (scores, term, index.hits(term), index.explained(term))
+        numbers, scores = term_scores(index, term)
+        if term.weight != 1:  # elementwise, each product rounded as the same product of Python floats
+            scores = _read_only(term.weight * scores)
+        found = (numbers, scores, term, index.hits(term), index.explained(term))
         index.looked_up[term.keyword, term.key, term.weight] = found
     return found
 
 
-def _relevance(terms: tuple[_Looked, ...]) -> dict[int, float]:
-    """Paper number → Σ weight · term score, added in the order of the terms."""
-    scores: dict[int, float] = {}
-    for found, *_ in terms:
-        if not scores:
-            scores = dict(found)
-            continue
-        # Most papers match one term of a query: copy those in C, then add up the others (in C).
-        common = scores.keys() & found.keys()
-        if common:
-            summed = zip(common, map(add, map(scores.__getitem__, common), map(found.__getitem__, common)))
-            summed = list(summed)  # before the update below changes scores
-            scores.update(found)
-            scores.update(summed)
-        else:
-            scores.update(found)
-    return scores
+def _relevance(size: int, terms: tuple[_Looked, ...]) -> np.ndarray:
+    """Paper number → Σ weight · term score, added in the order of the terms; 0.0 if none matched."""
+    if len(terms) == 1:
+        relevance = np.zeros(size)
+        relevance[terms[0][0]] = terms[0][1]
+        return relevance
+    # bincount adds the weights one by one in the order given, each bin starting from 0.0:
+    # with the terms concatenated in query order, that is the plain formula's order.
+    numbers = np.concatenate([looked[0] for looked in terms])
+    scores = np.concatenate([looked[1] for looked in terms])
+    return np.bincount(numbers, scores, size)
 
 
 def _drop_excluded(
-    index: PaperIndex, scores: dict[int, float], excluded: frozenset[int], exclude_ids: Collection[str]
+    index: PaperIndex, relevance: np.ndarray, excluded: np.ndarray, exclude_ids: Collection[str]
 ) -> None:
-    for number in excluded if len(excluded) < len(scores) else [n for n in scores if n in excluded]:
-        scores.pop(number, None)
-    if len(exclude_ids) < len(scores):
-        for paper_id in exclude_ids:
-            scores.pop(index.numbers.get(paper_id, -1), None)
-    elif exclude_ids:
-        for number in [n for n in scores if index.papers[n].id in exclude_ids]:
-            del scores[number]
+    """Reset the papers an exclusion matches, and those already delivered, to "not matched"."""
+    if excluded.size:
+        relevance[excluded] = 0.0
+    if not exclude_ids:
+        return
+    if len(exclude_ids) <= np.count_nonzero(relevance):
+        numbers = index.numbers
+        delivered = [numbers[paper_id] for paper_id in exclude_ids if paper_id in numbers]
+    else:  # a long history: look up the few matched papers in it instead
+        papers = index.papers
+        delivered = [n for n in np.flatnonzero(relevance).tolist() if papers[n].id in exclude_ids]
+    if delivered:
+        relevance[delivered] = 0.0
 
 
 def _best(
-    index: PaperIndex, relevance: dict[int, float], scale: float, min_score: float, limit: int
+    index: PaperIndex, relevance: np.ndarray, scale: float, min_score: float, limit: int
 ) -> list[tuple[float, int]]:
     """(score, paper number) of the best papers: by score, then upvotes, then id."""
-    # Every subscriber passes through here, so each pass over all its candidates counts.
-    # Upvotes move a total by at most |scale| · max ln(1 + upvotes): a paper whose relevance is
-    # further than that below the limit-th best relevance (or the minimum) cannot make the list.
-    most = index.max_log_upvotes
-    cut = min_score - max(scale, 0.0) * most
-    if len(relevance) > limit:
-        cut = max(cut, sorted(relevance.values(), reverse=True)[limit - 1] - abs(scale) * most)
-    cut -= _ROUNDING_SLACK
-    numbers = [number for number, value in relevance.items() if value >= cut]
-    if scale:
-        upvotes = index.scaled_log_upvotes(scale)
-        totals = [relevance[number] + upvotes[number] for number in numbers]
-    else:
-        totals = list(map(relevance.__getitem__, numbers))
+    totals = relevance + index.scaled_log_upvotes(scale) if scale else relevance
+    numbers = _near_the_top(relevance, totals, min_score, limit)
     # Scores are compared as reported, to 6 decimals, so that sums equal on paper tie
-    # however floating point rounded them, and then upvotes and id decide. Rounding keeps
-    # the order, so only totals near or above the limit-th best can make the list.
-    lowest = max(min_score, sorted(totals, reverse=True)[limit - 1]) if len(totals) > limit else min_score
-    lowest -= _ROUNDING_SLACK
+    # however floating point rounded them, and then upvotes and id decide.
     rounded: dict[float, float] = {}  # equal totals are common (no upvotes, one mention each)
     tie_rank, ranked = index.tie_rank, []
-    for number, total in zip(numbers, totals):
-        if total >= lowest:
-            score = rounded.get(total)
-            if score is None:
-                score = rounded[total] = round(total, 6)
-            if score >= min_score:
-                ranked.append((-score, tie_rank[number], number))
+    for number, total in zip(numbers.tolist(), totals[numbers].tolist()):
+        score = rounded.get(total)
+        if score is None:
+            score = rounded[total] = round(total, 6)
+        if score >= min_score:
+            ranked.append((-score, tie_rank[number], number))
     ranked.sort()
     return [(-negated, number) for negated, _, number in ranked[:limit]]
+
+
+def _near_the_top(relevance: np.ndarray, totals: np.ndarray, min_score: float, limit: int) -> np.ndarray:
+    """The matched papers whose total, rounded, may reach both the minimum and the list.
+
+    Rounding keeps the order, and a total more than the slack below another rounds lower:
+    so below the minimum less the slack, or below the limit-th best total less the slack
+    (with that many papers above it), no paper can make the list.
+    """
+    numbers = np.flatnonzero((totals >= min_score - _ROUNDING_SLACK) & (relevance > 0.0))
+    if numbers.size > limit:
+        values = totals[numbers]
+        kth = float(np.partition(values, numbers.size - limit)[numbers.size - limit])
+        numbers = numbers[values >= max(min_score, kth) - _ROUNDING_SLACK]
+    return numbers
 
 
 def _ranked(index: PaperIndex, terms: tuple[_Looked, ...], best: list[tuple[float, int]]) -> list[RankedPaper]:
     """The best papers with their explanations (worked out once per keyword and paper) and snippets."""
     matches: dict[int, list[Match]] = {number: [] for _, number in best}
-    for scores, term, hits, explained in terms:
-        for number in scores.keys() & matches.keys():
+    winners = matches.keys()
+    for _, _, term, hits, explained in terms:
+        found = winners & hits.title.keys()
+        if hits.abstract:  # empty for a title: keyword
+            found |= winners & hits.abstract.keys()
+        for number in found:
             match = explained.get(number)
             if match is None:
                 match = explained[number] = index.explain(term, hits, number)
             matches[number].append(match)
-    papers, excerpts, found = index.papers, index.excerpts, []
+    papers, snippet, found_papers = index.papers, index.excerpts.snippet, []
     for total, number in best:
         these = matches[number]
         if len(these) == 1:  # the usual case
             shown = these[0].terms if "abstract" in these[0].fields else ()
         else:
             shown = tuple(chain.from_iterable(match.terms for match in these if "abstract" in match.fields))
-        found.append(RankedPaper(papers[number], total, tuple(these), excerpts.snippet(number, shown)))
-    return found
+        found_papers.append(RankedPaper(papers[number], total, tuple(these), snippet(number, shown)))
+    return found_papers
 
 
 def trending(index: PaperIndex, *, exclude_ids: Collection[str], n: int) -> list[Paper]:
