@@ -33,6 +33,9 @@ def snippet(text: str, terms: Sequence[str], width: int = SNIPPET_WIDTH) -> str:
     return _centred(text, _term_spans(text, terms), width)
 
 
+SNIPPETS_KEPT = 20_000
+
+
 class Excerpts:
     """Snippets of one index's abstracts (paper number → abstract), as :func:`snippet` cuts them."""
 
@@ -46,9 +49,13 @@ class Excerpts:
         self._snippets: dict[tuple[int, tuple[str, ...]], str] = {}
 
     def snippet(self, number: int, terms: tuple[str, ...]) -> str:
-        """``snippet(abstracts[number], terms, width)``, remembered."""
+        """``snippet(abstracts[number], terms, width)``, remembered (the latest few thousand)."""
         found = self._snippets.get((number, terms))
         if found is None:
+            if len(self._snippets) >= SNIPPETS_KEPT:
+                # Subscribers seldom share a paper's snippet (terms differ): kept forever, the
+                # snippets were the largest part of a run's memory and grew with subscribers.
+                self._snippets.clear()
             found = self._snippets[number, terms] = self._cut(number, terms)
         return found
 
