@@ -43,7 +43,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import SecretStr
 
 from flows.links import secret_key
-from flows.makers import close_pools
+from flows.makers import close_pools, pool_for
 from flows.pipeline import (
     BatchAborted,
     BatchPlan,
@@ -62,7 +62,7 @@ from flows.report import RunSummary
 from flows.settings import Settings
 from flows.sources import build_source
 from flows.store import Store
-from flows.subscribers import Subscriber, SubscriberFileError, load_all
+from flows.subscribers import Subscriber, SubscriberFileError, load_all, subscriber_files
 
 
 log = logging.getLogger(__name__)
@@ -234,10 +234,18 @@ def daily_digest(digest_date: date | None = None, dry_run: bool = False,
     day = digest_date or today_in(settings.timezone)
     sources = [source] if source else list(settings.sources)
     fetched = fetch_listings(settings, sources, day)
-    subscribers, errors = load_subscribers(settings, only)
     with Store(settings.db_path) as store:
         corpus = Corpus.load(store, settings, day, since=fetched.earliest)
-    outcome = send_batches(settings, subscribers, corpus, dry_run)
+    try:
+        if settings.task_runner == "thread" and not dry_run and not only:
+            # The render processes, if the batches will use them, get ready (imports, the
+            # corpus, the index) while this process reads the subscriber files.
+            expected = min(settings.batch_size, len(subscriber_files(settings.subscribers_dir)))
+            pool_for(corpus, settings, expected)
+        subscribers, errors = load_subscribers(settings, only)
+        outcome = send_batches(settings, subscribers, corpus, dry_run)
+    finally:
+        close_pools()
     summary = RunSummary(digest_date=day, dry_run=dry_run, fetch=fetched, batch=outcome,
                          subscriber_errors=[str(e) for e in errors],
                          candidates=len(corpus.papers))

@@ -53,9 +53,9 @@ class MessagePool:
         self.executor = ProcessPoolExecutor(
             processes, mp_context=multiprocessing.get_context("spawn"),
             initializer=_start, initargs=(corpus, settings, secret_key(settings)))
-        with _main_not_shipped():  # every process starts now, none later
-            for ready in [self.executor.submit(_ready) for _ in range(processes)]:
-                ready.result()
+        with _main_not_shipped():  # every process starts now (one per job submitted), none later
+            for _ in range(processes):
+                self.executor.submit(_ready)  # not waited for: they get ready while this one works
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -135,6 +135,8 @@ def pool_for(corpus: Corpus, settings: Settings, subscribers: int) -> MessagePoo
             log.warning("could not start render processes (%s); making messages here", exc)
             return None
         log.info("started %d render process(es) in %.2f s", wanted, time.perf_counter() - started)
+        # (a process that fails to get ready breaks the pool: its first batch then makes
+        # its messages here, see MessagePool.make)
     return _POOL
 
 
@@ -166,11 +168,17 @@ def _ready() -> int:
 
 def _start(corpus: Corpus, settings: Settings, key: str) -> None:
     _WORKER.update(corpus=corpus, settings=settings, key=key, renderer=renderer_for(settings))
+    seconds: dict[str, float] = {}
+    started = _now()
+    corpus.warm()  # before the first job: meanwhile the flow's process reads the subscribers
+    _add(seconds, "index", started)
+    _WORKER["seconds"] = seconds  # reported with the first job's
 
 
 def _make(job: list[tuple[Subscriber, set[str]]]) -> tuple[list[Made], dict[str, float]]:
     """Make one chunk's messages; with the seconds spent per stage (wall, and "_cpu")."""
-    w, seconds = _WORKER, {}
+    w = _WORKER
+    seconds = w.pop("seconds", None) or {}
     with cyclic_gc_paused():
         made = [make_one(subscriber, w["corpus"], w["renderer"], w["settings"], w["key"], seen, seconds)
                 for subscriber, seen in job]

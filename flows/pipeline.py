@@ -308,12 +308,18 @@ class Corpus:
         return self.window is not None
 
     def window_for(self, subscriber: Subscriber) -> int:
+        return self._window(window_days(subscriber, self.settings))
+
+    def _window(self, days: int) -> int:
         if self.window:
             return self.window
-        days = window_days(subscriber, self.settings)
         if self.since is not None:
             days = max(days, (self.digest_date - self.since).days + 1)
         return days
+
+    def warm(self) -> None:
+        """Build the index daily subscribers (most of them) rank against."""
+        self.index(self._window(self.settings.recency_days))
 
     def index(self, days: int) -> PaperIndex:
         if days not in self._indexes:
@@ -454,15 +460,15 @@ def send_planned(plan: BatchPlan, corpus: Corpus, settings: Settings,
         report.count(outcome)
         _add(seconds, "ledger", started)
 
-    started = _now()
-    renderer = renderer or renderer_for(settings)  # built (CSS inlined) once per process
-    _add(seconds, "setup", started)
     from flows.makers import pool_for  # it builds on this module
 
     pool = None if dry_run else pool_for(corpus, settings, len(plan.todo))
     if pool is not None:
         items = pool.make(plan.todo, plan.seen, corpus, settings, on_skip=record, seconds=seconds)
     else:
+        started = _now()
+        renderer = renderer or renderer_for(settings)  # built (CSS inlined) once per process
+        _add(seconds, "setup", started)
         items = outgoing(plan.todo, corpus, renderer, settings, plan.seen, on_skip=record, seconds=seconds)
     if dry_run:
         for item in items:

@@ -36,8 +36,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
-import cssutils
-import premailer
 from jinja2 import (
     ChoiceLoader,
     DictLoader,
@@ -350,6 +348,8 @@ _PREMAILER_OPTIONS: dict[str, Any] = {
 
 def inline_css(html: str, css: str) -> str:
     """``html`` with ``css`` applied as style attributes: one premailer pass per document."""
+    import premailer  # with requests, cssutils and lxml: ~14 MB a process that never inlines skips
+
     return premailer.transform(html, css_text=css, **_PREMAILER_OPTIONS)
 
 
@@ -368,6 +368,8 @@ def _check_preinlinable(source: str, css: str) -> None:
     tag = _UNSUPPORTED_TAG.search(source)
     if tag:
         raise PreinlineError(f"'{{% {tag.group(1)} %}}' brings in markup the inliner cannot see")
+    import cssutils  # see inline_css
+
     for rule in cssutils.parseString(css, validate=False):
         if rule.type == rule.STYLE_RULE and _STRUCTURAL_SELECTOR.search(rule.selectorText):
             raise PreinlineError(
