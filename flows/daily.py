@@ -43,7 +43,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import SecretStr
 
 from flows.links import secret_key
-from flows.makers import close_pools, pool_for, prefetch
+from flows.makers import close_pools, pool_for
 from flows.pipeline import (
     BatchAborted,
     BatchPlan,
@@ -182,15 +182,8 @@ def send_batches(settings: Settings, subscribers: Sequence[Subscriber], corpus: 
         if settings.task_runner == "thread":
             total = BatchReport()
             try:
-                plan = next(plans, None)
-                while plan is not None:
-                    # Planned one batch ahead (batches are disjoint, so this batch's sending
-                    # cannot change the next one's plan): render processes start on it early.
-                    upcoming = next(plans, None)
-                    if upcoming is not None and not dry_run:
-                        prefetch(corpus, settings, upcoming.todo, upcoming.seen)
+                for plan in plans:
                     total.merge(send_batch(settings, plan, corpus, dry_run, record_here=True).report)
-                    plan = upcoming
             finally:
                 close_pools()  # the render processes, if the batches used them
             return total

@@ -53,7 +53,6 @@ class MessagePool:
         self.executor = ProcessPoolExecutor(
             processes, mp_context=multiprocessing.get_context("spawn"),
             initializer=_start, initargs=(corpus, settings, secret_key(settings)))
-        self._upcoming: _Stream | None = None
         with _main_not_shipped():  # every process starts now (one per job submitted), none later
             for _ in range(processes):
                 self.executor.submit(_ready)  # not waited for: they get ready while this one works
@@ -61,64 +60,37 @@ class MessagePool:
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
-    def prefetch(self, todo: Sequence[Subscriber], seen: dict[str, set[str]]) -> None:
-        """The batch after the one being made: its first chunks are queued as soon as the
-        current batch's last are, so the render processes do not idle between batches."""
-        self._upcoming = _Stream(todo, seen)
-
     def make(self, todo: Sequence[Subscriber], seen: dict[str, set[str]], corpus: Corpus,
              settings: Settings, on_skip: Callable[[Outcome], None],
              seconds: dict[str, float] | None = None) -> Iterator[Outgoing]:
         """Like `pipeline.outgoing`, the messages made here: in order, lazily, a few chunks
         ahead. The time spent waiting for them is charged to "receive"; the pool's own
         index, rank and render seconds to "pool_index", "pool_rank", "pool_render"."""
-        stream, upcoming = _Stream(todo, seen), self._upcoming
-        if upcoming is not None and upcoming.key == stream.key:
-            stream, self._upcoming = upcoming, None  # prefetched while the last batch was sent
-        elif upcoming is not None and upcoming.pending:
-            upcoming.cancel()  # started, yet another batch came: a stale prefetch
-            self._upcoming = None
-        ahead = AHEAD * self.processes
+        chunks = deque(todo[i:i + CHUNK] for i in range(0, len(todo), CHUNK))
+        pending: deque[Future] = deque()
+        done = 0  # subscribers whose messages were handed on
         try:
-            while stream.chunks or stream.pending:
-                stream.fill(self.executor, ahead)
-                if not stream.chunks and self._upcoming is not None and not self._upcoming.pending:
-                    self._upcoming.fill(self.executor, ahead)  # queued right behind this batch
+            while chunks or pending:
+                while chunks and len(pending) < AHEAD * self.processes:
+                    job = [(s, seen.get(s.email, set())) for s in chunks.popleft()]
+                    pending.append(self.executor.submit(_make, job))
                 started = _now()
-                made, spent = stream.pending.popleft().result()
+                made, spent = pending.popleft().result()
                 _add(seconds, "receive", started)
                 _merge(seconds, spent)
                 for item in made:
-                    stream.done += 1
+                    done += 1
                     if isinstance(item, Outcome):
                         on_skip(item)
                     else:
                         yield item
         except BrokenProcessPool as exc:
-            rest = stream.todo[stream.done:]
+            rest = todo[done:]
             log.warning("a render process stopped (%s); making the remaining %d messages here",
                         exc, len(rest))
             self.close()
             _forget(self)
             yield from outgoing(rest, corpus, renderer_for(settings), settings, seen, on_skip, seconds)
-
-class _Stream:
-    """One batch's subscribers on their way through the pool, a chunk per job, in order."""
-
-    def __init__(self, todo: Sequence[Subscriber], seen: dict[str, set[str]]) -> None:
-        self.todo, self.seen, self.done = todo, seen, 0  # done: messages handed on
-        self.key = tuple(s.email for s in todo)
-        self.chunks = deque(todo[i:i + CHUNK] for i in range(0, len(todo), CHUNK))
-        self.pending: deque[Future] = deque()
-
-    def fill(self, executor: ProcessPoolExecutor, ahead: int) -> None:
-        while self.chunks and len(self.pending) < ahead:
-            job = [(s, self.seen.get(s.email, set())) for s in self.chunks.popleft()]
-            self.pending.append(executor.submit(_make, job))
-
-    def cancel(self) -> None:
-        for future in self.pending:
-            future.cancel()
 
 
 def _merge(seconds: dict[str, float] | None, spent: dict[str, float]) -> None:
@@ -166,14 +138,6 @@ def pool_for(corpus: Corpus, settings: Settings, subscribers: int) -> MessagePoo
         # (a process that fails to get ready breaks the pool: its first batch then makes
         # its messages here, see MessagePool.make)
     return _POOL
-
-
-def prefetch(corpus: Corpus, settings: Settings, todo: Sequence[Subscriber],
-             seen: dict[str, set[str]]) -> None:
-    """Queue the next batch's first messages in the render processes, if it will use them."""
-    pool = pool_for(corpus, settings, len(todo))
-    if pool is not None and todo:
-        pool.prefetch(todo, seen)
 
 
 def close_pools() -> None:

@@ -59,7 +59,6 @@ def test_render_processes_give_the_same_mail_and_ledger(workspace, monkeypatch):
 
     monkeypatch.setenv("PAPERBOY_RENDER_PROCESSES", "2")
     monkeypatch.setenv("PAPERBOY_RENDER_PROCESSES_FROM", "1")
-    monkeypatch.setenv("PAPERBOY_BATCH_SIZE", "3")  # four batches, each prefetched during the last
     monkeypatch.setenv("PAPERBOY_DB_PATH", str(workspace.path / "pool.db"))
     pooled = daily_digest(digest_date=workspace.day)
 
@@ -162,22 +161,3 @@ def test_a_script_without_a_main_guard_runs_once(workspace, prefect_harness, tmp
     assert done.stdout.count("script ran in") == 1 and "sent 7" in done.stdout
     recipients = workspace.server.recipients()
     assert len(recipients) == len(set(recipients)) == 7
-
-
-def test_the_next_batch_is_queued_behind_the_current_one(ready):
-    settings = Settings(render_processes=1, render_processes_from=1)
-    subscribers, _ = load_all(settings.subscribers_dir)
-    first, second = subscribers[:5], subscribers[5:]
-    with Store(settings.db_path) as store:
-        corpus = Corpus.load(store, settings, ready.day)
-    makers.prefetch(corpus, settings, second, {})
-    pool = makers._POOL
-    skipped = []
-    made = list(pool.make(first, {}, corpus, settings, skipped.append))
-    upcoming = pool._upcoming
-    assert upcoming is not None and upcoming.pending  # queued while the first batch went out
-    assert len(made) + len(skipped) == 5
-    later = list(pool.make(second, {}, corpus, settings, skipped.append))
-    assert pool._upcoming is None  # the prefetched stream was the one used
-    assert {m.subscriber for m in made + later} | {o.subscriber for o in skipped} == {
-        s.email for s in subscribers}
