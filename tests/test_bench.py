@@ -106,6 +106,7 @@ def test_small_benchmark_run_writes_every_figure(tmp_path):
     sent = flow["summary"]["sent"]
     assert 100 <= sent <= 120
     assert flow["sink_messages"] == refs["messages"] == ceiling["sent"] == ceiling["sink_messages"] == sent
+    assert len(ceiling["runs_seconds"]) == 3 and ceiling["seconds"] == sorted(ceiling["runs_seconds"])[1]
     assert rerun["summary"]["sent"] == 0 and rerun["sink_messages"] == 0
     assert rerun["summary"]["already"] == sent
 

@@ -33,6 +33,7 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--connections", type=int, default=4, help="SMTP connections (pipeline and ceiling)")
     parser.add_argument("--render-processes", type=int,
                         help="PAPERBOY_RENDER_PROCESSES for the flow (default: settings); 0 = none")
+    parser.add_argument("--ceiling-runs", type=int, default=3, help="blasts; the ceiling is their median")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--batch-size", type=int, help="subscribers per send-batch task (default: settings)")
@@ -42,7 +43,7 @@ def parse(argv: list[str] | None = None) -> Options:
     return Options(subscribers=args.subscribers, papers=args.papers, keywords=args.keywords,
                    connections=args.connections, out=args.out, seed=args.seed, batch_size=args.batch_size,
                    premailer_sample=args.premailer_sample, workdir=args.workdir,
-                   render_processes=args.render_processes)
+                   render_processes=args.render_processes, ceiling_runs=args.ceiling_runs)
 
 
 def main(argv: list[str] | None = None) -> int:

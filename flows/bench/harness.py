@@ -50,6 +50,7 @@ class Options:
     premailer_sample: int = 300
     workdir: Path | None = None  # None: a temporary directory, removed afterwards
     render_processes: int | None = None  # None: the settings default
+    ceiling_runs: int = 3  # the ceiling is the median of this many blasts
 
 
 @dataclass
@@ -266,15 +267,24 @@ def _measure(options: Options, space: Workspace, env: dict[str, str], sink: Sink
         references, _ = child("flows.bench.capture", [
             "--date", DAY.isoformat(), "--messages", str(space.messages),
             "--premailer-sample", str(options.premailer_sample)], env, space.root / "capture.json")
-    say("delivery ceiling: bare aiosmtplib, %d connections", options.connections)
-    before = sink.stats()
+    say("delivery ceiling: bare aiosmtplib, %d connections, %d times", options.connections,
+        options.ceiling_runs)
+    blasts = []
     with meter.phase("ceiling"):
-        ceiling, _ = child("flows.bench.blast", [
-            "--messages", str(space.messages), "--port", str(sink.port),
-            "--connections", str(options.connections), "--sender", SENDER], env, space.root / "blast.json")
-    after = sink.stats()
-    ceiling["sink_messages"] = after["messages"] - before["messages"]
-    ceiling["sink_cpu_seconds"] = after["cpu_seconds"] - before["cpu_seconds"]
+        for n in range(options.ceiling_runs):
+            before = sink.stats()
+            blast, _ = child("flows.bench.blast", [
+                "--messages", str(space.messages), "--port", str(sink.port),
+                "--connections", str(options.connections), "--sender", SENDER],
+                env, space.root / f"blast-{n}.json")
+            after = sink.stats()
+            blast["sink_messages"] = after["messages"] - before["messages"]
+            blast["sink_cpu_seconds"] = after["cpu_seconds"] - before["cpu_seconds"]
+            blasts.append(blast)
+    # The blast is the noisiest measurement here (a few connections waiting on each other):
+    # the reference is the median run, all runs are kept.
+    ceiling = sorted(blasts, key=lambda b: b["seconds"])[len(blasts) // 2]
+    ceiling = {**ceiling, "runs_seconds": [b["seconds"] for b in blasts]}
     space.messages.unlink()
     say("ceiling: %.1f s; rerunning the same day", ceiling["seconds"])
     with meter.phase("rerun"):
