@@ -236,12 +236,14 @@ def daily_digest(digest_date: date | None = None, dry_run: bool = False,
     fetched = fetch_listings(settings, sources, day)
     with Store(settings.db_path) as store:
         corpus = Corpus.load(store, settings, day, since=fetched.earliest)
+        finished = len(store.finished_subscribers(day)) if not (dry_run or only) else 0
     try:
         if settings.task_runner == "thread" and not dry_run and not only:
             # The render processes, if the batches will use them, get ready (imports, the
-            # corpus, the index) while this process reads the subscriber files.
-            expected = min(settings.batch_size, len(subscriber_files(settings.subscribers_dir)))
-            pool_for(corpus, settings, expected)
+            # corpus, the index) while this process reads the subscriber files; not on a
+            # rerun, where (nearly) every digest of the day is already final.
+            left = len(subscriber_files(settings.subscribers_dir)) - finished
+            pool_for(corpus, settings, min(settings.batch_size, left))
         subscribers, errors = load_subscribers(settings, only)
         outcome = send_batches(settings, subscribers, corpus, dry_run)
     finally:

@@ -161,3 +161,16 @@ def test_a_script_without_a_main_guard_runs_once(workspace, prefect_harness, tmp
     assert done.stdout.count("script ran in") == 1 and "sent 7" in done.stdout
     recipients = workspace.server.recipients()
     assert len(recipients) == len(set(recipients)) == 7
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_rerun_does_not_start_render_processes(workspace, monkeypatch, caplog):
+    add_readers(workspace.subscribers_dir)
+    monkeypatch.setenv("PAPERBOY_RENDER_PROCESSES", "1")
+    monkeypatch.setenv("PAPERBOY_RENDER_PROCESSES_FROM", "5")  # 10 subscribers, 7 get mail
+    with caplog.at_level(logging.INFO, logger="flows.makers"):
+        assert daily_digest(digest_date=workspace.day)["sent"] == 7
+        assert caplog.text.count("started 1 render process") == 1
+        again = daily_digest(digest_date=workspace.day)
+    assert again["sent"] == 0 and again["already"] == 7
+    assert caplog.text.count("started 1 render process") == 1  # 3 left to consider: made here
