@@ -18,6 +18,7 @@ from flows.backfill import BackfillRangeError, backfill, check_range
 from flows.store import Store
 from tests.support.corpus import api_item, seed_papers
 from tests.support.http import Reply
+from tests.support.signals import ctrl_c_works
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -120,7 +121,7 @@ def test_interrupted_backfill_resumes_where_it_stopped(hf_env, http_replay, pref
     env = {**os.environ, "PREFECT_API_URL": prefect_harness, "PAPERBOY_BACKFILL_CONCURRENCY": "2"}
     child = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "backfill", "--from", START.isoformat(), "--to", END.isoformat()],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=ctrl_c_works)
 
     def fetched_dates() -> set[date]:
         with Store(hf_env.db_path) as store:
@@ -136,7 +137,7 @@ def test_interrupted_backfill_resumes_where_it_stopped(hf_env, http_replay, pref
         time.sleep(0.05)
     child.send_signal(signal.SIGINT)  # Ctrl-C
     output = child.communicate(timeout=60)[0].decode()
-    assert child.returncode != 0
+    assert child.returncode != 0, output[-3000:]
     stored = fetched_dates()
     done = len(stored)
     assert 8 <= done < 31, output[-3000:]

@@ -15,6 +15,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from flows.models import message_id_for
+from tests.support.signals import ctrl_c_works
 
 ROOT = Path(__file__).resolve().parent.parent
 DAILY = "daily-digest/daily-digest"
@@ -182,7 +183,7 @@ def test_served_deployment_run_mails_the_digests(workspace, prefect_harness, syn
                       PAPERBOY_SCHEDULE="30 6 * * 1-5", PAPERBOY_TIMEZONE="Europe/Berlin")
     with log.open("wb") as out:
         child = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve"], cwd=ROOT, env=env,
-                                 stdout=out, stderr=subprocess.STDOUT)
+                                 stdout=out, stderr=subprocess.STDOUT, preexec_fn=ctrl_c_works)
     try:
         # After the deploy test this deployment exists on the work pool: serve must take it over.
         served = wait_until(lambda: child.poll() is None and served_here(sync_client),
