@@ -234,14 +234,15 @@ def daily_digest(digest_date: date | None = None, dry_run: bool = False,
     day = digest_date or today_in(settings.timezone)
     sources = [source] if source else list(settings.sources)
     fetched = fetch_listings(settings, sources, day)
+    # The render processes, if the batches will use them, get ready (imports, the corpus,
+    # the index) while this process reads the subscriber files; not on a rerun, where
+    # (nearly) every digest of the day is already final.
+    prestart = settings.task_runner == "thread" and not dry_run and not only
     with Store(settings.db_path) as store:
         corpus = Corpus.load(store, settings, day, since=fetched.earliest)
-        finished = len(store.finished_subscribers(day)) if not (dry_run or only) else 0
+        finished = len(store.finished_subscribers(day)) if prestart else 0
     try:
-        if settings.task_runner == "thread" and not dry_run and not only:
-            # The render processes, if the batches will use them, get ready (imports, the
-            # corpus, the index) while this process reads the subscriber files; not on a
-            # rerun, where (nearly) every digest of the day is already final.
+        if prestart:
             left = len(subscriber_files(settings.subscribers_dir)) - finished
             pool_for(corpus, settings, min(settings.batch_size, left))
         subscribers, errors = load_subscribers(settings, only)

@@ -47,7 +47,7 @@ class MessagePool:
     """Processes that make messages for one corpus (see the module docstring)."""
 
     def __init__(self, corpus: Corpus, settings: Settings, processes: int) -> None:
-        self.token, self.processes = corpus.token, processes
+        self.corpus, self.settings, self.processes = corpus, settings, processes
         # "spawn": the flow's process runs threads (Prefect's), which a forked child would
         # inherit in whatever state they were in.
         self.executor = ProcessPoolExecutor(
@@ -60,8 +60,8 @@ class MessagePool:
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
-    def make(self, todo: Sequence[Subscriber], seen: dict[str, set[str]], corpus: Corpus,
-             settings: Settings, on_skip: Callable[[Outcome], None],
+    def make(self, todo: Sequence[Subscriber], seen: dict[str, set[str]],
+             on_skip: Callable[[Outcome], None],
              seconds: dict[str, float] | None = None) -> Iterator[Outgoing]:
         """Like `pipeline.outgoing`, the messages made here: in order, lazily, a few chunks
         ahead. The time spent waiting for them is charged to "receive"; the pool's own
@@ -90,6 +90,7 @@ class MessagePool:
                         exc, len(rest))
             self.close()
             _forget(self)
+            corpus, settings = self.corpus, self.settings
             yield from outgoing(rest, corpus, renderer_for(settings), settings, seen, on_skip, seconds)
 
 
@@ -125,7 +126,7 @@ def pool_for(corpus: Corpus, settings: Settings, subscribers: int) -> MessagePoo
     wanted = settings.render_processes
     if not wanted or subscribers < settings.render_processes_from or multiprocessing.current_process().daemon:
         return None
-    if _POOL is not None and (_POOL.token != corpus.token or _POOL.processes != wanted):
+    if _POOL is not None and (_POOL.corpus.token != corpus.token or _POOL.processes != wanted):
         close_pools()
     if _POOL is None:
         started = time.perf_counter()

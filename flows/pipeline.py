@@ -464,7 +464,7 @@ def send_planned(plan: BatchPlan, corpus: Corpus, settings: Settings,
 
     pool = None if dry_run else pool_for(corpus, settings, len(plan.todo))
     if pool is not None:
-        items = pool.make(plan.todo, plan.seen, corpus, settings, on_skip=record, seconds=seconds)
+        items = pool.make(plan.todo, plan.seen, on_skip=record, seconds=seconds)
     else:
         started = _now()
         renderer = renderer or renderer_for(settings)  # built (CSS inlined) once per process
