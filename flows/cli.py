@@ -48,7 +48,7 @@ def fail(message: str, code: int = EXIT_CONFIG) -> None:
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, with a friendly message naming the bad variable."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -56,6 +56,14 @@ def load_settings(**overrides: object) -> Settings:
             lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
         fail("invalid configuration\n  " + "\n  ".join(lines))
         raise AssertionError("unreachable")
+    if settings.secret_key is None:  # a weak key file beside the database is refused as early
+        from flows.links import SecretKeyError, key_file, read_key_file
+
+        try:
+            read_key_file(key_file(settings))
+        except SecretKeyError as exc:
+            fail(str(exc))
+    return settings
 
 
 def print_summary(result: dict) -> int:

@@ -12,12 +12,13 @@ import functools
 import logging
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from flows.settings import Settings
+from flows.settings import KEY_ADVICE, Settings, key_weakness
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +37,65 @@ class DigestLinks:
     unsubscribe_mailto: str
 
 
+class SecretKeyError(ValueError):
+    """The signing key is missing, unreadable or too weak to sign links with."""
+
+
+def key_file(settings: Settings) -> Path:
+    """Where a generated signing key is kept: ``secret_key`` beside the database."""
+    return Path(settings.db_path).with_name("secret_key")
+
+
 def secret_key(settings: Settings) -> str:
-    """The signing key: PAPERBOY_SECRET_KEY, else a random key kept beside the database."""
+    """The signing key: PAPERBOY_SECRET_KEY, else a random key kept beside the database.
+
+    The file is created atomically and exclusively: the key is written to a private
+    temporary file that is then hard-linked into place, so two processes starting at
+    once never see a half-written key; the one that loses the race reads the winner's.
+    A weak key (short, empty, few distinct characters) is refused, never used.
+    """
     if settings.secret_key is not None:
-        return settings.secret_key.get_secret_value()
-    keyfile = Path(settings.db_path).with_name("secret_key")
-    if keyfile.exists():
-        return keyfile.read_text().strip()
-    keyfile.parent.mkdir(parents=True, exist_ok=True)
+        return settings.secret_key.get_secret_value()  # the settings refuse weak ones
+    keyfile = key_file(settings)
+    key = read_key_file(keyfile)
+    if key is None:
+        key = _create_key_file(keyfile)
+    return key
+
+
+def read_key_file(keyfile: Path) -> str | None:
+    """The key in ``keyfile``; None when there is no such file; SecretKeyError if it is weak."""
+    try:
+        key = keyfile.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SecretKeyError(f"cannot read the signing key file {keyfile}: {exc}") from None
+    if problem := key_weakness(key):
+        raise SecretKeyError(
+            f"the signing key file {keyfile} {problem}: delete it to have a new one generated, "
+            f"or set PAPERBOY_SECRET_KEY ({KEY_ADVICE})")
+    return key
+
+
+def _create_key_file(keyfile: Path) -> str:
+    keyfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = secrets.token_urlsafe(32)
-    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key)
+    fd, temp = tempfile.mkstemp(dir=keyfile.parent, prefix=".secret_key.", suffix=".tmp")  # 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temp, keyfile)  # atomic, and fails if another process got there first
+        except FileExistsError:
+            winner = read_key_file(keyfile)
+            if winner is None:  # deleted again in between: nothing sensible to do but retry
+                return _create_key_file(keyfile)
+            return winner
+    finally:
+        os.unlink(temp)
     log.warning("PAPERBOY_SECRET_KEY is not set; generated one in %s (set it in production)", keyfile)
     return key
 

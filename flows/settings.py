@@ -22,11 +22,26 @@ CommaList = Annotated[list[str], NoDecode]
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
+MIN_SECRET_KEY = 32  # characters; secrets.token_urlsafe(32) gives 43
+MIN_KEY_SYMBOLS = 8  # distinct characters: refuses "aaaa…", "0000…" and the like
+KEY_ADVICE = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def key_weakness(key: str) -> str | None:
+    """Why ``key`` is too weak to sign links with, or None when it will do."""
+    if len(key.strip()) < MIN_SECRET_KEY:
+        return f"is {len(key.strip())} characters long; a signing key needs at least {MIN_SECRET_KEY}"
+    if len(set(key)) < MIN_KEY_SYMBOLS:
+        return f"has only {len(set(key))} different characters; use a random key"
+    return None
+
 
 class Settings(BaseSettings):
     """Paperboy's settings; see the README's configuration table."""
 
-    model_config = SettingsConfigDict(env_prefix="PAPERBOY_", extra="ignore")
+    # hide_input_in_errors: a model-level error would print every value it was given, the
+    # SMTP password and signing key included (pydantic shows the head and tail of its input).
+    model_config = SettingsConfigDict(env_prefix="PAPERBOY_", extra="ignore", hide_input_in_errors=True)
 
     # storage and inputs
     db_path: Path = Field(PROJECT_ROOT / "var" / "paperboy.db", description="SQLite database file")
@@ -85,6 +100,14 @@ class Settings(BaseSettings):
     dask_workers: int = Field(2, ge=1, le=64)
     timezone: str = Field("UTC", description="IANA timezone for 'today' and the schedule")
     schedule: str = Field("0 7 * * *", description="cron for `paperboy serve`")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # Set but empty counts as set: an empty key signs links anyone can forge.
+        if value is not None and (problem := key_weakness(value.get_secret_value())):
+            raise ValueError(f"{problem}; {KEY_ADVICE}")
+        return value
 
     @field_validator("timezone")
     @classmethod

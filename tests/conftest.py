@@ -57,7 +57,7 @@ def workspace(tmp_path: Path, smtp_server, monkeypatch):
         "sources": ["snapshot"], "snapshot_dir": snapshot, "snapshot_replay": False,
         "smtp_host": smtp_server.host, "smtp_port": smtp_server.port, "smtp_tls": "none",
         "smtp_retry_delay": 0.01, "smtp_timeout": 5, "smtp_connections": 2,
-        "mail_from": "Paperboy <paperboy@example.org>", "secret_key": "test-secret-key",
+        "mail_from": "Paperboy <paperboy@example.org>", "secret_key": "test-secret-key-0123456789-abcdefghij",
         "public_base_url": "https://paperboy.example.org",
     }
     env = env_for(values)

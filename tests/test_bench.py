@@ -66,7 +66,7 @@ def test_sink_process_counts_messages_and_bytes():
 def test_wire_bytes_are_the_message_render_message_builds(tmp_path):
     # The pipeline sends render_bytes; the ceiling replays those bytes: they must be the digest.
     settings = Settings(mail_from="Paperboy <paperboy@example.org>", list_id="bench.example.org",
-                        db_path=tmp_path / "db.sqlite", secret_key="k")
+                        db_path=tmp_path / "db.sqlite", secret_key="bench-test-key-0123456789-abcdefghij")
     renderer = Renderer(PROJECT_ROOT / "templates", settings=settings)
     paper = Paper(id="2512.00001", title="Über-effiziente Modelle für RL", abstract="We study RL. " * 40,
                   listed=DAY, authors=("Zoë Müller", "Ada Lovelace"), upvotes=12,

@@ -235,7 +235,7 @@ def test_what_is_shipped_pickles_without_the_rank_index(planned):
     assert copy._indexes == {} and copy.paper_ids() == corpus.paper_ids()
     # a worker's next batch brings another copy: it reuses the index the first one built
     assert pickle.loads(pickle.dumps(corpus)).index(3) is copy.index(3) is not corpus.index(3)
-    assert pickle.loads(pickle.dumps(settings)).secret_key.get_secret_value() == "test-secret-key"
+    assert pickle.loads(pickle.dumps(settings)).secret_key.get_secret_value() == "test-secret-key-0123456789-abcdefghij"
     assert pickle.loads(pickle.dumps(plan)) == plan and len(plan.todo) == 3
 
 

@@ -212,7 +212,7 @@ def test_remove_asks_at_a_terminal(folder):
 
 def test_preview_writes_html_and_explains(folder, tmp_path, monkeypatch):
     monkeypatch.setenv("PAPERBOY_DB_PATH", str(tmp_path / "paperboy.db"))
-    monkeypatch.setenv("PAPERBOY_SECRET_KEY", "test-key")
+    monkeypatch.setenv("PAPERBOY_SECRET_KEY", "test-key-0123456789-abcdefghijklmnop")
     out = tmp_path / "preview.html"
     assert_friendly_failure(cli(folder, "preview", "grace@example.org", "--out", str(out)), "no papers")
     today = datetime.now(ZoneInfo("UTC")).date()

@@ -24,7 +24,7 @@ from flows.web.signup import RateLimit
 from tests.support.corpus import seed_papers
 from tests.support.smtp import settings_for
 
-KEY = "test-secret-key"
+KEY = "test-secret-key-0123456789-abcdefghij"
 ADA = """\
 # Ada's preferences; edited by hand too.
 email: ada@example.org

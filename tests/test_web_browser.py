@@ -91,7 +91,7 @@ def site(smtp_server, tmp_path) -> Iterator[tuple[Settings, Path]]:
     (folder / "bob.yaml").write_text(BOB, encoding="utf-8")
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    settings = settings_for(smtp_server, tmp_path, subscribers_dir=folder, secret_key="browser-test-key",
+    settings = settings_for(smtp_server, tmp_path, subscribers_dir=folder, secret_key="browser-test-key-0123456789-abcdefghij",
                             public_base_url=f"http://127.0.0.1:{sock.getsockname()[1]}")
     with LiveServer(sock, settings):
         yield settings, folder

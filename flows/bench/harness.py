@@ -97,7 +97,7 @@ def paperboy_env(options: Options, space: Workspace, port: int) -> dict[str, str
         "PAPERBOY_SMTP_PORT": str(port), "PAPERBOY_SMTP_TLS": "none",
         "PAPERBOY_SMTP_CONNECTIONS": str(options.connections), "PAPERBOY_MAIL_FROM": SENDER,
         "PAPERBOY_LIST_ID": "bench.example.org", "PAPERBOY_PUBLIC_BASE_URL": "https://bench.example.org",
-        "PAPERBOY_SECRET_KEY": "benchmark-signing-key", "PAPERBOY_TASK_RUNNER": "thread",
+        "PAPERBOY_SECRET_KEY": "benchmark-signing-key-0123456789-abcdefgh", "PAPERBOY_TASK_RUNNER": "thread",
     }
     if options.batch_size:
         env["PAPERBOY_BATCH_SIZE"] = str(options.batch_size)
