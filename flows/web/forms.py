@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from flows.subscribers import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, WEEKDAYS, Subscriber
 from flows.subscribers import KeywordSyntaxError, split_keywords
+from flows.web.security import strict_int
 
 # A textarea holding MAX_KEYWORDS keywords of the longest kind, with separators, and no more.
 MAX_LIST_CHARS = MAX_KEYWORDS * (MAX_KEYWORD_LENGTH + 3)
@@ -82,7 +83,7 @@ def parse_preferences(form: Mapping[str, Any]) -> Preferences:
     frequency = text_field(form, "frequency", 10) or "daily"
     weekday = text_field(form, "weekday", 10) or "monday"
     raw_max = text_field(form, "max_papers", 10).strip() or "20"
-    if not raw_max.isdigit():
+    if strict_int(raw_max) is None:  # "²".isdigit() is true, yet int("²") fails
         raise FormError("max_papers", "use a whole number from 1 to 100")
     return Preferences(
         keywords=keyword_list(text_field(form, "keywords"), "keywords"),

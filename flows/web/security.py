@@ -76,6 +76,17 @@ def check_same_origin(request: Request, public_base_url: str) -> None:
         raise CsrfError("this form was sent from another site")
 
 
+def strict_int(text: str, *, digits: int = 18) -> int | None:
+    """A whole number written only in ASCII digits, else None.
+
+    ``str.isdigit`` and ``int`` accept far more: "²" is a digit to one and not to the other
+    (a 500), "٣" and " 7" parse, and a 10,000-digit number costs quadratic time.
+    """
+    if not (0 < len(text) <= digits and text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 def redact(text: str) -> str:
     """``text`` with every signed token in a path cut out."""
     return TOKEN_PATH.sub(lambda found: f"/{found.group(1)}/…", text)
@@ -113,8 +124,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 present = {name.lower() for name, _ in message.get("headers", [])}
                 extra = [(n, v) for n, v in self.headers if n not in present]
                 if b"cache-control" not in present:  # pages hold personal data and live tokens
@@ -122,7 +137,15 @@ class SecurityHeaders:
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # Starlette's own 500 page is sent from outside every middleware, without these
+            # headers: answer here, and let the error go on to be logged.
+            if not started:
+                await _plain_page(send_with_headers, 500, b"Error",
+                                  b"Something went wrong on our side; nothing was changed.")
+            raise
 
 
 class BodyLimit:
@@ -137,7 +160,8 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = _header(scope["headers"], b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+        size_given = strict_int(declared) if declared is not None else None
+        if declared is not None and (size_given is None or size_given > self.limit):
             await _too_large(send)
             return
         chunks: list[bytes] = []
@@ -172,8 +196,12 @@ def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
 
 
 async def _too_large(send: Send) -> None:
-    body = b"<!DOCTYPE html><title>Too large</title><p>That request is too large.</p>"
-    await send({"type": "http.response.start", "status": 413, "headers": [
+    await _plain_page(send, 413, b"Too large", b"That request is too large.")
+
+
+async def _plain_page(send: Send, status: int, title: bytes, text: bytes) -> None:
+    body = b"<!DOCTYPE html><title>" + title + b"</title><p>" + text + b"</p>"
+    await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"text/html; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
