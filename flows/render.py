@@ -607,6 +607,7 @@ FIXED_HEADERS = (
     ("MIME-Version", "1.0"),
 )
 MAX_LINE = 998  # RFC 5321/5322: characters per line, CRLF not counted
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # ASCII controls but tab and line feed
 _RAW_TEXT = re.compile(r"<(style|script)\b[^>]*>(.*?)</\1", re.IGNORECASE | re.DOTALL)
 
 
@@ -677,7 +678,9 @@ def encode_body(text: str) -> tuple[str, bytes]:
     """
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if text.isascii() and max(map(len, text.split("\n"))) <= MAX_LINE:
+    # 7bit allows no NUL and RFC 5322 no other controls but tab: quoted-printable encodes them.
+    if (text.isascii() and max(map(len, text.split("\n"))) <= MAX_LINE
+            and not _CONTROL.search(text)):
         return "7bit", text.encode("ascii").replace(b"\n", b"\r\n")
     encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
     return "quoted-printable", encoded.replace(b"\n", b"\r\n")
