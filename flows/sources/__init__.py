@@ -2,48 +2,27 @@
 
 A source is anything with a ``name`` and ``fetch(day) -> Listing``. An empty
 listing is a normal answer (weekends, holidays); failures raise one of the
-:class:`SourceError` subclasses below, and only :class:`SourceUnavailable` is
+:class:`SourceError` subclasses (flows/sources/base.py), and only :class:`SourceUnavailable` is
 worth retrying later.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from flows.sources.base import (
+    MalformedItem,
+    Source,
+    SourceError,
+    SourceFormatError,
+    SourceRequestError,
+    SourceUnavailable,
+)
+
 if TYPE_CHECKING:
-    from flows.models import Listing
     from flows.settings import Settings
-
-
-class SourceError(Exception):
-    """A listing source could not give an answer."""
-
-
-class SourceUnavailable(SourceError):
-    """The source failed transiently (429, 5xx, timeouts) even after retrying."""
-
-
-class SourceRequestError(SourceError):
-    """The source refused the request (a 4xx other than 429); retrying will not help."""
-
-
-class SourceFormatError(SourceError):
-    """The source answered with something that is not the expected format."""
-
-
-class MalformedItem(SourceError):
-    """One listed item lacks what a paper needs (id, title); it is skipped, not fatal."""
-
-
-@runtime_checkable
-class Source(Protocol):
-    """What every listing source offers."""
-
-    name: str
-
-    def fetch(self, day: dt.date) -> Listing: ...
 
 
 SOURCE_NAMES = ("huggingface", "snapshot", "arxiv")
@@ -56,7 +35,7 @@ def build_source(name: str, settings: Settings, *, replay_to: dt.date | None = N
     ``settings.snapshot_replay`` is true (then onto today in ``settings.timezone``).
     Other sources ignore ``replay_to``.
     """
-    # Imported here so that the submodules can import the exceptions above.
+    # Imported when asked for: each brings its own HTTP and parsing libraries.
     if name == "huggingface":
         from flows.sources.huggingface import HuggingFaceSource
 

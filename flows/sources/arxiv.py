@@ -58,7 +58,7 @@ import feedparser
 import httpx
 
 from flows.models import Listing, Paper
-from flows.sources import MalformedItem, SourceError, SourceFormatError, SourceRequestError, SourceUnavailable
+from flows.sources.base import MalformedItem, SourceError, SourceFormatError, SourceRequestError, SourceUnavailable
 from flows.sources.http import Params, RateLimiter, get, make_client, shared_limiter
 from flows.sources.huggingface import squash
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from flows import __version__
-from flows.sources import SourceFormatError, SourceRequestError, SourceUnavailable
+from flows.sources.base import SourceFormatError, SourceRequestError, SourceUnavailable
 
 if TYPE_CHECKING:
     from flows.settings import Settings

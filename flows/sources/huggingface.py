@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from flows.models import Listing, Paper
-from flows.sources import MalformedItem, SourceFormatError
+from flows.sources.base import MalformedItem, SourceFormatError
 from flows.sources.http import get_json, make_client, shared_limiter
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from flows.models import Listing
-from flows.sources import SourceError, SourceFormatError
+from flows.sources.base import SourceError, SourceFormatError
 from flows.sources.huggingface import parse_page
 
 log = logging.getLogger(__name__)
