@@ -226,7 +226,7 @@ def test_crash_in_the_middle_of_a_dump_leaves_the_file_intact(folder, monkeypatc
         handle.write("email: ada@example.org\nkeyw")
         raise OSError("disk full")
 
-    monkeypatch.setattr(subs, "_dump", dump_half_then_crash)
+    monkeypatch.setattr(subs.edit, "_dump", dump_half_then_crash)
     with pytest.raises(OSError, match="disk full"):
         update(folder, "ada@example.org", max_papers=3)
     assert (folder / "lovelace.yaml").read_text() == HAND_WRITTEN
