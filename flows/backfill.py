@@ -1,5 +1,10 @@
 """Manual backfills as a Prefect flow: index a range of listing dates, optionally send one
-catch-up digest per subscriber for the whole range."""
+catch-up digest per subscriber for the whole range.
+
+Takes the range (and a source, --send, --refresh); gives the backfill's summary (a line in
+the log, a markdown artifact, the returned dict). Fetching is flows/fetch.py's
+`fetch_backfill`; sending goes through the same batches as the daily flow (tasks.py).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,14 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from flows.daily import ConfiguredTaskRunner, load_subscribers, send_batches, today_in
-from flows.pipeline import Corpus, FetchReport, fetch_backfill, missing_dates
+from flows.corpus import Corpus
+from flows.fetch import FetchReport, fetch_backfill, missing_dates
 from flows.progress import DateProgress
 from flows.report import BackfillSummary
 from flows.settings import Settings
 from flows.sources import build_source
 from flows.store import Store
+from flows.tasks import ConfiguredTaskRunner, load_subscribers, send_batches, today_in
 
 
 class BackfillRangeError(ValueError):

@@ -105,7 +105,7 @@ def backfill(
     load_settings()
     first, last = parse_date(start, "--from"), parse_date(end, "--to")
     from flows.backfill import BackfillRangeError, backfill as backfill_flow, check_range
-    from flows.daily import today_in
+    from flows.tasks import today_in
 
     try:
         check_range(first, last, today_in(load_settings().timezone))

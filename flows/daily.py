@@ -1,132 +1,30 @@
 """The daily digest as a Prefect flow: fetch → store → (diff → rank → render → send) per batch.
 
-Tasks work on batches of subscribers (about 8 ms of Prefect overhead per task
-run here), never one task per subscriber per stage.
-
-Where the batches run is `PAPERBOY_TASK_RUNNER`, read when each flow run starts (so the
-CLI, `paperboy serve` and work-pool deployments all honour it):
-
-* ``thread`` (default): the `send-batch` tasks run one after another in the flow's
-  process, and each outcome is written to the ledger the moment the SMTP server has
-  answered. A run killed at any point resends nothing the ledger calls sent; the only
-  window is SMTP's own (accepted, process killed before the next line wrote it).
-* ``dask``: every batch is planned here (the ledger is read only in this process), then
-  all `send-batch` tasks are submitted to a Dask cluster (`PAPERBOY_DASK_ADDRESS`, else a
-  temporary local one of `PAPERBOY_DASK_WORKERS` processes). Workers rank, render and
-  send, never open SQLite, and return their outcomes; this process records them as each
-  batch comes back, so SQLite keeps a single writer. The price: a crash of this process
-  (or of a worker: Dask then reruns its batch elsewhere) between a worker's send and the
-  recording of the returned outcome leaves digests sent but not in the ledger, and a rerun
-  mails them again, with the same deterministic Message-ID so receiving systems can
-  spot the duplicate. Smaller batches (`PAPERBOY_BATCH_SIZE`) shrink that window. A batch
-  that raises part-way still returns what it sent (`BatchAborted`), so errors, unlike
-  crashes, lose nothing.
-
-Concurrent batches each open `PAPERBOY_SMTP_CONNECTIONS` connections: with Dask the SMTP
-server sees up to workers x threads x that many.
+Takes the digest date (default: today in PAPERBOY_TIMEZONE) and the run's switches
+(dry run, one subscriber, one source); gives the run's summary (a line in the log, a
+markdown artifact, and the returned dict). The stages are plain functions in
+fetch.py, corpus.py, compose.py and send.py; the tasks and task runner it shares with
+the backfill flow are in tasks.py.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
-from collections.abc import Iterator, Sequence
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from collections.abc import Sequence
+from datetime import date
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
-from prefect.futures import as_completed
-from prefect.settings import PREFECT_API_URL
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
-from pydantic import SecretStr
 
-from flows.links import secret_key
+from flows.corpus import Corpus
+from flows.fetch import FetchReport, catch_up_dates, fetch_dates
 from flows.makers import close_pools, pool_for
-from flows.pipeline import (
-    BatchAborted,
-    BatchPlan,
-    BatchReport,
-    BatchResult,
-    Corpus,
-    FetchReport,
-    catch_up_dates,
-    fetch_dates,
-    plan_batch,
-    renderer_for,  # noqa: F401  (long imported from here)
-    send_detached,
-    send_planned,
-)
 from flows.report import RunSummary
 from flows.settings import Settings
 from flows.sources import build_source
 from flows.store import Store
-from flows.subscribers import Subscriber, SubscriberFileError, load_all, subscriber_files
-
-
-log = logging.getLogger(__name__)
-
-
-def today_in(timezone: str) -> date:
-    return datetime.now(ZoneInfo(timezone)).date()
-
-
-def task_runner_for(settings: Settings, api_url: str | None = None) -> TaskRunner:
-    """The task runner PAPERBOY_TASK_RUNNER names: threads here, or a Dask cluster (the one
-    at PAPERBOY_DASK_ADDRESS, else a temporary local one of single-threaded processes whose
-    tasks report to the Prefect API at `api_url`, the flow's own)."""
-    if settings.task_runner == "thread":
-        return ThreadPoolTaskRunner()
-    from prefect_dask import DaskTaskRunner  # imports distributed: only when asked for
-
-    if settings.dask_address:
-        return DaskTaskRunner(address=settings.dask_address)
-    workers = {"n_workers": settings.dask_workers, "threads_per_worker": 1, "processes": True}
-    if api_url:
-        workers["env"] = {"PREFECT_API_URL": api_url}
-    return DaskTaskRunner(cluster_kwargs=workers)
-
-
-def flow_api_url() -> str:
-    """The Prefect API this process reports to: PREFECT_API_URL, else the temporary server
-    Prefect started for it (which workers of a temporary local cluster can reach too)."""
-    from prefect.client.orchestration import get_client
-
-    return str(get_client(sync_client=True).api_url)
-
-
-def on_dask_worker() -> bool:
-    if "distributed" not in sys.modules:
-        return False
-    from distributed import get_worker
-
-    try:
-        get_worker()
-    except ValueError:
-        return False
-    return True
-
-
-class ConfiguredTaskRunner(ThreadPoolTaskRunner):
-    """Stands in for the runner PAPERBOY_TASK_RUNNER names until a flow run starts: Prefect
-    duplicates a flow's task runner for every run, and that copy is the configured one.
-    Deciding per run, not at import, lets a served or deployed flow follow its environment."""
-
-    def duplicate(self) -> TaskRunner:  # type: ignore[override]
-        if on_dask_worker():
-            # Prefect re-creates the parent flow's runner around each task on a worker, for
-            # tasks that submit tasks; ours submit none, and the worker's environment is not
-            # the flow's to read.
-            return ThreadPoolTaskRunner()
-        settings = Settings()
-        if settings.task_runner == "thread":
-            return task_runner_for(settings)
-        if settings.dask_address and not PREFECT_API_URL.value():
-            log.warning("PAPERBOY_DASK_ADDRESS without PREFECT_API_URL: each Dask worker will start "
-                        "its own temporary Prefect server; point PREFECT_API_URL at a Prefect server "
-                        "the workers can reach")
-        return task_runner_for(settings, api_url=flow_api_url())
+from flows.subscribers import subscriber_files
+from flows.tasks import ConfiguredTaskRunner, load_subscribers, send_batches, today_in
 
 
 @task(name="fetch-listings", cache_policy=NONE)
@@ -146,84 +44,6 @@ def fetch_listings(settings: Settings, sources: Sequence[str], digest_date: date
             fetched.earliest = days[0] if caught_up else None
             report.merge(fetched)
     return report
-
-
-@task(name="load-subscribers", cache_policy=NONE)
-def load_subscribers(settings: Settings, only: str | None) -> tuple[list[Subscriber], list[SubscriberFileError]]:
-    """Read and validate every subscriber file; broken files are reported, not fatal."""
-    subscribers, errors = load_all(settings.subscribers_dir)
-    if only:
-        subscribers = [s for s in subscribers if s.email.lower() == only.lower()]
-    return subscribers, errors
-
-
-@task(name="send-batch", cache_policy=NONE)
-def send_batch(settings: Settings, plan: BatchPlan, corpus: Corpus, dry_run: bool,
-               record_here: bool) -> BatchResult:
-    """Rank, render and deliver one planned batch. With record_here (running in the flow's
-    process) each outcome is written to the ledger as soon as it is known; otherwise (a
-    Dask worker, which never opens the database) the outcomes are returned to the flow."""
-    if not record_here:
-        return send_detached(plan, corpus, settings, dry_run)
-    with Store(settings.db_path) as store:
-        return BatchResult(send_planned(plan, corpus, settings, store.record_outcome, dry_run=dry_run))
-
-
-def batches(items: Sequence[Subscriber], size: int) -> list[list[Subscriber]]:
-    return [list(items[i:i + size]) for i in range(0, len(items), size)]
-
-
-def send_batches(settings: Settings, subscribers: Sequence[Subscriber], corpus: Corpus,
-                 dry_run: bool) -> BatchReport:
-    """Every batch through `send-batch`, inside a flow run: in turn in this process with
-    the thread runner, all at once on the Dask workers with the dask runner."""
-    with Store(settings.db_path) as store:
-        plans = (plan_batch(batch, store, corpus) for batch in batches(subscribers, settings.batch_size))
-        if settings.task_runner == "thread":
-            total = BatchReport()
-            try:
-                for plan in plans:
-                    total.merge(send_batch(settings, plan, corpus, dry_run, record_here=True).report)
-            finally:
-                close_pools()  # the render processes, if the batches used them
-            return total
-        return _send_on_workers(shippable(settings), plans, corpus, dry_run, store)
-
-
-def shippable(settings: Settings) -> Settings:
-    """Settings for other processes: the link-signing key resolved here, so a worker never
-    generates its own (links it signed would not verify) nor touches the key file."""
-    return settings.model_copy(update={"secret_key": SecretStr(secret_key(settings))})
-
-
-def _send_on_workers(settings: Settings, plans: Iterator[BatchPlan], corpus: Corpus,
-                     dry_run: bool, store: Store) -> BatchReport:
-    """Submit every batch, then record each one's outcomes here as it comes back. A failed
-    batch does not stop the others being recorded; the first failure is raised at the end."""
-    logger = get_run_logger()
-    futures = [send_batch.submit(settings, plan, corpus, dry_run, record_here=False) for plan in plans]
-    total, failures = BatchReport(), []
-    for future in as_completed(futures):
-        try:
-            result = future.result()
-        except BatchAborted as exc:
-            _record(store, exc.outcomes)
-            failures.append(exc)
-            continue
-        except Exception as exc:  # the batch's fate is unknown (e.g. its worker died)
-            failures.append(exc)
-            continue
-        _record(store, result.outcomes)
-        total.merge(result.report)
-        logger.info("batch done on %s: %d sent", ", ".join(result.report.workers), result.report.sent)
-    if failures:
-        raise failures[0]
-    return total
-
-
-def _record(store: Store, outcomes: Sequence) -> None:
-    for outcome in outcomes:
-        store.record_outcome(outcome)
 
 
 @flow(name="daily-digest", task_runner=ConfiguredTaskRunner())

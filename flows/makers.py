@@ -31,9 +31,11 @@ from contextlib import contextmanager
 from flows.deliver import Outgoing
 from flows.links import secret_key
 from flows.models import Outcome
-from flows.pipeline import Corpus, _add, _now, cyclic_gc_paused, make_one, outgoing, renderer_for
+from flows.compose import cyclic_gc_paused, make_one, outgoing, renderer_for
+from flows.corpus import Corpus
 from flows.settings import Settings
 from flows.subscribers import Subscriber
+from flows.timing import add_seconds, timed
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class MessagePool:
     def make(self, todo: Sequence[Subscriber], seen: dict[str, set[str]],
              on_skip: Callable[[Outcome], None],
              seconds: dict[str, float] | None = None) -> Iterator[Outgoing]:
-        """Like `pipeline.outgoing`, the messages made here: in order, lazily, a few chunks
+        """Like `compose.outgoing`, the messages made here: in order, lazily, a few chunks
         ahead. The time spent waiting for them is charged to "receive"; the pool's own
         index, rank and render seconds to "pool_index", "pool_rank", "pool_render"."""
         chunks = deque(todo[i:i + CHUNK] for i in range(0, len(todo), CHUNK))
@@ -74,10 +76,9 @@ class MessagePool:
                 while chunks and len(pending) < AHEAD * self.processes:
                     job = [(s, seen.get(s.email, set())) for s in chunks.popleft()]
                     pending.append(self.executor.submit(_make, job))
-                started = _now()
-                made, spent = pending.popleft().result()
-                _add(seconds, "receive", started)
-                _merge(seconds, spent)
+                with timed(seconds, "receive"):
+                    made, spent = pending.popleft().result()
+                add_seconds(seconds, spent, prefix="pool_")
                 for item in made:
                     done += 1
                     if isinstance(item, Outcome):
@@ -92,12 +93,6 @@ class MessagePool:
             _forget(self)
             corpus, settings = self.corpus, self.settings
             yield from outgoing(rest, corpus, renderer_for(settings), settings, seen, on_skip, seconds)
-
-
-def _merge(seconds: dict[str, float] | None, spent: dict[str, float]) -> None:
-    if seconds is not None:
-        for stage, value in spent.items():
-            seconds[f"pool_{stage}"] = seconds.get(f"pool_{stage}", 0.0) + value
 
 
 @contextmanager
@@ -170,9 +165,8 @@ def _ready() -> int:
 def _start(corpus: Corpus, settings: Settings, key: str) -> None:
     _WORKER.update(corpus=corpus, settings=settings, key=key, renderer=renderer_for(settings))
     seconds: dict[str, float] = {}
-    started = _now()
-    corpus.warm()  # before the first job: meanwhile the flow's process reads the subscribers
-    _add(seconds, "index", started)
+    with timed(seconds, "index"):
+        corpus.warm()  # before the first job: meanwhile the flow's process reads the subscribers
     _WORKER["seconds"] = seconds  # reported with the first job's
 
 

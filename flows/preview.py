@@ -7,7 +7,8 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from flows.links import digest_links, secret_key
-from flows.pipeline import Corpus, compose, window_days
+from flows.compose import compose
+from flows.corpus import Corpus, window_days
 from flows.render import Renderer
 from flows.settings import Settings
 from flows.store import Store

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from flows.pipeline import BatchReport, FetchReport
+from flows.fetch import FetchReport
+from flows.send import BatchReport
 
 
 @dataclass

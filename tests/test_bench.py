@@ -20,7 +20,7 @@ from flows.bench.report import TARGETS
 from flows.bench.sink import SinkProcess
 from flows.links import DigestLinks
 from flows.models import Digest, Match, Paper, RankedPaper
-from flows.pipeline import STAGES
+from flows.send import STAGES
 from flows.render import Renderer
 from flows.settings import PROJECT_ROOT, Settings
 from flows.sources.huggingface import parse_page

@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 from markupsafe import escape
 
-from flows.daily import daily_digest, task_runner_for
-from flows.pipeline import BatchAborted, BatchPlan, BatchReport, Corpus, fetch_dates, plan_batch, send_detached
+from flows.daily import daily_digest
+from flows.corpus import Corpus
+from flows.fetch import fetch_dates
+from flows.send import BatchAborted, BatchPlan, BatchReport, plan_batch, send_detached
+from flows.tasks import task_runner_for
 from flows.settings import PROJECT_ROOT, Settings
 from flows.sources import build_source
 from flows.store import Store

@@ -15,8 +15,11 @@ from datetime import timedelta
 import pytest
 
 from flows import makers
-from flows.daily import daily_digest, renderer_for
-from flows.pipeline import Corpus, fetch_dates, run_batch
+from flows.compose import renderer_for
+from flows.daily import daily_digest
+from flows.corpus import Corpus
+from flows.fetch import fetch_dates
+from flows.send import run_batch
 from flows.settings import PROJECT_ROOT, Settings
 from flows.sources import build_source
 from flows.store import Store

@@ -6,9 +6,11 @@ from datetime import date, timedelta
 
 import pytest
 
-from flows.daily import renderer_for
 from flows.models import Listing
-from flows.pipeline import Corpus, catch_up_dates, fetch_dates, is_due, run_batch
+from flows.compose import renderer_for
+from flows.corpus import Corpus
+from flows.fetch import catch_up_dates, fetch_dates
+from flows.send import is_due, run_batch
 from flows.settings import Settings
 from flows.sources import SourceUnavailable, build_source
 from flows.store import Store

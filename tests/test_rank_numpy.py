@@ -16,7 +16,7 @@ import pytest
 from flows.models import Paper
 from flows.rank import build_index, rank, rank_many
 from flows.rank.score import _relevance
-from flows.rank_bench import synthetic_papers
+from flows.bench.rank import synthetic_papers
 from flows.subscribers import Subscriber
 from tests.test_rank_properties import corpus_vocabulary, index, papers, random_reader, reference_rank
 

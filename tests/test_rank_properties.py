@@ -18,7 +18,7 @@ from flows.rank.excerpt import Excerpts
 from flows.rank.query import FIELDS, _parse_keyword
 from flows.rank.score import saturate
 from flows.rank.text import spans, stems, stems_and_spans
-from flows.rank_bench import synthetic_papers
+from flows.bench.rank import synthetic_papers
 from flows.subscribers import Subscriber
 
 SEEDS = Path(__file__).parent / "data" / "rank" / "seed_papers.json"

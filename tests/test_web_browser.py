@@ -26,7 +26,8 @@ import pytest
 import uvicorn
 
 from flows.models import Paper
-from flows.pipeline import BatchReport, Corpus, run_batch
+from flows.corpus import Corpus
+from flows.send import BatchReport, run_batch
 from flows.render import Renderer
 from flows.settings import Settings
 from flows.store import Store

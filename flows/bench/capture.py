@@ -21,9 +21,10 @@ import time
 from datetime import date
 from pathlib import Path
 
+from flows.compose import compose, make_message, renderer_for, worth_sending
+from flows.corpus import Corpus
 from flows.deliver import wire_bytes
 from flows.links import digest_links, secret_key
-from flows.pipeline import Corpus, compose, make_message, renderer_for
 from flows.render import inline_css
 from flows.settings import Settings
 from flows.store import Store
@@ -83,8 +84,7 @@ def capture(settings: Settings, day: date, messages_path: Path, premailer_sample
     with messages_path.open("wb") as handle:
         for n, subscriber in enumerate(subscribers):
             digest = compose(subscriber, corpus, set())
-            send_empty = subscriber.send_empty or settings.send_empty
-            if not digest.papers and not digest.trending and not send_empty:
+            if not worth_sending(digest, subscriber, settings):
                 continue  # skipped by the pipeline too: no message
             links = digest_links(settings, key, subscriber.email)
             started = _clocks()

@@ -13,7 +13,8 @@ from typing import Any
 from markupsafe import Markup
 
 from flows.links import digest_links
-from flows.pipeline import Corpus, compose, window_days
+from flows.compose import compose
+from flows.corpus import Corpus, window_days
 from flows.render import MARK_STYLE, digest_context
 from flows.settings import Settings
 from flows.store import Store

@@ -1,6 +1,6 @@
 """Benchmark of the ranking stage: index build and ranking of every subscriber.
 
-    python -m flows.rank_bench [--papers 2000] [--subscribers 10000] [--runs 3]
+    python -m flows.bench.rank [--papers 2000] [--subscribers 10000] [--runs 3]
                                [--only uniform|shared|frequent] [--loop]
 
 Builds a synthetic day from seed text (real Hugging Face listing titles and
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from flows.models import Paper
 from flows.rank import BUILTIN_ACRONYMS, build_index, rank, rank_many
-from flows.rank.query import _parse_query, parse_keyword
+from flows.rank.query import clear_caches
 from flows.settings import PROJECT_ROOT
 from flows.subscribers import Subscriber
 
@@ -116,8 +116,7 @@ def synthetic_subscribers(
 def run(papers: list[Paper], subscribers: list[Subscriber], runs: int, *, loop: bool) -> dict[str, float]:
     builds, rankings, cpu, included = [], [], [], 0
     for _ in range(runs):
-        _parse_query.cache_clear()
-        parse_keyword.cache_clear()
+        clear_caches()
         index = None
         gc.collect()  # the previous run's index and caches, outside the timings
         start = time.perf_counter()

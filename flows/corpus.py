@@ -1,0 +1,108 @@
+"""Corpus: the candidate papers of one run and their ranking indexes.
+
+Takes the store (or a list of papers), the settings and the digest date; gives a
+`Corpus`: the papers listed in the candidate window, indexed once per window length
+(daily, weekly, a catch-up's whole range) for the ranking stage (flows/rank/). It holds
+no database handle, so batch tasks on other threads, render processes and Dask
+workers share it; shipped to another process it carries the papers, not the indexes,
+and each process builds them once (`_shared_indexes`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+from flows.models import Paper
+from flows.rank import PaperIndex, build_index, load_acronyms
+from flows.settings import Settings
+from flows.store import Store
+from flows.subscribers import Subscriber
+
+
+def window_days(subscriber: Subscriber, settings: Settings) -> int:
+    """A weekly digest covers the week; a daily one the recency window."""
+    return max(7, settings.recency_days) if subscriber.frequency == "weekly" else settings.recency_days
+
+
+_WORKER_INDEXES: dict[str, dict[int, PaperIndex]] = {}  # corpus token -> its indexes here
+
+
+def _shared_indexes(token: str) -> dict[int, PaperIndex]:
+    """This process's indexes of a shipped corpus; only the two latest corpora are kept, so a
+    long-lived worker does not accumulate every day's."""
+    if token not in _WORKER_INDEXES:
+        while len(_WORKER_INDEXES) >= 2:
+            del _WORKER_INDEXES[next(iter(_WORKER_INDEXES))]
+        _WORKER_INDEXES[token] = {}
+    return _WORKER_INDEXES[token]
+
+
+class Corpus:
+    """The candidate papers of one run, loaded once and indexed once per window length
+    (daily, weekly). Holds no database handle, so batch tasks on other threads or
+    workers can share it."""
+
+    def __init__(self, papers: Sequence[Paper], settings: Settings, digest_date: date,
+                 window: int | None = None, since: date | None = None):
+        self.papers, self.settings, self.digest_date = list(papers), settings, digest_date
+        # A fixed window makes a catch-up digest: every active subscriber, the whole range.
+        self.window = window
+        # After an outage the run re-fetched listings from `since`: those are candidates too,
+        # even when older than the recency window, or papers added late to them would be lost.
+        self.since = since
+        self.acronyms = load_acronyms(settings.acronyms_file)
+        self.token = uuid.uuid4().hex  # names this corpus in other processes
+        self._indexes: dict[int, PaperIndex] = {}
+
+    def __getstate__(self) -> dict:
+        # Shipped to Dask workers: the papers, not the indexes (three times their size).
+        return {**self.__dict__, "_indexes": {}}
+
+    def __setstate__(self, state: dict) -> None:
+        # Every batch brings a worker a fresh copy of the same corpus: the copies share
+        # one set of indexes per process, so each is built once per worker, not per batch.
+        self.__dict__.update(state)
+        self._indexes = _shared_indexes(self.token)
+
+    @classmethod
+    def load(cls, store: Store, settings: Settings, digest_date: date,
+             since: date | None = None) -> "Corpus":
+        first = digest_date - timedelta(days=max(7, settings.recency_days) - 1)
+        if since is not None:
+            first = min(first, since)
+        return cls(store.papers_listed(first, digest_date), settings, digest_date, since=since)
+
+    @classmethod
+    def for_range(cls, store: Store, settings: Settings, start: date, end: date) -> "Corpus":
+        days = (end - start).days + 1
+        return cls(store.papers_listed(start, end), settings, end, window=days)
+
+    @property
+    def catch_up(self) -> bool:
+        return self.window is not None
+
+    def window_for(self, subscriber: Subscriber) -> int:
+        return self._window(window_days(subscriber, self.settings))
+
+    def _window(self, days: int) -> int:
+        if self.window:
+            return self.window
+        if self.since is not None:
+            days = max(days, (self.digest_date - self.since).days + 1)
+        return days
+
+    def warm(self) -> None:
+        """Build the index daily subscribers (most of them) rank against."""
+        self.index(self._window(self.settings.recency_days))
+
+    def index(self, days: int) -> PaperIndex:
+        if days not in self._indexes:
+            since = self.digest_date - timedelta(days=days - 1)
+            papers = [p for p in self.papers if since <= p.listed <= self.digest_date]
+            self._indexes[days] = build_index(papers, acronyms=self.acronyms)
+        return self._indexes[days]
+
+    def paper_ids(self) -> list[str]:
+        return [p.id for p in self.papers]

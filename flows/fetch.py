@@ -1,0 +1,151 @@
+"""Fetch: listing dates from the sources into the store.
+
+Takes a `Store`, a `Source` (flows/sources/) and the dates to fetch; gives a
+`FetchReport` (dates fetched and failed, papers fetched and new, items skipped). Each
+date is stored as soon as it is fetched, so an interrupted run or backfill loses
+nothing already fetched and resumes where it stopped. A failing date is recorded
+with its reason and the others go on.
+
+* `catch_up_dates`: what a daily run fetches (from the last good fetch through today,
+  within the lookback).
+* `fetch_dates`: those dates, one after another.
+* `missing_dates` + `fetch_backfill`: a backfill's range, several dates at once (or
+  arXiv's range queries).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from flows.models import Listing
+from flows.sources import Source, SourceError
+from flows.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FetchReport:
+    """What fetching listings did, per date."""
+
+    dates_fetched: list[str] = field(default_factory=list)  # "source:YYYY-MM-DD"
+    dates_failed: dict[str, str] = field(default_factory=dict)  # "source:date" -> reason
+    papers_fetched: int = 0
+    papers_new: int = 0
+    items_skipped: int = 0
+    earliest: date | None = None  # catching up after an outage: first date re-fetched
+
+    def merge(self, other: "FetchReport") -> "FetchReport":
+        if other.earliest and (self.earliest is None or other.earliest < self.earliest):
+            self.earliest = other.earliest
+        self.dates_fetched += other.dates_fetched
+        self.dates_failed.update(other.dates_failed)
+        self.papers_fetched += other.papers_fetched
+        self.papers_new += other.papers_new
+        self.items_skipped += other.items_skipped
+        return self
+
+
+def catch_up_dates(store: Store, source: str, today: date, lookback_days: int) -> list[date]:
+    """Listing dates a daily run fetches: from the last good fetch (again: a day's list grows
+    while the day lasts) through today, never further back than the lookback."""
+    earliest = today - timedelta(days=lookback_days - 1)
+    last = store.last_fetched(source)
+    start = max(earliest, last) if last else earliest
+    return [start + timedelta(days=n) for n in range((today - start).days + 1)]
+
+
+def fetch_dates(store: Store, source: Source, days: Iterable[date],
+                progress: Callable[[date, str], None] | None = None) -> FetchReport:
+    """Fetch and store each date in turn; a failing date is recorded and the others go on."""
+    report = FetchReport()
+    for day in days:
+        try:
+            listing = source.fetch(day)
+        except SourceError as exc:
+            _record_failure(store, source.name, day, str(exc), report)
+            log.warning("fetch %s:%s failed: %s", source.name, day, exc)
+            if progress:
+                progress(day, "failed")
+            continue
+        _store_listing(store, source.name, listing, report)
+        if progress:
+            progress(day, "ok")
+    return report
+
+
+def dates_between(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+def missing_dates(store: Store, source: str, start: date, end: date, refresh: bool = False) -> list[date]:
+    """The dates of a range still to fetch: all of them with refresh, else the ones never
+    fetched successfully (so an interrupted backfill resumes where it stopped)."""
+    done = set() if refresh else store.fetched_dates(source)
+    return [day for day in dates_between(start, end) if day not in done]
+
+
+def _runs(days: Sequence[date]) -> list[tuple[date, date]]:
+    """Contiguous runs of dates: [(first, last), …]."""
+    runs: list[tuple[date, date]] = []
+    for day in sorted(days):
+        if runs and day == runs[-1][1] + timedelta(days=1):
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
+def _store_listing(store: Store, source: str, listing: Listing, report: FetchReport) -> None:
+    report.papers_new += store.upsert_papers(listing.papers)
+    store.record_fetch(source, listing.listed, papers=len(listing.papers), skipped=listing.skipped)
+    report.dates_fetched.append(f"{source}:{listing.listed.isoformat()}")
+    report.papers_fetched += len(listing.papers)
+    report.items_skipped += listing.skipped
+
+
+def _record_failure(store: Store, source: str, day: date, reason: str, report: FetchReport) -> None:
+    store.record_fetch(source, day, papers=0, error=reason)
+    report.dates_failed[f"{source}:{day.isoformat()}"] = reason
+
+
+def fetch_backfill(store: Store, source: Source, days: Sequence[date], *, workers: int,
+                   progress: Callable[[date, str], None] | None = None) -> FetchReport:
+    """Fetch many dates: range queries where the source has them (arXiv's API), else several
+    dates at once on threads. Only this thread writes SQLite, one date at a time, so an
+    interrupt loses nothing already fetched."""
+    report = FetchReport()
+    note = progress or (lambda day, status: None)
+    fetch_range = getattr(source, "fetch_range", None)
+    if fetch_range is not None:
+        for first, last in _runs(days):
+            pending = set(dates_between(first, last))
+            try:
+                for listing in fetch_range(first, last):
+                    if listing.listed in pending:
+                        _store_listing(store, source.name, listing, report)
+                        pending.discard(listing.listed)
+                        note(listing.listed, "ok")
+            except SourceError as exc:
+                for day in sorted(pending):
+                    _record_failure(store, source.name, day, str(exc), report)
+                    note(day, "failed")
+        return report
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"fetch-{source.name}")
+    try:
+        futures = {pool.submit(source.fetch, day): day for day in days}
+        for future in as_completed(futures):
+            day = futures[future]
+            try:
+                _store_listing(store, source.name, future.result(), report)
+                note(day, "ok")
+            except SourceError as exc:
+                _record_failure(store, source.name, day, str(exc), report)
+                note(day, "failed")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return report
