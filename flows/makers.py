@@ -1,5 +1,8 @@
 """Ranking and rendering in other processes, so the process that sends only sends.
 
+Takes a batch's subscribers and what each was already sent; gives their messages (or
+"skipped" outcomes), in order, exactly as compose.py makes them in this process.
+
 Making a message (rank ≈ 0.5 ms, render ≈ 1.6 ms) costs about twice what sending it
 costs the SMTP client, and one Python process runs one of them at a time. With
 PAPERBOY_RENDER_PROCESSES > 0 a batch of at least PAPERBOY_RENDER_PROCESSES_FROM
