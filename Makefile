@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 export PREFECT_HOME := $(CURDIR)/var/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: venv demo demo-reset test test-fast bench clean
+.PHONY: venv demo demo-reset test test-fast bench eval clean
 
 # The venv is rebuilt when the dependencies change; versions come from .ci/constraints.txt
 # (the full, tested set) so every machine gets the same packages.
@@ -33,6 +33,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m flows.bench $(BENCH_ARGS)
+
+# Relevance on a judged set (default tests/data/eval/judged.json): make eval EVAL_SET=path/to/set.json
+eval: $(STAMP)
+	$(BIN)/python -m flows.bench.eval $(if $(EVAL_SET),--set "$(EVAL_SET)")
 
 clean:
 	rm -rf var .pytest_cache .hypothesis
