@@ -33,13 +33,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import socket
 import ssl
 import time
 from collections import deque
 from contextlib import suppress
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -69,6 +70,7 @@ class Outgoing:
     message: EmailMessage | bytes
     paper_ids: tuple[str, ...]
     message_id: str = ""
+    envelope_from: str = ""  # MAIL FROM (e.g. a VERP bounce address); "" = PAPERBOY_MAIL_FROM's address
 
     def id(self) -> str:
         if self.message_id or isinstance(self.message, bytes):
@@ -92,6 +94,9 @@ class _Fault:
     reason: str
     permanent: bool = False  # retrying cannot help (5xx, unsendable address, bad config)
     reconnect: bool = False  # the connection is gone or unusable
+    code: int = 0  # the server's reply, when it refused: code, enhanced status, command
+    status: str = ""
+    stage: str = ""
 
 
 class _CannotConnect(Exception):
@@ -269,23 +274,24 @@ class _Connection:
                     self.give_up(item, attempt, fault.reason)
                     return None
                 continue
+            sender = item.envelope_from or self.run.sender
             try:
                 if isinstance(item.message, bytes):
-                    await transmit(self.client, self.run.sender, item.subscriber, item.message)
+                    await transmit(self.client, sender, item.subscriber, item.message)
                 else:
                     await self.client.send_message(
-                        item.message, sender=self.run.sender, recipients=[item.subscriber]
+                        item.message, sender=sender, recipients=[item.subscriber]
                     )
             except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
                 fault = self.classify(exc)
                 if fault.reconnect:
                     self.client.close()
                 if fault.permanent:
-                    return _failed(item, fault.reason, attempt, permanent=True)
+                    return _failed(item, fault.reason, attempt, permanent=True, fault=fault)
                 log.info("retrying digest for %s: %s", item.subscriber, fault.reason)
                 continue
             return _sent(item, attempt)
-        return _failed(item, fault.reason, settings.smtp_retries + 1)
+        return _failed(item, fault.reason, settings.smtp_retries + 1, fault=fault)
 
     async def connect(self) -> None:
         if self.client.is_connected:
@@ -309,7 +315,7 @@ class _Connection:
 
     def classify(self, exc: BaseException) -> _Fault:
         fault = _classify(exc)
-        return _Fault(self.run.redact(fault.reason), fault.permanent, fault.reconnect)
+        return replace(fault, reason=self.run.redact(fault.reason))
 
     def classify_connect(self, exc: BaseException) -> _Fault:
         fault = _classify(exc)
@@ -345,9 +351,9 @@ def _client(settings: Settings, tls_context: ssl.SSLContext | None, local_hostna
 def _classify(exc: BaseException) -> _Fault:
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
         refused = exc.recipients[0]
-        return _reply_fault(refused.code, refused.message)
+        return _reply_fault(refused.code, refused.message, "RCPT")
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return _reply_fault(exc.code, exc.message)
+        return _reply_fault(exc.code, exc.message, _STAGES.get(type(exc), ""))
     if isinstance(exc, (aiosmtplib.SMTPNotSupported, ValueError)):
         return _Fault(f"cannot be sent: {exc}", permanent=True)
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
@@ -357,12 +363,22 @@ def _classify(exc: BaseException) -> _Fault:
     return _Fault(str(exc) or type(exc).__name__, reconnect=True)
 
 
-def _reply_fault(code: int, message: str) -> _Fault:
+_STAGES = {
+    aiosmtplib.SMTPSenderRefused: "MAIL",
+    aiosmtplib.SMTPRecipientRefused: "RCPT",
+    aiosmtplib.SMTPDataError: "DATA",
+}
+_ENHANCED_STATUS = re.compile(r"\s*([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def _reply_fault(code: int, message: str, stage: str = "") -> _Fault:
     reason = f"{code} {message}".strip()
+    found = _ENHANCED_STATUS.match(message)
+    details = {"code": code, "status": found.group(1) if found else "", "stage": stage}
     if 500 <= code < 600:
-        return _Fault(reason, permanent=True)
+        return _Fault(reason, permanent=True, **details)
     # 421 means the server is closing this channel; anything outside 4xx is garbage
-    return _Fault(reason, reconnect=code == 421 or not 400 <= code < 500)
+    return _Fault(reason, reconnect=code == 421 or not 400 <= code < 500, **details)
 
 
 def _fatal_on_connect(exc: BaseException) -> bool:
@@ -396,7 +412,8 @@ def _sent(item: Outgoing, attempts: int) -> Outcome:
     )
 
 
-def _failed(item: Outgoing, reason: str, attempts: int, *, permanent: bool = False) -> Outcome:
+def _failed(item: Outgoing, reason: str, attempts: int, *, permanent: bool = False,
+            fault: _Fault | None = None) -> Outcome:
     return Outcome(
         subscriber=item.subscriber,
         digest_date=item.digest_date,
@@ -407,6 +424,9 @@ def _failed(item: Outgoing, reason: str, attempts: int, *, permanent: bool = Fal
         attempts=attempts,
         at=datetime.now(UTC),
         permanent=permanent,
+        smtp_code=fault.code if fault else 0,
+        smtp_status=fault.status if fault else "",
+        smtp_stage=fault.stage if fault else "",
     )
 
 

@@ -89,6 +89,12 @@ class Outcome:
     attempts: int = 0
     at: datetime | None = None
     permanent: bool = False  # for "failed": True when retrying cannot help (5xx)
+    # The SMTP server's last refusal, when there was one: reply code, enhanced status code
+    # ("5.1.1", "" when the server gave none) and the command it answered (MAIL, RCPT, DATA).
+    # A 5xx at RCPT or DATA is a hard bounce (flows/bounces.py).
+    smtp_code: int = 0
+    smtp_status: str = ""
+    smtp_stage: str = ""
 
 
 def message_id_for(subscriber: str, digest_date: date, domain: str = "paperboy.localhost") -> str:
