@@ -12,7 +12,6 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from email.message import EmailMessage
 
 from flows.corpus import Corpus
 from flows.deliver import Outgoing
@@ -82,12 +81,10 @@ def outgoing(todo: Sequence[Subscriber], corpus: Corpus, renderer: Renderer, set
 
 
 def make_message(renderer: Renderer, digest: Digest, subscriber: Subscriber,
-                 links: DigestLinks) -> EmailMessage | bytes:
-    """The message to send: finished bytes, or for an address that needs SMTPUTF8 an
-    EmailMessage (aiosmtplib then negotiates SMTPUTF8 for it)."""
-    if subscriber.email.isascii():
-        return renderer.render_bytes(digest, subscriber, links)
-    return renderer.render_message(digest, subscriber, links)
+                 links: DigestLinks) -> bytes:
+    """The message to send, as the finished bytes SMTP sends (an address that is not ASCII
+    is written as UTF-8; flows/deliver.py sends that only where the server offers SMTPUTF8)."""
+    return renderer.render_bytes(digest, subscriber, links)
 
 
 _RENDERERS: dict[tuple, Renderer] = {}

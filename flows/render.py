@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from email import policy as email_policy
 from email.errors import HeaderParseError
+from email.header import Header
 from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
@@ -513,7 +514,9 @@ class Renderer:
             message["From"] = self.settings.mail_from
         except (ValueError, HeaderParseError) as exc:
             raise RenderError(f"PAPERBOY_MAIL_FROM is not a usable address: {exc}") from None
-        message["To"] = recipient(subscriber)
+        # Folded here, between words only: the email package's folder drops the quotes
+        # around a long display name (see address_line); set_raw keeps this folding.
+        message.set_raw("To", _to_line(subscriber).removeprefix("To: ").removesuffix("\r\n"))
         message["Subject"] = context["subject"]
         message["Date"] = _date(now)
         message["Message-ID"] = digest.message_id
@@ -543,11 +546,10 @@ class Renderer:
 
         The email package's header objects cost more than rendering the digest, twice
         (building, then flattening): here only a line that needs encoding or folding goes
-        through them, and From, List-Id and Subject once per distinct value. For ASCII
-        addresses: one that needs SMTPUTF8 raises RenderError (send render_message).
+        through them, and From, List-Id and Subject once per distinct value. An address that
+        is not ASCII is written as UTF-8 in the To line (RFC 6532): such a message needs a
+        server that offers SMTPUTF8 (flows/deliver.py checks); everything else stays 7-bit.
         """
-        if not subscriber.email.isascii():
-            raise RenderError(f"{subscriber.email!r} needs SMTPUTF8; send it as render_message")
         context = self._message_context(digest, subscriber, links)
         boundary, parts = self._body(context)
         lines = [
@@ -561,7 +563,7 @@ class Renderer:
             *(_simple_line(name, value) for name, value in FIXED_HEADERS),
             f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n',
         ]
-        out = ["".join(lines).encode("ascii"), b"\r\n"]
+        out = ["".join(lines).encode("ascii" if subscriber.email.isascii() else "utf-8"), b"\r\n"]
         for content_type, encoding, payload in parts:
             head = (f"--{boundary}\r\nContent-Type: {content_type}\r\n"
                     f"Content-Transfer-Encoding: {encoding}\r\n\r\n")
@@ -623,12 +625,17 @@ def _folded(name: str, value: object) -> str:
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9'-]+(?: [A-Za-z0-9'-]+)*\Z")
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\Z")
+# RFC 5322 atext: a name of such words separated by single spaces needs no quoting, and
+# may be folded at its spaces.
+_ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
+_ADDRESS_BREAKING = re.compile(r"[\s<>\\\"(),:;\[\]\x00-\x1f\x7f]")
+LINE = 78  # RFC 5322's recommended limit for a header line, CRLF not counted
 
 
 def _to_line(subscriber: Subscriber) -> str:
     """The To line, written directly when it fits on one line: "Ada Lovelace <ada@…>", or a
     name with non-ASCII letters as one RFC 2047 word, "=?utf-8?b?Wm/DqyBNw7xsbGVy?= <zoe@…>"
-    (the email package's own encoder cost a quarter of a message). Else the email package."""
+    (the email package's own encoder cost a quarter of a message). Else `address_line`."""
     name = _one_line(_LINE_BREAKING.sub(" ", subscriber.display_name))
     if _PLAIN_ADDRESS.match(subscriber.email):
         if _PLAIN_NAME.match(name):
@@ -638,9 +645,103 @@ def _to_line(subscriber: Subscriber) -> str:
             line = f"To: {word} <{subscriber.email}>\r\n" if len(word) <= 75 else ""
         else:
             line = ""
-        if line and len(line) <= 80:
+        if line and len(line) <= LINE + 2:
             return line
-    return _folded("To", recipient(subscriber))
+    return address_line("To", name, subscriber.email)
+
+
+def address_line(field: str, name: str, address: str) -> str:
+    """One address header line, with the email package's address handling (its quoting of
+    display names, email.headerregistry; its RFC 2047 encoder, email.header), folded only at
+    the name's spaces. The email package's own folder drops the quotes of a long quoted name,
+    and a comma in it then splits the header into several bogus addresses (issue 16).
+
+    * plain words stay as they are; an ASCII name with specials is one quoted string,
+      folded at its spaces (inside the quotes, which unfolding restores);
+    * a name with non-ASCII letters: its plain ASCII words as they are, the rest as RFC 2047
+      encoded words of whole words, a new encoded word only at a space of the name (the
+      stdlib's parser keeps that space, where decoders that drop the white space between
+      two encoded words lose it: only names with over ~20 accented letters in a row);
+    * an address that is not ASCII is written as UTF-8 (RFC 6532): it travels only where
+      the server offers SMTPUTF8 (flows/deliver.py)."""
+    angle = f"<{_checked_address(address)}>"
+    head = f"{field}:"
+    if not name:
+        return f"{head} {angle}\r\n"
+    if name.isascii() and name.isprintable():
+        if _ATOM_PHRASE.match(name) and "=?" not in name:
+            return _fold_words(head, [*name.split(" "), angle])
+        quoted = str(Address(display_name=name, addr_spec="x@example.org")).removesuffix(" <x@example.org>")
+        if not quoted.startswith('"'):
+            quoted = f'"{quoted}"'  # "=?" alone needs no quoting for Address, but for us (below)
+        quoted = quoted.replace("=?", "=\\?")  # never read as an encoded word inside the quotes
+        return _fold_words(head, [*quoted.split(" "), angle])
+    words = [piece for word in _encoded_phrase(name, field) for piece in word.split("\r\n ")]
+    return _fold_words(head, [*words, angle])
+
+
+def _encoded_phrase(name: str, field: str) -> list[str]:
+    """The name's words: plain ASCII ones as they are, runs of the others as encoded words
+    of at most 75 characters (a single longer word stays whole, up to the line limit)."""
+    out: list[str] = []
+    run: list[str] = []
+
+    def close() -> None:
+        if run:
+            out.extend(_encoded_words(run, field))
+            run.clear()
+
+    for word in name.split(" "):
+        if word and _ATOM_PHRASE.match(word) and "=?" not in word:
+            close()
+            out.append(word)
+        else:
+            run.append(word)
+    close()
+    return out
+
+
+def _encoded_words(words: list[str], field: str) -> list[str]:
+    encoded: list[str] = []
+    current: list[str] = []
+    for word in words:
+        if current and len(_encode(" ".join([*current, word]), field)) > 75:
+            encoded.append(_encode(" ".join(current), field))
+            current = []
+        current.append(word)
+    encoded.append(_encode(" ".join(current), field))
+    return encoded
+
+
+def _encode(text: str, field: str) -> str:
+    """``text`` as one RFC 2047 encoded word (the email package's encoder, never folded); a
+    word too long for one line (150 four-byte characters without a space) as several."""
+    return Header(text, "utf-8", maxlinelen=MAX_LINE - 80, header_name=field).encode(linesep="\r\n")
+
+
+def _fold_words(head: str, words: list[str]) -> str:
+    """``head`` and the words separated by spaces, a line break before a word that would
+    take a line past 78 characters (a word longer than that gets a line of its own)."""
+    lines, line = [], head
+    for word in words:
+        if len(line) + 1 + len(word) > LINE and line != head:
+            lines.append(line)
+            line = ""
+        line += f" {word}"
+    lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _checked_address(address: str) -> str:
+    """``address`` if it can stand between angle brackets in a header, else RenderError."""
+    if address.isascii():
+        try:
+            Address(addr_spec=address)
+        except (ValueError, HeaderParseError) as exc:
+            raise RenderError(f"cannot address a message to {address!r}: {exc}") from None
+    elif address.count("@") != 1 or _ADDRESS_BREAKING.search(address) or not address.isprintable():
+        raise RenderError(f"cannot address a message to {address!r}: not a mailbox address")
+    return address
 
 
 @functools.lru_cache(maxsize=256)
