@@ -24,6 +24,10 @@ from flows.subscribers_cli import app as subscribers_app  # noqa: E402
 
 app.add_typer(subscribers_app, name="subscribers", help="List, check and edit subscriber files.")
 
+from flows.mail_cli import app as mail_app  # noqa: E402
+
+app.add_typer(mail_app)  # dkim-keygen, bounces: top-level commands
+
 
 @app.command("web")
 def web(
@@ -62,6 +66,13 @@ def load_settings(**overrides: object) -> Settings:
         try:
             read_key_file(key_file(settings))
         except SecretKeyError as exc:
+            fail(str(exc))
+    if settings.dkim_key_file is not None:  # a bad DKIM key stops the run before anything is sent
+        from flows.dkim import DkimError, signer_for
+
+        try:
+            signer_for(settings)
+        except DkimError as exc:
             fail(str(exc))
     return settings
 

@@ -13,6 +13,7 @@ import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+from flows import dkim
 from flows.corpus import Corpus
 from flows.deliver import Outgoing
 from flows.links import DigestLinks, digest_links, secret_key
@@ -59,8 +60,8 @@ def make_one(subscriber: Subscriber, corpus: Corpus, renderer: Renderer, setting
     if not worth_sending(digest, subscriber, settings):
         return Outcome(subscriber.email, corpus.digest_date, "skipped")
     links = digest_links(settings, key, subscriber.email)
-    message = make_message(renderer, digest, subscriber, links)
-    watch.lap("render")
+    message = dkim.sign(make_message(renderer, digest, subscriber, links), settings)
+    watch.lap("render")  # signing included: it is part of making the message
     return Outgoing(subscriber.email, corpus.digest_date, message, digest_paper_ids(digest),
                     message_id=digest.message_id)
 

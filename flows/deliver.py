@@ -174,9 +174,12 @@ def _wire_size(data: bytes) -> int:
     return len(normalize_message_line_endings(data))
 
 
-def wire_bytes(message: EmailMessage | bytes) -> bytes:
-    """The message as `deliver` puts it on the wire (before SMTP's dot-stuffing)."""
-    return message if isinstance(message, bytes) else aiosmtplib.email.flatten_message(message)
+def wire_bytes(message: EmailMessage | bytes, *, utf8: bool = False) -> bytes:
+    """The message as `deliver` puts it on the wire (before SMTP's dot-stuffing); ``utf8``
+    as aiosmtplib sends a message to a non-ASCII address (SMTPUTF8: headers in UTF-8)."""
+    if isinstance(message, bytes):
+        return message
+    return aiosmtplib.email.flatten_message(message, utf8=utf8)
 
 
 class _Run:

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     public_base_url: str = "http://localhost:8000"
     secret_key: SecretStr | None = None
     send_empty: bool = False
+    dkim_key_file: Path | None = Field(
+        None, description="RSA private key (PEM) to DKIM-sign every digest with; unset = no signing")
+    dkim_selector: str = Field("paperboy", description="DKIM selector: the key is published at "
+                               "SELECTOR._domainkey.DOMAIN (DOMAIN from PAPERBOY_MAIL_FROM)")
 
     # execution
     batch_size: int = Field(500, ge=1, le=100_000, description="subscribers per Prefect task")

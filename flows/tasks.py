@@ -44,6 +44,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import SecretStr
 
 from flows.corpus import Corpus
+from flows.dkim import signer_for
 from flows.links import secret_key
 from flows.makers import close_pools
 from flows.send import BatchAborted, BatchPlan, BatchReport, BatchResult, plan_batch, send_detached, send_planned
@@ -144,6 +145,7 @@ def send_batches(settings: Settings, subscribers: Sequence[Subscriber], corpus: 
                  dry_run: bool) -> BatchReport:
     """Every batch through `send-batch`, inside a flow run: in turn in this process with
     the thread runner, all at once on the Dask workers with the dask runner."""
+    signer_for(settings)  # a DKIM key that cannot sign stops the run here, before anything is sent
     with Store(settings.db_path) as store:
         plans = (plan_batch(batch, store, corpus) for batch in batches(subscribers, settings.batch_size))
         if settings.task_runner == "thread":

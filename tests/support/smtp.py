@@ -81,12 +81,13 @@ class RecordingSMTPServer:
     `require_auth`. Only messages answered with 250 appear in `received`.
     """
 
-    def __init__(self, *, tls: TlsMode = None, cert: TestCert | None = None) -> None:
+    def __init__(self, *, tls: TlsMode = None, cert: TestCert | None = None, smtputf8: bool = False) -> None:
         if tls and cert is None:
             raise ValueError("a TLS server needs a certificate")
         self.host = "127.0.0.1"
         self.tls = tls
         self._cert = cert
+        self._smtputf8 = smtputf8  # offer SMTPUTF8 (addresses with non-ASCII characters)
         self._lock = threading.Lock()
         self.received: list[Received] = []
         self.connections = 0
@@ -113,6 +114,7 @@ class RecordingSMTPServer:
             "server_hostname": "paperboy-test",
             "authenticator": self._authenticate,
             "auth_require_tls": False,
+            "enable_SMTPUTF8": self._smtputf8,
         }
         if self.tls == "starttls":
             assert self._cert is not None
