@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dkim as dkimpy
 import pytest
+from pydantic import SecretStr
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from typer.testing import CliRunner
@@ -136,14 +137,12 @@ def test_no_key_no_signature(workspace):
     assert received and not any(b"DKIM-Signature" in item.raw for item in received)
 
 
-async def test_an_smtputf8_message_is_signed_as_it_goes_on_the_wire(key_file, tmp_path, smtp_server_factory):
+async def test_an_smtputf8_message_object_is_signed_as_it_goes_on_the_wire(key_file, tmp_path,
+                                                                         smtp_server_factory):
+    """An EmailMessage to a non-ASCII address: aiosmtplib flattens it with UTF-8 headers."""
     server = smtp_server_factory(smtputf8=True)
-    settings = settings_for(server, tmp_path, dkim_key_file=key_file, mail_from="Paperboy <digest@example.org>",
-                            secret_key="test-secret-key-0123456789-abcdefghij", public_base_url="https://p.example.org")
-    subscriber = Subscriber(email="zoe@bücher.example", name="Zoë Müller", keywords=["diffusion"])
-    digest = Digest(subscriber=subscriber.email, digest_date=date(2025, 6, 13), papers=[])
-    links = digest_links(settings, "test-secret-key-0123456789-abcdefghij", subscriber.email)
-    message = dkim.sign(make_message(renderer_for(settings), digest, subscriber, links), settings)
+    settings, subscriber, digest, links = utf8_digest(settings_for(server, tmp_path, dkim_key_file=key_file))
+    message = dkim.sign(renderer_for(settings).render_message(digest, subscriber, links), settings)
     assert not isinstance(message, bytes)
 
     outcomes: list = []
@@ -154,6 +153,25 @@ async def test_an_smtputf8_message_is_signed_as_it_goes_on_the_wire(key_file, tm
     assert "bücher".encode() in received.raw  # sent as UTF-8 (SMTPUTF8), as signed
     assert dkimpy.verify(received.raw, dnsfunc=dns_for(key_file))
     assert REQUIRED <= signed_headers(received.raw)
+
+
+def test_utf8_bytes_are_signed_as_they_are(key_file, tmp_path):
+    settings, subscriber, digest, links = utf8_digest(
+        Settings(dkim_key_file=key_file, db_path=tmp_path / "p.db"))
+    message = dkim.sign(make_message(renderer_for(settings), digest, subscriber, links), settings)
+
+    assert isinstance(message, bytes) and "bücher".encode() in message
+    assert dkimpy.verify(message, dnsfunc=dns_for(key_file))
+
+
+def utf8_digest(settings: Settings):
+    settings = settings.model_copy(update={
+        "mail_from": "Paperboy <digest@example.org>", "public_base_url": "https://p.example.org",
+        "secret_key": SecretStr("test-secret-key-0123456789-abcdefghij")})
+    subscriber = Subscriber(email="zoe@bücher.example", name="Zoë Müller", keywords=["diffusion"])
+    digest = Digest(subscriber=subscriber.email, digest_date=date(2025, 6, 13), papers=[])
+    links = digest_links(settings, "test-secret-key-0123456789-abcdefghij", subscriber.email)
+    return settings, subscriber, digest, links
 
 
 # -- bad keys: a clear error at start, naming the file, what is wrong and what to do ---------------
