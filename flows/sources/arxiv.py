@@ -58,6 +58,7 @@ import feedparser
 import httpx
 
 from flows.models import Listing, Paper
+import flows.sources.clean as clean
 from flows.sources.base import MalformedItem, SourceError, SourceFormatError, SourceRequestError, SourceUnavailable
 from flows.sources.http import Params, RateLimiter, get, make_client, shared_limiter
 from flows.sources.huggingface import squash
@@ -82,7 +83,6 @@ _OLD_ID = r"[a-z]+(?:-[a-z]+)?(?:\.[A-Z]{2})?/\d{7}"  # hep-th/9901001, math.GT/
 ARXIV_ID = re.compile(rf"(?:^|[:/])({_NEW_ID}|{_OLD_ID})(?:v\d+)?/?$")
 CATEGORY = re.compile(r"[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z-]+)?")
 ANNOUNCE_PREFIX = re.compile(r"\s*arXiv:\S+\s+Announce Type:\s*(\S+)\s*(?:Abstract:\s*)?", re.IGNORECASE)
-PARENTHESES = re.compile(r"\([^()]*\)")
 NAME_SEPARATOR = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
 
 
@@ -103,7 +103,10 @@ class _Throttled:
         with self.limiter.turn():
             response = self.client.get(url, params=params, headers=headers)
         if 400 <= response.status_code < 500 and response.status_code != 429:
-            message = api_error(feedparser.parse(io.BytesIO(response.content)))
+            try:
+                message = api_error(read_feed(response.content, str(response.request.url)))
+            except SourceFormatError:
+                message = None
             if message:
                 raise SourceRequestError(
                     f"GET {response.request.url}: HTTP {response.status_code}, arXiv says: {message}"
@@ -116,29 +119,61 @@ class _Throttled:
 
 def arxiv_id(value: object) -> str | None:
     """The arXiv id without version in an entry id, OAI id or abs URL; None if there is none."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > clean.MAX_URL:
         return None
     found = ARXIV_ID.search(value.strip())
     return found.group(1) if found else None
 
 
+def without_parentheses(text: str) -> str:
+    """``text`` without any balanced "(...)", nested ones included; a lone bracket stays.
+
+    One pass with a stack (removing innermost groups until none is left took time
+    quadratic in the nesting depth)."""
+    if "(" not in text:
+        return text
+    opened: list[int] = []
+    cut = [0] * (len(text) + 1)  # +1 where a removed span starts, -1 after it ends
+    for position, char in enumerate(text):
+        if char == "(":
+            opened.append(position)
+        elif char == ")" and opened:
+            cut[opened.pop()] += 1
+            cut[position + 1] -= 1
+    kept, depth = [], 0
+    for position, char in enumerate(text):
+        depth += cut[position]
+        if depth == 0:
+            kept.append(char)
+    return "".join(kept)
+
+
 def split_creators(text: object) -> tuple[str, ...]:
     """Author names from a feed's ``dc:creator`` ("A, B (Affiliation, Dept), and C")."""
-    text = squash(text)
-    while (bare := PARENTHESES.sub("", text)) != text:  # affiliations hold commas too
-        text = bare
+    text = without_parentheses(squash(text))  # affiliations hold commas too
     return tuple(name for name in (squash(part) for part in NAME_SEPARATOR.split(text)) if name)
 
 
 def parse_document(content: bytes, url: str) -> Any:
     """The feed in ``content``, as feedparser reads it; SourceFormatError when it is not one."""
-    # BytesIO: given bytes, feedparser first tries to open them as a file name.
-    doc = feedparser.parse(io.BytesIO(content))
+    doc = read_feed(content, url)
     broken = isinstance(doc.get("bozo_exception"), SAXException)
     if broken or not doc.get("version"):
         reason = f"not well-formed XML ({doc.get('bozo_exception')})" if broken else "not an Atom or RSS feed"
         raise SourceFormatError(f"GET {url}: {reason}")
     return doc
+
+
+def read_feed(content: bytes, url: str) -> Any:
+    """feedparser's reading of ``content``, made safe first (see :func:`clean.xml_safe`);
+    SourceFormatError for the rare document it still cannot read."""
+    if len(content) > clean.MAX_RESPONSE_BYTES:
+        raise SourceFormatError(f"GET {url}: larger than {clean.MAX_RESPONSE_BYTES // 2**20} MB")
+    try:
+        # BytesIO: given bytes, feedparser first tries to open them as a file name.
+        return feedparser.parse(io.BytesIO(clean.xml_safe(content)))
+    except (ValueError, UnicodeError, RecursionError, LookupError, AssertionError) as exc:
+        raise SourceFormatError(f"GET {url}: the feed cannot be read ({type(exc).__name__})") from None
 
 
 def api_error(doc: Any) -> str | None:
@@ -151,7 +186,7 @@ def api_error(doc: Any) -> str | None:
 
 
 def _datetime(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value.strip() or len(value) > 64:
         return None
     try:
         return parsedate_to_datetime(value)  # RSS
@@ -181,8 +216,11 @@ def feed_day(doc: Any) -> date | None:
 
 
 def _categories(entry: Any, primary: object = None) -> tuple[str, ...]:
-    terms = [primary] + [tag.get("term") for tag in entry.get("tags") or [] if isinstance(tag, dict)]
-    return tuple(dict.fromkeys(term.strip() for term in terms if isinstance(term, str) and term.strip()))
+    tags = entry.get("tags")
+    terms = [primary] + [tag.get("term") for tag in (tags if isinstance(tags, list) else [])[:clean.MAX_KEYWORDS]
+                         if isinstance(tag, dict)]
+    return tuple(dict.fromkeys(term for term in (clean.text(t, "category", clean.MAX_NAME) for t in terms)
+                               if term))
 
 
 def _merge(old: Paper | None, new: Paper) -> Paper:
@@ -192,32 +230,51 @@ def _merge(old: Paper | None, new: Paper) -> Paper:
     return replace(old, categories=tuple(dict.fromkeys(old.categories + new.categories)))
 
 
+def _names(entry: Any, split: bool) -> tuple[str, ...]:
+    authors = entry.get("authors")
+    names = [a.get("name") for a in authors[:clean.MAX_AUTHORS] if isinstance(a, dict)] \
+        if isinstance(authors, list) else []
+    checked = (clean.text(name, "author", clean.MAX_NAME * 20 if split else clean.MAX_NAME)
+               for name in names)
+    if split:  # one dc:creator holds them all
+        return tuple(part for name in checked for part in split_creators(name))[:clean.MAX_AUTHORS]
+    return tuple(name for name in checked if name)
+
+
+def _checked(entry: Any, paper_id: str, build: Callable[[], Paper]) -> Paper:
+    try:
+        return build()
+    except MalformedItem as exc:
+        raise MalformedItem(f"paper {paper_id}: {exc}") from None
+
+
 def parse_feed_entry(entry: Any, listed: date) -> Paper | None:
     """One listing-feed entry as a Paper listed on ``listed``; None for a replacement."""
-    summary = entry.get("summary") if isinstance(entry.get("summary"), str) else ""
+    summary = clean.text(entry.get("summary"), "summary", clean.MAX_ABSTRACT)
     prefix = ANNOUNCE_PREFIX.match(summary)
-    kind = squash(entry.get("arxiv_announce_type") or (prefix.group(1) if prefix else "")).lower()
+    kind = clean.text(entry.get("arxiv_announce_type") or (prefix.group(1) if prefix else ""),
+                      "announce type", clean.MAX_NAME).lower()
     if kind in DROPPED_ANNOUNCE_TYPES:
         return None
     if kind not in KEPT_ANNOUNCE_TYPES:
-        raise MalformedItem(f"entry {entry.get('id')!r} has announce type {kind!r}")
+        raise MalformedItem(f"entry {clean.preview(entry.get('id'))} has announce type {clean.preview(kind)}")
     paper_id = arxiv_id(entry.get("id")) or arxiv_id(entry.get("link"))
     if paper_id is None:
-        raise MalformedItem(f"entry has no arXiv id: {str(entry.get('id'))[:80]!r}")
-    title = squash(entry.get("title"))
+        raise MalformedItem(f"entry has no arXiv id: {clean.preview(entry.get('id'))}")
+    title = clean.text(entry.get("title"), "title", clean.MAX_TITLE)
     if not title:
         raise MalformedItem(f"paper {paper_id} has no title")
-    return Paper(
+    return _checked(entry, paper_id, lambda: Paper(
         id=paper_id,
         title=title,
-        abstract=squash(summary[prefix.end():] if prefix else summary),
+        abstract=summary[prefix.end():] if prefix else summary,
         listed=listed,
-        authors=tuple(name for a in entry.get("authors") or [] for name in split_creators(a.get("name"))),
+        authors=_names(entry, split=True),
         published=listed if kind == "new" else None,  # a cross-listing's paper appeared earlier
         url=ABS_URL.format(paper_id),
         source=SOURCE,
         categories=_categories(entry),
-    )
+    ))
 
 
 def parse_feed(doc: Any, listed: date) -> tuple[list[Paper], int]:
@@ -243,26 +300,26 @@ def parse_api_entry(entry: Any, listed: date | None = None) -> Paper:
     """One query-API entry as a Paper, listed on ``listed`` or else on its UTC submission date."""
     paper_id = arxiv_id(entry.get("id"))
     if paper_id is None:
-        raise MalformedItem(f"entry has no arXiv id: {str(entry.get('id'))[:80]!r}")
-    title = squash(entry.get("title"))
+        raise MalformedItem(f"entry has no arXiv id: {clean.preview(entry.get('id'))}")
+    title = clean.text(entry.get("title"), "title", clean.MAX_TITLE)
     if not title:
         raise MalformedItem(f"paper {paper_id} has no title")
     published = _day_in(entry.get("published"), timezone.utc)
-    listed = listed or published
-    if listed is None:
+    when = listed or published
+    if when is None:
         raise MalformedItem(f"paper {paper_id} has no submission date")
     primary = entry.get("arxiv_primary_category") or {}
-    return Paper(
+    return _checked(entry, paper_id, lambda: Paper(
         id=paper_id,
         title=title,
-        abstract=squash(entry.get("summary")),
-        listed=listed,
-        authors=tuple(name for name in (squash(a.get("name")) for a in entry.get("authors") or []) if name),
+        abstract=clean.text(entry.get("summary"), "summary", clean.MAX_ABSTRACT),
+        listed=when,
+        authors=_names(entry, split=False),
         published=published,
         url=ABS_URL.format(paper_id),
         source=SOURCE,
         categories=_categories(entry, primary.get("term") if isinstance(primary, dict) else None),
-    )
+    ))
 
 
 def _total(doc: Any) -> int | None:

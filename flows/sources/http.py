@@ -7,7 +7,6 @@ at once with an error that names the URL and the status.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -22,6 +21,7 @@ import httpx
 
 from flows import __version__
 from flows.sources.base import SourceFormatError, SourceRequestError, SourceUnavailable
+from flows.sources.clean import MAX_RESPONSE_BYTES, loads
 
 if TYPE_CHECKING:
     from flows.settings import Settings
@@ -29,15 +29,58 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"paperboy/{__version__}"
+MAX_RESPONSE_SECONDS = 120.0  # to read one whole answer, however slowly it trickles in
 Params = Mapping[str, str | int | float] | None
 
 
+class BoundedClient(httpx.Client):
+    """An httpx client whose GET reads at most ``max_bytes`` of body within ``max_seconds``
+    in all: a server that sends without end, or drips a byte at a time, cannot hang a run."""
+
+    def __init__(self, *args: Any, max_bytes: int = MAX_RESPONSE_BYTES,
+                 max_seconds: float = MAX_RESPONSE_SECONDS, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
+
+    def get(self, url: httpx.URL | str, *, params: Any = None, headers: Any = None,
+            **kwargs: Any) -> httpx.Response:
+        request = self.build_request("GET", url, params=params, headers=headers)
+        deadline = time.monotonic() + self.max_seconds
+        response = self.send(request, stream=True)
+        try:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
+                raise _too_large(request.url, self.max_bytes)
+            body, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise _too_large(request.url, self.max_bytes)
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(f"no complete answer within {self.max_seconds:.0f} s",
+                                            request=request)
+                body.append(chunk)
+        finally:
+            response.close()
+        # The body is decoded already: the new response must not decode it again.
+        kept = [(k, v) for k, v in response.headers.multi_items()
+                if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+        return httpx.Response(response.status_code, headers=kept, content=b"".join(body),
+                              request=response.request, extensions=response.extensions)
+
+
+def _too_large(url: httpx.URL, limit: int) -> SourceFormatError:
+    return SourceFormatError(f"GET {url}: the answer is larger than {limit // 2**20} MB")
+
+
 def make_client(settings: Settings) -> httpx.Client:
-    """An httpx client with Paperboy's timeout and User-Agent; the caller closes it."""
-    return httpx.Client(
+    """An httpx client with Paperboy's timeout, User-Agent and size limit; the caller closes it."""
+    return BoundedClient(
         timeout=httpx.Timeout(settings.http_timeout),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=True,
+        max_seconds=max(MAX_RESPONSE_SECONDS, 3 * settings.http_timeout),
     )
 
 
@@ -135,8 +178,8 @@ def get_json(
         headers={"Accept": "application/json"},
     )
     try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return loads(response.content)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         kind = response.headers.get("Content-Type", "no content type")
         raise SourceFormatError(
             f"GET {response.request.url}: HTTP {response.status_code} body is not JSON ({kind})"

@@ -19,8 +19,9 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from flows.models import Listing, Paper
+import flows.sources.clean as clean
 from flows.sources.base import MalformedItem, SourceFormatError
-from flows.sources.http import get_json, make_client, shared_limiter
+from flows.sources.http import get, make_client, shared_limiter
 
 if TYPE_CHECKING:
     from flows.settings import Settings
@@ -40,20 +41,21 @@ def squash(text: object) -> str:
 
 def http_url(value: object) -> str | None:
     """``value`` if it is an absolute http(s) URL, else None (drops javascript:, data:, ...)."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > clean.MAX_URL:
         return None
     value = value.strip()
-    if not value or any(ch.isspace() or ord(ch) < 32 for ch in value):
+    if not value or not value.isascii() or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
         return None
     try:
         parts = urlsplit(value)
+        host = parts.hostname
     except ValueError:
         return None
-    return value if parts.scheme.lower() in ("http", "https") and parts.hostname else None
+    return value if parts.scheme.lower() in ("http", "https") and host else None
 
 
 def _date(value: object) -> date | None:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > 64:
         return None
     try:
         return datetime.fromisoformat(value.strip().replace("Z", "+00:00")).date()
@@ -61,50 +63,54 @@ def _date(value: object) -> date | None:
         return None
 
 
-def _count(value: object) -> int:
-    # bool is an int subclass; True upvotes would be nonsense
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
 def _authors(value: object) -> tuple[str, ...]:
     if not isinstance(value, list):
         return ()
-    names = (squash(a.get("name")) if isinstance(a, dict) else squash(a) for a in value)
-    return tuple(name for name in names if name)
-
-
-def _keywords(value: object) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        return ()
-    return tuple(dict.fromkeys(k for k in map(squash, value) if k))
+    names = (a.get("name") if isinstance(a, dict) else a for a in value[:clean.MAX_AUTHORS])
+    return tuple(name for name in (clean.text(n, "author", clean.MAX_NAME) for n in names) if name)
 
 
 def parse_item(item: dict, listed: date) -> Paper:
-    """One Daily Papers item as a :class:`Paper` listed on ``listed``."""
+    """One Daily Papers item as a :class:`Paper` listed on ``listed``; MalformedItem when it
+    lacks an id or title, or holds a value no paper has (see :mod:`flows.sources.clean`)."""
     paper = item.get("paper") if isinstance(item, dict) else None
     if not isinstance(paper, dict):
         raise MalformedItem("item has no paper object")
-    paper_id = paper.get("id").strip() if isinstance(paper.get("id"), str) else ""
+    raw_id = paper.get("id")
+    paper_id = raw_id.strip() if isinstance(raw_id, str) and len(raw_id) <= clean.MAX_ID else ""
     if not PAPER_ID.fullmatch(paper_id):
-        raise MalformedItem(f"item has no usable paper.id: {str(paper.get('id'))[:80]!r}")
-    title = squash(paper.get("title")) or squash(item.get("title"))
+        raise MalformedItem(f"item has no usable paper.id: {clean.preview(raw_id)}")
+    title = (clean.text(paper.get("title"), "title", clean.MAX_TITLE)
+             or clean.text(item.get("title"), "title", clean.MAX_TITLE))
     if not title:
         raise MalformedItem(f"paper {paper_id} has no title")
-    return Paper(
-        id=paper_id,
-        title=title,
-        abstract=squash(paper.get("summary")),
-        listed=listed,
-        authors=_authors(paper.get("authors")),
-        published=_date(paper.get("publishedAt")),
-        upvotes=_count(paper.get("upvotes")),
-        comments=_count(item.get("numComments")),
-        ai_keywords=_keywords(paper.get("ai_keywords")),
-        github_repo=http_url(paper.get("githubRepo")),
-        project_page=http_url(paper.get("projectPage")),
-        url=PAPER_URL.format(quote(paper_id, safe="/")),
-        source=SOURCE,
-    )
+    try:
+        return Paper(
+            id=paper_id,
+            title=title,
+            abstract=clean.text(paper.get("summary"), "summary", clean.MAX_ABSTRACT),
+            listed=listed,
+            authors=_authors(paper.get("authors")),
+            published=_date(paper.get("publishedAt")),
+            upvotes=clean.count(paper.get("upvotes"), "upvotes"),
+            comments=clean.count(item.get("numComments"), "numComments"),
+            ai_keywords=clean.texts(paper.get("ai_keywords"), "ai_keywords", clean.MAX_NAME,
+                                    clean.MAX_KEYWORDS),
+            github_repo=http_url(paper.get("githubRepo")),
+            project_page=http_url(paper.get("projectPage")),
+            url=PAPER_URL.format(quote(paper_id, safe="/")),
+            source=SOURCE,
+        )
+    except MalformedItem as exc:
+        raise MalformedItem(f"paper {paper_id}: {exc}") from None
+
+
+def parse_body(content: bytes, listed: date, where: str) -> tuple[list[Paper], int, int]:
+    """Papers from one API response body, how many items were skipped, and how many items
+    the body held (a page shorter than asked for is the last)."""
+    items, unreadable = clean.json_items(content, where)
+    papers, skipped = parse_page(items, listed)
+    return papers, skipped + unreadable, len(items) + unreadable
 
 
 def parse_page(items: list, listed: date) -> tuple[list[Paper], int]:
@@ -162,15 +168,14 @@ class HuggingFaceSource:
         for page in range(MAX_PAGES):
             params = {"date": day.isoformat(), "p": page, "limit": limit}
             with self.limiter.turn():
-                items = get_json(client, url, params, retries=self.settings.http_retries, sleep=self.sleep)
-            if not isinstance(items, list):
-                raise SourceFormatError(f"GET {url} page {page} for {day}: not a JSON list")
-            found, bad = parse_page(items, day)
+                response = get(client, url, params, retries=self.settings.http_retries, sleep=self.sleep,
+                               headers={"Accept": "application/json"})
+            found, bad, size = parse_body(response.content, day, f"GET {url} page {page} for {day}")
             skipped += bad
             new = [paper for paper in found if paper.id not in papers]
             papers.update((paper.id, paper) for paper in new)
             # A server that ignores p would repeat page 0 forever: stop when nothing is new.
-            if len(items) < limit or not (new or bad):
+            if size < limit or not (new or bad):
                 break
         else:
             log.warning("%s: stopped after %d pages for %s", SOURCE, MAX_PAGES, day)

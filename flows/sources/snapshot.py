@@ -10,14 +10,14 @@ days, so the demo has "today's" papers on any calendar day.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import date, timedelta
 from pathlib import Path
 
 from flows.models import Listing
 from flows.sources.base import SourceError, SourceFormatError
-from flows.sources.huggingface import parse_page
+from flows.sources.clean import MAX_RESPONSE_BYTES
+from flows.sources.huggingface import parse_body
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,7 @@ class SnapshotSource:
         path = files.get(day - self._shift(files))
         if path is None:
             return Listing(source=self.name, listed=day, papers=())
-        try:
-            items = json.loads(path.read_bytes())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SourceFormatError(f"{path}: not valid JSON ({exc})") from exc
-        try:
-            papers, skipped = parse_page(items, day)
-        except SourceFormatError as exc:
-            raise SourceFormatError(f"{path}: {exc}") from exc
+        if path.stat().st_size > MAX_RESPONSE_BYTES:
+            raise SourceFormatError(f"{path}: larger than {MAX_RESPONSE_BYTES // 2**20} MB")
+        papers, skipped, _ = parse_body(path.read_bytes(), day, str(path))
         return Listing(source=self.name, listed=day, papers=tuple(papers), skipped=skipped)
