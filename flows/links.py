@@ -9,6 +9,8 @@ nothing about an unconfirmed address is stored before its owner clicks.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import os
 import secrets
@@ -122,18 +124,45 @@ def read_token(key: str, token: str, purpose: str, max_age: int | None = None) -
 
 
 def make_confirm_token(key: str, email: str, keywords: list[str]) -> str:
-    """A sign-up confirmation token carrying the address and the keywords asked for."""
-    return _serializer(key, "confirm").dumps({"email": email.lower(), "keywords": list(keywords)})
+    """A sign-up confirmation token carrying the address, the keywords asked for, and a
+    random nonce that makes the link single-use (the nonce is recorded when it is used)."""
+    return _serializer(key, "confirm").dumps(
+        {"email": email.lower(), "keywords": list(keywords), "nonce": secrets.token_urlsafe(16)})
 
 
-def read_confirm_token(key: str, token: str, max_age: int | None = None) -> tuple[str, list[str]]:
-    """(email, keywords) of a confirmation token; TokenError as for :func:`read_token`."""
-    payload = read_token(key, token, "confirm", max_age)
+@dataclass(frozen=True)
+class ConfirmLink:
+    """What a confirmation link says: who, which keywords, and its single-use nonce."""
+
+    email: str
+    keywords: list[str]
+    nonce: str
+
+
+def read_confirm_link(key: str, token: str, max_age: int | None = None) -> ConfirmLink:
+    """The :class:`ConfirmLink` of a token; TokenError as for :func:`read_token`."""
+    try:
+        payload, signed_at = _serializer(key, "confirm").loads(
+            token, max_age=max_age or MAX_AGE["confirm"], return_timestamp=True)
+    except SignatureExpired:
+        raise TokenError("this link has expired; use the link in your latest digest") from None
+    except BadSignature:
+        raise TokenError("this link is not valid") from None
     if not (isinstance(payload, dict) and isinstance(payload.get("email"), str)
             and isinstance(payload.get("keywords"), list)
             and all(isinstance(k, str) for k in payload["keywords"])):
         raise TokenError("this link is not valid")
-    return payload["email"], payload["keywords"]
+    nonce = payload.get("nonce")
+    if not isinstance(nonce, str) or not nonce:  # a link mailed before links carried one
+        what = json.dumps([payload["email"], payload["keywords"], signed_at.isoformat()])
+        nonce = "legacy-" + hashlib.sha256(what.encode()).hexdigest()[:32]
+    return ConfirmLink(payload["email"], payload["keywords"], nonce)
+
+
+def read_confirm_token(key: str, token: str, max_age: int | None = None) -> tuple[str, list[str]]:
+    """(email, keywords) of a confirmation token; TokenError as for :func:`read_token`."""
+    link = read_confirm_link(key, token, max_age)
+    return link.email, link.keywords
 
 
 def digest_links(settings: Settings, key: str, email: str) -> DigestLinks:

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     list_id: str = "paperboy.localhost"
     public_base_url: str = "http://localhost:8000"
     secret_key: SecretStr | None = None
+    signup_per_client: int = Field(
+        5, ge=1, le=10_000,
+        description="sign-up confirmation mails one client address (IPv6: its /64) may cause per hour")
+    signup_per_hour: int = Field(
+        100, ge=1, le=100_000, description="sign-up confirmation mails all clients together may cause per hour")
     send_empty: bool = False
     dkim_key_file: Path | None = Field(
         None, description="RSA private key (PEM) to DKIM-sign every digest with; unset = no signing")

@@ -79,7 +79,16 @@ def _m2_signups(db: sqlite_utils.Database) -> None:
     db["signups"].create_index(["address", "requested_at"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_signups]
+def _m3_signup_abuse(db: sqlite_utils.Database) -> None:
+    # Sign-up limits per client (a keyed hash of its network address) and for everyone;
+    # confirmation links used once (a nonce from the signed link, kept while it could work).
+    db["signups"].add_column("client", str)
+    db["signups"].create_index(["client", "requested_at"])
+    db["signups"].create_index(["requested_at"])
+    db["used_links"].create({"nonce": str, "used_at": str}, pk="nonce", not_null={"used_at"})
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_signups, _m3_signup_abuse]
 
 
 class Store:
@@ -201,27 +210,79 @@ class Store:
     # -- sign-up rate limit ----------------------------------------------------------------
 
     def claim_signup(self, address: str, now: datetime, *, limit: int, window: timedelta,
-                     min_gap: timedelta) -> bool:
-        """Record a confirmation mail for ``address`` unless it had ``limit`` within ``window``
-        or one less than ``min_gap`` ago; True when recorded. Check and insert are one
-        transaction, so concurrent sign-ups cannot both slip under the limit."""
+                     min_gap: timedelta, client: str | None = None, client_limit: int | None = None,
+                     total_limit: int | None = None, short_window: timedelta = timedelta(hours=1)) -> bool:
+        """:meth:`admit_signup` as a yes or no."""
+        return not self.admit_signup(address, now, limit=limit, window=window, min_gap=min_gap,
+                                     client=client, client_limit=client_limit,
+                                     total_limit=total_limit, short_window=short_window)
+
+    def admit_signup(self, address: str, now: datetime, *, limit: int, window: timedelta,
+                     min_gap: timedelta, client: str | None = None, client_limit: int | None = None,
+                     total_limit: int | None = None, short_window: timedelta = timedelta(hours=1)) -> str:
+        """Record a confirmation mail for ``address`` (asked for by ``client``) unless a limit
+        stops it; "" when recorded, else the limit: "address" (``limit`` within ``window``, or
+        one less than ``min_gap`` ago), "client" (``client_limit`` within ``short_window``),
+        "total" (``total_limit`` from everyone within ``short_window``). Check and insert are
+        one transaction, so concurrent sign-ups cannot both slip under a limit."""
         # One fixed format (UTC, microseconds) so the stored text compares like the time.
-        since, stamp = _stamp(now - window), _stamp(now)
+        since, stamp = _stamp(now - max(window, short_window)), _stamp(now)
+        recent = _stamp(now - short_window)
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.execute("DELETE FROM signups WHERE requested_at < ?", [since])  # forget old ones
-            count, last = self.db.execute(
-                "SELECT COUNT(*), MAX(requested_at) FROM signups WHERE address = ?", [address]
-            ).fetchone()
-            allowed = count < limit and (last is None or datetime.fromisoformat(last) <= now - min_gap)
-            if allowed:
-                self.db.execute("INSERT INTO signups (address, requested_at) VALUES (?, ?)",
-                                [address, stamp])
+            refused = self._signup_limit(address, now, recent, limit, window, min_gap,
+                                         client, client_limit, total_limit)
+            if not refused:
+                self.db.execute("INSERT INTO signups (address, client, requested_at) VALUES (?, ?, ?)",
+                                [address, client, stamp])
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        return allowed
+        return refused
+
+    def _signup_limit(self, address: str, now: datetime, recent: str, limit: int, window: timedelta,
+                      min_gap: timedelta, client: str | None, client_limit: int | None,
+                      total_limit: int | None) -> str:
+        if total_limit is not None and self.db.execute(
+                "SELECT COUNT(*) FROM signups WHERE requested_at >= ?", [recent]).fetchone()[0] >= total_limit:
+            return "total"
+        if client is not None and client_limit is not None and self.db.execute(
+                "SELECT COUNT(*) FROM signups WHERE client = ? AND requested_at >= ?",
+                [client, recent]).fetchone()[0] >= client_limit:
+            return "client"
+        count, last = self.db.execute(
+            "SELECT COUNT(*), MAX(requested_at) FROM signups WHERE address = ? AND requested_at >= ?",
+            [address, _stamp(now - window)],
+        ).fetchone()
+        if count >= limit or (last is not None and datetime.fromisoformat(last) > now - min_gap):
+            return "address"
+        return ""
+
+    # -- single-use links ------------------------------------------------------------------
+
+    def use_link(self, nonce: str, now: datetime, *, forget_before: datetime) -> bool:
+        """Mark a link's ``nonce`` used; False if it was used already. Nonces used before
+        ``forget_before`` (their links have expired anyway) are forgotten."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("DELETE FROM used_links WHERE used_at < ?", [_stamp(forget_before)])
+            fresh = self.db.execute("INSERT OR IGNORE INTO used_links (nonce, used_at) VALUES (?, ?)",
+                                    [nonce, _stamp(now)]).rowcount == 1
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return fresh
+
+    def link_used(self, nonce: str) -> bool:
+        return self.db.execute("SELECT 1 FROM used_links WHERE nonce = ?", [nonce]).fetchone() is not None
+
+    def release_link(self, nonce: str) -> None:
+        """Make a link usable again: what it was to do could not be done."""
+        with self.db.conn:
+            self.db.execute("DELETE FROM used_links WHERE nonce = ?", [nonce])
 
     def signups_since(self, address: str, since: datetime) -> int:
         """How many confirmation mails ``address`` was sent since ``since``."""

@@ -7,20 +7,21 @@ Every edit goes through :mod:`flows.subscribers`, the code the CLI uses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flows.links import TokenError, make_token, read_confirm_token, read_token, secret_key
+from flows.links import ConfirmLink, TokenError, make_token, read_confirm_link, read_token, secret_key
 from flows.render import safe_url
 from flows.settings import Settings
 from flows.store import StoreError
@@ -43,7 +44,17 @@ from flows.web.security import (
     check_same_origin,
     csrf_token,
 )
-from flows.web.signup import CONFIRM_HOURS, RateLimit, claim, confirm, send_confirmation
+from flows.web.signup import (
+    CONFIRM_HOURS,
+    Outbox,
+    RateLimit,
+    claim,
+    confirm,
+    confirm_link_used,
+    release_confirm_link,
+    send_confirmation,
+    use_confirm_link,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +78,10 @@ class Site:
         self.env = web_environment(self.templates)
         self.cache = CorpusCache(settings)
         self.rate_limit = rate_limit
+        # Confirmation mails leave from one worker thread: a slow relay never holds a request.
+        self.outbox = Outbox(lambda mail: send_confirmation(self.env, settings, self.key, mail.email,
+                                                            list(mail.keywords)),
+                             stall_after=settings.smtp_timeout)
         self.root = urlsplit(settings.public_base_url).path.rstrip("/")  # served under a prefix?
 
     @property
@@ -130,8 +145,14 @@ def edit_refused(exc: SubscriberError) -> forms.FormError:
 
 def create_app(settings: Settings, *, rate_limit: RateLimit | None = None) -> FastAPI:
     """The web app for these settings (nothing global: two apps can live side by side)."""
-    site = Site(settings, rate_limit or RateLimit())
-    app = FastAPI(title="Paperboy", docs_url=None, redoc_url=None, openapi_url=None)
+    site = Site(settings, rate_limit or RateLimit.of(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(site.outbox.close)  # send what is queued, briefly
+
+    app = FastAPI(title="Paperboy", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.site = site
     _error_handlers(app, site)
     _preference_routes(app, site)
@@ -144,7 +165,9 @@ def create_app(settings: Settings, *, rate_limit: RateLimit | None = None) -> Fa
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> Response:
-        return Response("ok", media_type="text/plain")
+        healthy, outbox = site.outbox.health()  # a stuck relay is not "ok"
+        return Response(f"{'ok' if healthy else 'degraded'}\n{outbox}\n", media_type="text/plain",
+                        status_code=200 if healthy else 503)
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
@@ -328,7 +351,7 @@ def _signup_routes(app: FastAPI, site: Site) -> None:
         return form_page({"email": "", "keywords": ""})
 
     @app.post("/subscribe", response_class=HTMLResponse)
-    async def subscribe(request: Request, background: BackgroundTasks) -> Response:
+    async def subscribe(request: Request) -> Response:
         fields = await site.form(request, SUBSCRIBE_FORM)
         values = {"email": fields.get("email", "")[:forms.MAX_EMAIL_CHARS],
                   "keywords": fields.get("keywords", "")[:forms.MAX_LIST_CHARS]}
@@ -340,11 +363,12 @@ def _signup_routes(app: FastAPI, site: Site) -> None:
             return form_page(values, 422, error=exc)
         # The same answer whether mailed, rate-limited or already subscribed: the page
         # must not tell a stranger anything about an address.
-        if await blocking(claim, site.settings, site.key, wanted.email, site.rate_limit):
-            background.add_task(send_confirmation, site.env, site.settings, site.key,
-                                wanted.email, list(wanted.keywords))
+        client = request.client.host if request.client else None
+        refused = await blocking(claim, site.settings, site.key, wanted.email, site.rate_limit, None, client)
+        if not refused:
+            site.outbox.submit(wanted.email, list(wanted.keywords))
         else:
-            log.info("web: sign-up for %s rate-limited", wanted.email)
+            log.info("web: sign-up for %s refused by the %s limit", wanted.email, refused)
         return form_page({"email": "", "keywords": ""}, sent_to=wanted.email)
 
     def confirm_page(token: str, email: str, keywords: list[str], state: str,
@@ -353,24 +377,37 @@ def _signup_routes(app: FastAPI, site: Site) -> None:
         return site.page("confirm.html.j2", status, email=email, keywords=keywords, state=state, token=token,
                          csrf=csrf_token(site.key, token), error=error, preferences_url=prefs)
 
-    def read(token: str) -> tuple[str, list[str]]:
+    used = TokenError("this link has been used already; to change your subscription use the "
+                      "link in your digest, or sign up again")
+
+    def read(token: str) -> ConfirmLink:
         if len(token) > MAX_TOKEN:
             raise TokenError("this link is not valid")
-        return read_confirm_token(site.key, token)
+        return read_confirm_link(site.key, token)
 
     @app.get("/confirm/{token}", response_class=HTMLResponse)
     async def ask_confirm(token: str) -> Response:
-        email, keywords = read(token)
-        return confirm_page(token, email, keywords, "ask")
+        link = read(token)
+        if await blocking(confirm_link_used, site.settings, link.nonce):
+            raise used
+        return confirm_page(token, link.email, link.keywords, "ask")
 
     @app.post("/confirm/{token}", response_class=HTMLResponse)
     async def do_confirm(token: str, request: Request) -> Response:
-        email, keywords = read(token)
+        link = read(token)
+        email, keywords = link.email, link.keywords
         await site.form(request, token)
         try:
             wanted = forms.validated({"email": email, "keywords": keywords})
         except forms.FormError as exc:  # the keyword rules changed since the sign-up
             return confirm_page(token, email, keywords, "ask", 422, error=exc)
-        how = await blocking(confirm, site.directory, wanted.email, list(wanted.keywords))
+        # Single use: a later click must not undo an unsubscribe or edits made since.
+        if not await blocking(use_confirm_link, site.settings, link.nonce):
+            raise used
+        try:
+            how = await blocking(confirm, site.directory, wanted.email, list(wanted.keywords))
+        except BaseException:
+            await blocking(release_confirm_link, site.settings, link.nonce)
+            raise
         log.info("web: sign-up confirmed for %s (%s)", wanted.email, how)
         return confirm_page(token, wanted.email, list(wanted.keywords), how)
