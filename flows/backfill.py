@@ -18,7 +18,7 @@ from flows.corpus import Corpus
 from flows.fetch import FetchReport, fetch_backfill, missing_dates
 from flows.progress import DateProgress
 from flows.report import BackfillSummary
-from flows.settings import Settings
+from flows.settings import Settings, restrict_umask
 from flows.sources import build_source
 from flows.store import Store
 from flows.tasks import ConfiguredTaskRunner, load_subscribers, send_batches, today_in
@@ -56,6 +56,7 @@ def fetch_range(settings: Settings, source_name: str, start: date, end: date, re
 def backfill(start: date, end: date, source: str | None = None, send: bool = False,
              refresh: bool = False) -> dict:
     """Index the listings of [start, end]; with send, mail each subscriber one catch-up digest."""
+    restrict_umask()  # the database, key and subscriber files it creates are private
     settings = Settings()
     check_range(start, end, today_in(settings.timezone))
     fetched = FetchReport()

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
-from flows.settings import PROJECT_ROOT, Settings
+from flows.settings import PROJECT_ROOT, Settings, restrict_umask
 
 app = typer.Typer(
     help="Paperboy: the day's trending research papers, ranked by each subscriber's keywords.",
@@ -19,6 +19,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+
+@app.callback()
+def private_files() -> None:
+    """Paperboy: the day's trending research papers, ranked by each subscriber's keywords."""
+    restrict_umask()  # every file a command creates (database, key, subscribers, mail) is 0600
+
 
 from flows.subscribers_cli import app as subscribers_app  # noqa: E402
 

@@ -20,7 +20,7 @@ from flows.corpus import Corpus
 from flows.fetch import FetchReport, catch_up_dates, fetch_dates
 from flows.makers import close_pools, pool_for
 from flows.report import RunSummary
-from flows.settings import Settings
+from flows.settings import Settings, restrict_umask
 from flows.sources import build_source
 from flows.store import Store
 from flows.subscribers import subscriber_files
@@ -50,6 +50,7 @@ def fetch_listings(settings: Settings, sources: Sequence[str], digest_date: date
 def daily_digest(digest_date: date | None = None, dry_run: bool = False,
                  only: str | None = None, source: str | None = None) -> dict:
     """Fetch today's listings and mail every due subscriber their ranked digest, once."""
+    restrict_umask()  # the database, key and subscriber files it creates are private
     settings = Settings()
     day = digest_date or today_in(settings.timezone)
     sources = [source] if source else list(settings.sources)

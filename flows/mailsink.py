@@ -8,6 +8,7 @@ Each accepted message is added to ``mailbox.Maildir(directory)`` (readable by mu
 from __future__ import annotations
 
 import logging
+import os
 import mailbox
 import re
 import threading
@@ -62,12 +63,13 @@ class MaildirSink:
         return self.directory / "html"
 
     def start(self) -> MaildirSink:
-        self.directory.parent.mkdir(parents=True, exist_ok=True)
-        # Maildir only lays out cur/new/tmp when it creates the directory itself
+        self.directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Maildir only lays out cur/new/tmp when it creates the directory itself (0700; its
+        # messages 0600 under Paperboy's umask)
         self._maildir = mailbox.Maildir(self.directory, create=True)
         for sub in ("cur", "new", "tmp"):
-            (self.directory / sub).mkdir(exist_ok=True)
-        self.html_dir.mkdir(exist_ok=True)
+            (self.directory / sub).mkdir(mode=0o700, exist_ok=True)
+        self.html_dir.mkdir(mode=0o700, exist_ok=True)
         self.received = 0
         controller = LoopbackController(
             _SinkHandler(self), hostname=self.host, port=self._port, server_hostname="paperboy-sink"
@@ -98,6 +100,7 @@ class MaildirSink:
         assert self._maildir is not None, "sink not started"
         with self._lock:
             key = self._maildir.add(raw)
+            os.chmod(self.directory / "new" / key, 0o600)  # mailbox creates it 0666 less the umask
             message = BytesParser(policy=policy.default).parsebytes(raw)
             _write_html(message, self.html_dir / _html_name(message, recipient, key))
             self.received += 1
@@ -127,4 +130,6 @@ def _html_name(message: EmailMessage, recipient: str, key: str) -> str:
 def _write_html(message: EmailMessage, path: Path) -> None:
     part = message.get_body(preferencelist=("html",))
     if part is not None:
-        path.write_text(part.get_content(), encoding="utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(part.get_content())

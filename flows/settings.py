@@ -8,6 +8,7 @@ deep inside the pipeline reads the environment.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -163,6 +164,18 @@ class Settings(BaseSettings):
                 "mail and password would cross the network in clear; use starttls or tls"
             )
         return self
+
+
+PRIVATE_UMASK = 0o077  # files Paperboy creates: 0600, directories: 0700
+
+
+def restrict_umask() -> int:
+    """Make every file this process creates from now on private to its user (the database,
+    the key, subscriber files, the demo's Maildir hold addresses and secrets); returns the
+    previous umask. Called at the edges: the CLI and the flows' entry points."""
+    previous = os.umask(PRIVATE_UMASK)
+    os.umask(previous | PRIVATE_UMASK)
+    return previous
 
 
 def prefect_env_defaults() -> dict[str, str]:

@@ -14,6 +14,7 @@ Ledger rules (see the README's "Ledger and idempotency"):
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +31,26 @@ FINAL_STATUSES = ("sent", "failed")
 
 class StoreError(Exception):
     """The database cannot be opened or is not a Paperboy database."""
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` (and missing parents, 0700) as a 0600 file, or tighten an existing one
+    that others can read: it holds every subscriber's address and delivery history. SQLite
+    gives its -wal and -shm files the database file's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # e.g. a read-only place: sqlite3 will say what is wrong
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077 and path.is_file():
+        try:
+            os.chmod(path, mode & 0o700)
+        except OSError:
+            return
 
 
 def _utcnow() -> str:
@@ -97,7 +118,7 @@ class Store:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
         try:
             conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
             self.db = sqlite_utils.Database(conn)

@@ -66,7 +66,7 @@ def locked(directory: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
 
 def write_atomic(path: Path, write: Callable[[TextIO], None]) -> None:
     """Replace ``path`` with what ``write`` writes, all or nothing (temp file, fsync, rename)."""
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600  # addresses are personal data
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
@@ -97,7 +97,7 @@ def _dump(yaml: YAML, data: CommentedMap, handle: TextIO) -> None:
 
 def add(directory: Path, email: str, *, keywords: list[str], **fields: Any) -> Path:
     """Create a subscriber file; raises SubscriberExists if the address is already subscribed."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     with locked(directory):
         existing = locate(directory, email)
         if existing is not None:
