@@ -49,6 +49,7 @@ import aiosmtplib
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from flows.models import Outcome
+from flows.redact import redact, redact_values
 from flows.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -230,10 +231,11 @@ class _Run:
             log.warning("%d digest(s) not attempted, no SMTP connection could be made: %s", left, reason)
 
     def redact(self, text: str) -> str:
+        """The password out, as typed and as AUTH sends it in base64 (a relay may quote it)."""
         secret = self.settings.smtp_password
         if secret is not None and secret.get_secret_value():
-            text = text.replace(secret.get_secret_value(), "***")
-        return text[:MAX_REASON]
+            text = redact_values(text, [secret.get_secret_value()])
+        return redact(text)[:MAX_REASON]
 
 
 class _Connection:

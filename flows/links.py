@@ -20,6 +20,7 @@ from pathlib import Path
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from flows.redact import protect
 from flows.settings import KEY_ADVICE, Settings, key_weakness
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def secret_key(settings: Settings) -> str:
     key = read_key_file(keyfile)
     if key is None:
         key = _create_key_file(keyfile)
+    protect(key)
     return key
 
 

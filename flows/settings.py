@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from flows.redact import protect
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_ROOT = Path(__file__).resolve().parent
 SAMPLE_SNAPSHOT_DIR = PACKAGE_ROOT / "sample_data" / "huggingface"
@@ -110,6 +112,10 @@ class Settings(BaseSettings):
     dask_workers: int = Field(2, ge=1, le=64)
     timezone: str = Field("UTC", description="IANA timezone for 'today' and the schedule")
     schedule: str = Field("0 7 * * *", description="cron for `paperboy serve`")
+
+    def model_post_init(self, context: object, /) -> None:
+        # No log record of this process may carry the password or the key (flows/redact.py).
+        protect(*(s.get_secret_value() for s in (self.smtp_password, self.secret_key) if s is not None))
 
     @field_validator("secret_key")
     @classmethod

@@ -10,6 +10,7 @@ another process (the crash tests) can use it as well.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import ssl
 import threading
@@ -191,10 +192,11 @@ class RecordingSMTPServer:
     def release(self) -> None:
         self._released.set()
 
-    def require_auth(self, user: str, password: str, *, echo_on_failure: bool = False) -> None:
+    def require_auth(self, user: str, password: str, *, echo_on_failure: bool | str = False) -> None:
         """Accept only these credentials (AUTH PLAIN/LOGIN) and refuse MAIL without them.
 
-        `echo_on_failure` plays a careless server that quotes the offered password back.
+        `echo_on_failure` plays a careless server that quotes the offered password back
+        (``"base64"``: the whole AUTH PLAIN line, as sent).
         """
         self._credentials = (user, password)
         self._echo_password = echo_on_failure
@@ -208,6 +210,10 @@ class RecordingSMTPServer:
             and isinstance(data, LoginPassword)
             and (data.login.decode(), data.password.decode()) == self._credentials
         )
+        if not ok and self._echo_password == "base64" and isinstance(data, LoginPassword):
+            # what a relay quoting the AUTH PLAIN line back would say
+            line = base64.b64encode(b"\0" + data.login + b"\0" + data.password).decode()
+            return AuthResult(success=False, handled=False, message=f"535 5.7.8 AUTH PLAIN {line} rejected")
         if not ok and self._echo_password and isinstance(data, LoginPassword):
             return AuthResult(success=False, handled=False, message=f"535 5.7.8 bad password {data.password.decode()}")
         return AuthResult(success=ok, handled=False)
