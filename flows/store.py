@@ -153,6 +153,12 @@ class Store:
         for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
             self.db.execute("BEGIN IMMEDIATE")
             try:
+                # Another connection may have applied it meanwhile (processes or threads that
+                # open a new database at once): look again now that we hold the write lock.
+                done = self.db.execute("SELECT COALESCE(MAX(version), 0) FROM migrations").fetchone()[0]
+                if done >= number:
+                    self.db.execute("COMMIT")
+                    continue
                 migration(self.db)
                 self.db.execute("INSERT INTO migrations VALUES (?, ?)", [number, _utcnow()])
                 self.db.execute("COMMIT")

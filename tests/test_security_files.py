@@ -95,3 +95,25 @@ def test_the_cli_creates_private_files_whatever_the_umask(tmp_path):
     assert done.returncode == 0, done.stderr
     created = [p for p in (tmp_path / "subs").rglob("*")]
     assert created and all(mode(p) & 0o077 == 0 for p in created), {str(p): oct(mode(p)) for p in created}
+
+
+def test_many_threads_opening_a_new_database_at_once_all_succeed(tmp_path):
+    # Found by the sign-up burst (V5): each opener applied the migrations itself.
+    import threading
+
+    for trial in range(20):
+        path = tmp_path / f"trial{trial}" / "paperboy.db"
+        errors: list[str] = []
+
+        def open_it() -> None:
+            try:
+                Store(path).close()
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=open_it) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors[0]

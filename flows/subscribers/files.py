@@ -66,16 +66,39 @@ def _read_fields(path: Path) -> Mapping[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         text = ""  # the round-trip reader says why
-    fields = _fast_fields(text) if text else None
+    fields = _fast_fields(text) if text and not _unreadable(text) else None
     return fields if fields is not None else read_mapping(path, for_edit=False)[0]
+
+
+MAX_FILE_CHARS = 64 * 1024  # a file with 50 keywords and 50 exclusions of 100 characters is ~11 KB
+MAX_NESTING = 20  # brackets inside brackets; a subscriber file needs 1
+
+
+def _unreadable(text: str) -> str | None:
+    """Why ``text`` is not read at all (too large, nested too deep), else None. Deep nesting
+    made both YAML readers recurse until Python gave up, and crashed every command."""
+    if len(text) > MAX_FILE_CHARS:
+        return f"is {len(text)} characters long; a subscriber file has at most {MAX_FILE_CHARS}"
+    depth = deepest = 0
+    for char in text:  # brackets inside quoted strings count too: no keyword needs 20 of them
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}" and depth:
+            depth -= 1
+    if deepest > MAX_NESTING:
+        return f"nests lists or mappings {deepest} deep; use one flat list, e.g. keywords: [a, b]"
+    return None
 
 
 class _Unsure(Exception):
     """A value the fast reader leaves to the round-trip loader."""
 
 
-# Tags, complex keys, anchors, aliases, escapes and tabs: rare here, and where the readers differ.
-_ROUND_TRIP_ONLY = re.compile(r"[!?&*\\\t]")
+# Tags, complex keys, anchors, aliases, escapes, tabs, and the characters YAML 1.1 (the C
+# reader) takes for line breaks or ignores and YAML 1.2 (the round-trip reader) does not:
+# rare here, and where the readers differ. Only the round-trip reader decides those.
+_ROUND_TRIP_ONLY = re.compile("[!?&*\\\\\t\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff]")
 _PLAIN_INT = re.compile(r"(?:0|[1-9][0-9]*)\Z")
 _PLAIN_CONSTANTS: dict[str, Any] = {
     "true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False,
@@ -89,7 +112,7 @@ def _fast_fields(text: str) -> dict[str, Any] | None:
         return None
     try:
         fields = _node_value(CBaseLoader(text).get_single_node())
-    except (YAMLError, _Unsure):
+    except (YAMLError, _Unsure, RecursionError):
         return None
     return fields if isinstance(fields, dict) else None
 
@@ -127,6 +150,8 @@ def read_mapping(path: Path, for_edit: bool = True) -> tuple[CommentedMap, YAML]
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _file_error(path, "", f"cannot be read: {exc}") from None
+    if problem := _unreadable(text):
+        raise _file_error(path, "", problem)
     try:
         yaml = yaml_for(_guess_indent(text) if for_edit else None)  # guessing parses once more
         data = yaml.load(text)
@@ -135,8 +160,17 @@ def read_mapping(path: Path, for_edit: bool = True) -> tuple[CommentedMap, YAML]
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise _file_error(path, "", f"is not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise _file_error(path, "", "is nested too deeply to read; use one flat list per field") from None
+    except (TypeError, ValueError) as exc:  # e.g. a complex key "? [a, b]" that cannot be a dict key
+        raise _file_error(path, "", f"cannot be read as fields ({type(exc).__name__}: {str(exc)[:100]}); "
+                                    "use plain names as keys, e.g. keywords: [a, b]") from None
     if not isinstance(data, dict):
         raise _file_error(path, "", "must be a mapping of fields (email: …, keywords: […])")
+    if any(not isinstance(key, str) for key in data):
+        bad = next(key for key in data if not isinstance(key, str))
+        raise _file_error(path, "", f"has a key that is not a plain name ({type(bad).__name__}); "
+                                    "fields look like keywords: [a, b]")
     return data, yaml
 
 
