@@ -31,6 +31,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
+# Hypothesis fuzzing of every parser of outside input (tests/test_fuzz.py) for FUZZ_SECONDS
+# in all (default 10 minutes); `make test` runs the same properties with a few examples.
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	PAPERBOY_FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m pytest -q -m fuzz -p no:cacheprovider tests/test_fuzz.py
+
 bench: $(STAMP)
 	$(BIN)/python -m flows.bench $(BENCH_ARGS)
 

@@ -20,6 +20,9 @@ MALFORMED = {
     "block sequence nesting": "email: d@example.org\nkeywords:\n" + "- " * 20_000 + "x\n",
     "complex key with a list": "email: e@example.org\nkeywords: [x]\n? key: [list]\n: value\n",
     "complex key a list": "email: f@example.org\n? [a, b]\n: [x]\nkeywords: [y]\n",
+    "dashes nesting (crashed the C reader)": "email: h@example.org\nkeywords:\n" + "- " * 30_000 + "x\n",
+    "billion laughs": "email: i@example.org\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 9)) + "keywords: *a8\n",
     "huge file": "email: g@example.org\nkeywords: [x]\n# " + "padding " * 20_000 + "\n",
 }
 GOOD = "email: ok@example.org\nkeywords: [reinforcement learning]\n"

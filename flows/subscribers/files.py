@@ -66,7 +66,7 @@ def _read_fields(path: Path) -> Mapping[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         text = ""  # the round-trip reader says why
-    fields = _fast_fields(text) if text and not _unreadable(text) else None
+    fields = _fast_fields(text) if text else None
     return fields if fields is not None else read_mapping(path, for_edit=False)[0]
 
 
@@ -88,7 +88,12 @@ def _unreadable(text: str) -> str | None:
             depth -= 1
     if deepest > MAX_NESTING:
         return f"nests lists or mappings {deepest} deep; use one flat list, e.g. keywords: [a, b]"
+    if _NESTED_DASHES.search(text):  # "- - - - x": one list inside the next (the C reader crashed)
+        return f"nests lists more than {MAX_NESTING} deep; use one flat list, e.g. keywords: [a, b]"
     return None
+
+
+_NESTED_DASHES = re.compile(rf"^[ \t]*(?:-[ \t]+){{{MAX_NESTING + 1},}}", re.MULTILINE)
 
 
 class _Unsure(Exception):
@@ -108,7 +113,7 @@ _WORDS_READ_AS_VALUES = frozenset("yes no on off y n true false null".split())  
 
 
 def _fast_fields(text: str) -> dict[str, Any] | None:
-    if _ROUND_TRIP_ONLY.search(text):
+    if _ROUND_TRIP_ONLY.search(text) or _unreadable(text):
         return None
     try:
         fields = _node_value(CBaseLoader(text).get_single_node())
@@ -184,7 +189,12 @@ def _guess_indent(text: str) -> tuple[int, int] | None:
 def validate_fields(path: Path, data: Mapping[str, Any]) -> Subscriber:
     """The subscriber these fields make; raises SubscriberError naming the file and field."""
     try:
-        return Subscriber.model_validate(_plain(data))
+        plain = _plain(data, [MAX_VALUES])
+    except (_TooMany, RecursionError):  # anchors and aliases can nest a file into itself
+        raise _file_error(path, "", f"holds more than {MAX_VALUES} values once its YAML aliases "
+                                    "are expanded; write the lists out plainly") from None
+    try:
+        return Subscriber.model_validate(plain)
     except ValidationError as exc:
         raise _validation_error(path, exc) from None
 
@@ -209,12 +219,24 @@ def _file_error(path: Path, field: str, message: str) -> SubscriberError:
     return error
 
 
-def _plain(value: object) -> object:
-    """ruamel's commented containers → plain dicts/lists for pydantic."""
+MAX_VALUES = 10_000  # in one file, aliases expanded; an honest one has about 100
+
+
+class _TooMany(Exception):
+    """A file whose aliases expand past MAX_VALUES ("billion laughs")."""
+
+
+def _plain(value: object, budget: list[int] | None = None) -> object:
+    """ruamel's commented containers → plain dicts/lists for pydantic (at most ``budget[0]``
+    values in all, when given)."""
+    if budget is not None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _TooMany
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _plain(v, budget) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [_plain(v, budget) for v in value]
     return value
 
 
