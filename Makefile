@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 export PREFECT_HOME := $(CURDIR)/var/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: venv demo demo-reset test test-fast bench eval clean
+.PHONY: venv demo demo-reset test test-fast fuzz bench eval clean
 
 # The venv is rebuilt when the dependencies change; versions come from .ci/constraints.txt
 # (the full, tested set) so every machine gets the same packages.
