@@ -12,6 +12,7 @@ again and again for ``PAPERBOY_FUZZ_SECONDS`` (600) in all, shared among the tar
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -61,13 +62,33 @@ fuzz_settings = settings(
 
 
 def within_budget(function: Callable[..., Any], *args: Any) -> Any:
-    """``function(*args)``, failing the property when it takes more than BUDGET of CPU time."""
+    """``function(*args)``, failing the property when it takes more than BUDGET of CPU time.
+
+    The garbage collector is held off while measuring (a full collection walks the whole
+    process's heap, not the input), and a slow call is measured once more: a machine busy
+    with other work can slow one call, while an input that is slow to parse is slow twice.
+    """
+    outcome, spent = _measured(function, args)
+    if spent > BUDGET:
+        outcome, again = _measured(function, args)
+        assert again <= BUDGET, (f"{getattr(function, '__name__', function)} took {spent * 1000:.0f} "
+                                 f"and {again * 1000:.0f} ms of CPU")
+    if isinstance(outcome, BaseException):  # its own error: allowed, but only within the budget
+        raise outcome
+    return outcome
+
+
+def _measured(function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, float]:
+    collecting = gc.isenabled()
+    gc.disable()
     started = time.thread_time()
     try:
-        return function(*args)
+        return function(*args), time.thread_time() - started
+    except Exception as exc:  # noqa: BLE001 - timed too, then raised again by the caller
+        return exc, time.thread_time() - started
     finally:
-        spent = time.thread_time() - started
-        assert spent <= BUDGET, f"{getattr(function, '__name__', function)} took {spent * 1000:.0f} ms of CPU"
+        if collecting:
+            gc.enable()
 
 
 def fuzz_for_a_while(test: Callable[[], None]) -> None:
