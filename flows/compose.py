@@ -12,8 +12,10 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 
 from flows import dkim
+from flows.archive import encode_digest
 from flows.corpus import Corpus
 from flows.deliver import Outgoing
 from flows.links import DigestLinks, digest_links, secret_key
@@ -35,6 +37,10 @@ def compose(subscriber: Subscriber, corpus: Corpus, seen: set[str]) -> Digest:
     if subscriber.include_trending:
         mine = seen | {r.paper.id for r in ranked}
         extra = trending(index, exclude_ids=mine, n=TRENDING_COUNT)
+    if corpus.catch_up:  # a backfill's one digest for a whole range
+        first = corpus.digest_date - timedelta(days=corpus.window_for(subscriber) - 1)
+        return Digest(subscriber=subscriber.email, digest_date=corpus.digest_date,
+                      papers=ranked, trending=extra, period="catch-up", since=first)
     return Digest(subscriber=subscriber.email, digest_date=corpus.digest_date,
                   papers=ranked, trending=extra)
 
@@ -59,11 +65,12 @@ def make_one(subscriber: Subscriber, corpus: Corpus, renderer: Renderer, setting
     watch.lap("rank")
     if not worth_sending(digest, subscriber, settings):
         return Outcome(subscriber.email, corpus.digest_date, "skipped")
-    links = digest_links(settings, key, subscriber.email)
+    links = digest_links(settings, key, subscriber.email, corpus.digest_date)
     message = dkim.sign(make_message(renderer, digest, subscriber, links), settings)
     watch.lap("render")  # signing included: it is part of making the message
+    # The digest as its web view keeps it: the mail lists the first papers, the page all of them.
     return Outgoing(subscriber.email, corpus.digest_date, message, digest_paper_ids(digest),
-                    message_id=digest.message_id)
+                    message_id=digest.message_id, contents=encode_digest(digest))
 
 
 def outgoing(todo: Sequence[Subscriber], corpus: Corpus, renderer: Renderer, settings: Settings,

@@ -10,7 +10,7 @@ the backfill flow are in tasks.py.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -62,6 +62,8 @@ def daily_digest(digest_date: date | None = None, dry_run: bool = False,
     with Store(settings.db_path) as store:
         corpus = Corpus.load(store, settings, day, since=fetched.earliest)
         finished = len(store.finished_subscribers(day)) if prestart else 0
+        if not dry_run:  # web views older than PAPERBOY_WEB_VIEW_DAYS are not kept
+            store.prune_digest_views(day - timedelta(days=settings.web_view_days))
     try:
         if prestart:
             left = len(subscriber_files(settings.subscribers_dir)) - finished

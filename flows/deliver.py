@@ -72,6 +72,7 @@ class Outgoing:
     paper_ids: tuple[str, ...]
     message_id: str = ""
     envelope_from: str = ""  # MAIL FROM (e.g. a VERP bounce address); "" = PAPERBOY_MAIL_FROM's address
+    contents: str = ""  # the digest as its web view keeps it; recorded with the "sent" outcome
 
     def id(self) -> str:
         if self.message_id or isinstance(self.message, bytes):
@@ -414,6 +415,7 @@ def _sent(item: Outgoing, attempts: int) -> Outcome:
         paper_ids=item.paper_ids,
         attempts=attempts,
         at=datetime.now(UTC),
+        contents=item.contents,
     )
 
 

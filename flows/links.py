@@ -16,6 +16,7 @@ import os
 import secrets
 import tempfile
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -25,8 +26,9 @@ from flows.settings import KEY_ADVICE, Settings, key_weakness
 
 log = logging.getLogger(__name__)
 
-PURPOSES = ("prefs", "unsubscribe", "confirm")
-MAX_AGE = {"prefs": 60 * 86400, "unsubscribe": 365 * 86400, "confirm": 2 * 86400}
+PURPOSES = ("prefs", "unsubscribe", "confirm", "view")
+# "view": a digest's web view, as long as the digest is kept (settings.web_view_days is shorter)
+MAX_AGE = {"prefs": 60 * 86400, "unsubscribe": 365 * 86400, "confirm": 2 * 86400, "view": 366 * 86400}
 
 
 class TokenError(Exception):
@@ -38,6 +40,9 @@ class DigestLinks:
     preferences: str
     unsubscribe: str
     unsubscribe_mailto: str
+    web_view: str = ""  # this digest in a browser ("" : no link)
+    # Per-paper feedback: "{feedback}/{paper id}/more" and ".../less" ("" : no feedback links)
+    feedback: str = ""
 
 
 class SecretKeyError(ValueError):
@@ -167,11 +172,30 @@ def read_confirm_token(key: str, token: str, max_age: int | None = None) -> tupl
     return link.email, link.keywords
 
 
-def digest_links(settings: Settings, key: str, email: str) -> DigestLinks:
+def make_view_token(key: str, email: str, digest_date: date) -> str:
+    """The token of one digest's web view: the address and the digest's date."""
+    return _serializer(key, "view").dumps([email.lower(), digest_date.isoformat()])
+
+
+def read_view_token(key: str, token: str, max_age: int | None = None) -> tuple[str, date]:
+    """(email, digest date) of a web view token; TokenError as for :func:`read_token`."""
+    payload = read_token(key, token, "view", max_age)
+    try:
+        email, day = payload
+        if not isinstance(email, str) or not isinstance(day, str):
+            raise TypeError
+        return email, date.fromisoformat(day)
+    except (TypeError, ValueError):
+        raise TokenError("this link is not valid") from None
+
+
+def digest_links(settings: Settings, key: str, email: str, digest_date: date | None = None) -> DigestLinks:
+    """The signed links of one subscriber's digest; with ``digest_date``, its web view too."""
     base = settings.public_base_url
     mail_from = settings.mail_from.rsplit("<", 1)[-1].rstrip(">").strip()
     return DigestLinks(
         preferences=f"{base}/preferences/{make_token(key, email, 'prefs')}",
         unsubscribe=f"{base}/unsubscribe/{make_token(key, email, 'unsubscribe')}",
         unsubscribe_mailto=f"mailto:{mail_from}?subject=unsubscribe",
+        web_view=f"{base}/digest/{make_view_token(key, email, digest_date)}" if digest_date else "",
     )

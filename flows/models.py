@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.message import EmailMessage
 from typing import Literal
+
+
+# arXiv identifiers: new style "2506.01234", old style "cs/0112017" (a version suffix allowed).
+ARXIV_ID = re.compile(r"(?:\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?")
+
+
+def is_arxiv_id(paper_id: str) -> bool:
+    return ARXIV_ID.fullmatch(paper_id) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +36,8 @@ class Paper:
     url: str = ""
     source: str = ""
     categories: tuple[str, ...] = ()
+    ai_summary: str = ""  # Hugging Face's one-line TL;DR, machine-written
+    github_stars: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +76,10 @@ class Digest:
     papers: list[RankedPaper]
     trending: list[Paper] = field(default_factory=list)
     message: EmailMessage | None = None
+    # What the digest covers: "daily", "weekly" or "catch-up" ("" = the subscriber's
+    # frequency), and for a catch-up the first listing date of its range.
+    period: str = ""
+    since: date | None = None
 
     @property
     def message_id(self) -> str:
@@ -95,6 +110,7 @@ class Outcome:
     smtp_code: int = 0
     smtp_status: str = ""
     smtp_stage: str = ""
+    contents: str = ""  # the digest as its web view keeps it (flows.archive), recorded when sent
 
 
 def message_id_for(subscriber: str, digest_date: date, domain: str = "paperboy.localhost") -> str:

@@ -99,6 +99,10 @@ class Settings(BaseSettings):
         None, description="RSA private key (PEM) to DKIM-sign every digest with; unset = no signing")
     dkim_selector: str = Field("paperboy", description="DKIM selector: the key is published at "
                                "SELECTOR._domainkey.DOMAIN (DOMAIN from PAPERBOY_MAIL_FROM)")
+    mail_papers: int = Field(
+        30, ge=1, le=100,
+        description="papers shown in the mail at most; the rest of the digest is on its web view")
+    web_view_days: int = Field(90, ge=1, le=365, description="days a digest's web view is kept")
 
     # execution
     batch_size: int = Field(500, ge=1, le=100_000, description="subscribers per Prefect task")

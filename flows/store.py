@@ -109,7 +109,22 @@ def _m3_signup_abuse(db: sqlite_utils.Database) -> None:
     db["used_links"].create({"nonce": str, "used_at": str}, pk="nonce", not_null={"used_at"})
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_signups, _m3_signup_abuse]
+def _m4_web_view(db: sqlite_utils.Database) -> None:
+    # What a sent digest held, for its web view (flows.archive encodes it): one row per
+    # digest, written with its "sent" row. Papers keep Hugging Face's TL;DR and GitHub stars.
+    db["digest_views"].create(
+        {"subscriber": str, "digest_date": str, "contents": str, "sent_at": str},
+        pk=("subscriber", "digest_date"),
+        not_null={"contents"},
+    )
+    db["digest_views"].create_index(["digest_date"])  # pruning by age
+    db["papers"].add_column("ai_summary", str)
+    db["papers"].add_column("github_stars", int)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _m1_initial, _m2_signups, _m3_signup_abuse, _m4_web_view,
+]
 
 
 class Store:
@@ -206,6 +221,10 @@ class Store:
             [since.isoformat(), until.isoformat()],
         )
         return [row_to_paper(row) for row in rows]
+
+    def papers_by_id(self, ids: Sequence[str]) -> dict[str, Paper]:
+        """The stored papers among ``ids``, by id (unknown ids are left out)."""
+        return {row["id"]: row_to_paper(row) for row in self._rows_by_id(list(ids))}
 
     def paper_count(self) -> int:
         return self.db["papers"].count
@@ -400,10 +419,29 @@ class Store:
                     " VALUES (?, ?, ?, ?)",
                     [(outcome.subscriber, pid, day, at) for pid in outcome.paper_ids],
                 )
+                if outcome.contents:
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO digest_views (subscriber, digest_date, contents, sent_at)"
+                        " VALUES (?, ?, ?, ?)", [outcome.subscriber, day, outcome.contents, at])
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+    def digest_contents(self, subscriber: str, digest_date: date) -> str | None:
+        """What a sent digest held (see flows.archive), or None if it was not kept."""
+        row = self.db.execute(
+            "SELECT contents FROM digest_views WHERE subscriber = ? AND digest_date = ?",
+            [subscriber, digest_date.isoformat()],
+        ).fetchone()
+        return row[0] if row else None
+
+    def prune_digest_views(self, before: date) -> int:
+        """Forget what digests dated before ``before`` held (their web views); how many."""
+        with self.db.conn:
+            cursor = self.db.execute("DELETE FROM digest_views WHERE digest_date < ?",
+                                     [before.isoformat()])
+        return cursor.rowcount
 
     def digest_rows(self, digest_date: date | None = None) -> list[dict]:
         where, params = ("WHERE digest_date = ?", [digest_date.isoformat()]) if digest_date else ("", [])
@@ -498,6 +536,8 @@ def merge_papers(old: Paper, new: Paper) -> Paper:
         ai_keywords=new.ai_keywords or old.ai_keywords,
         github_repo=new.github_repo or old.github_repo,
         project_page=new.project_page or old.project_page,
+        ai_summary=new.ai_summary or old.ai_summary,
+        github_stars=max(old.github_stars, new.github_stars),
         # the Hugging Face page carries upvotes and discussion: prefer it as the link
         url=old.url if old.source == "huggingface" and old.url else (new.url or old.url),
         source=old.source if old.source == "huggingface" else new.source,
@@ -515,6 +555,7 @@ def paper_to_row(paper: Paper) -> dict:
         "github_repo": paper.github_repo, "project_page": paper.project_page, "url": paper.url,
         "sources": json.dumps([paper.source]),
         "categories": json.dumps(list(paper.categories)),
+        "ai_summary": paper.ai_summary or None, "github_stars": paper.github_stars,
     }
 
 
@@ -530,4 +571,5 @@ def row_to_paper(row: dict) -> Paper:
         github_repo=row["github_repo"], project_page=row["project_page"], url=row["url"] or "",
         source="huggingface" if "huggingface" in sources else (sources[0] if sources else ""),
         categories=tuple(json.loads(row["categories"] or "[]")),
+        ai_summary=row.get("ai_summary") or "", github_stars=row.get("github_stars") or 0,
     )

@@ -19,6 +19,7 @@ from aiosmtplib.email import flatten_message
 
 from flows.links import DigestLinks
 from flows.models import Digest, Match, Paper, RankedPaper, message_id_for
+from flows.cards import MAX_MARKS, paper_card
 from flows.render import (
     MAIL_POLICY,
     PreinlineError,
@@ -205,8 +206,8 @@ def test_hostile_title_and_abstract_are_escaped_text(renderer, subscriber):
     assert "<script>alert(1)</script> & Friends" in text
     assert 'We show <img src=x onerror="alert(2)"> that A & B < C holds.' in text
     assert "&lt;script&gt;" in html and "A &amp; B &lt; C" in html
-    # the highlighted word inside the escaped title is a real <mark>, nothing else is markup
-    assert [m.text for m in doc.iter("mark")] == ["script", "script"]
+    assert [" ".join(m.text_content().split()) for m in doc.find_class("chip")] == ["script"]
+    assert not list(doc.iter("mark"))  # titles are never highlighted; the snippet has no match
 
 
 def test_non_http_links_are_never_linked(renderer, subscriber):
@@ -215,7 +216,7 @@ def test_non_http_links_are_never_linked(renderer, subscriber):
                  renderer.render_html_bare(digest, subscriber, LINKS)):
         links = hrefs(html)
         assert links and all(link.startswith(("https://", "http://")) for link in links)
-        assert "Project page" not in html and ">Code<" not in html
+        assert ">Project<" not in html and ">Code<" not in html
     text = renderer.render_text(digest, subscriber, LINKS)
     assert "javascript:" not in text and "data:" not in text
 
@@ -263,15 +264,26 @@ def test_highlight_escapes_everything_else_and_prefers_longest_term():
     assert str(highlight("a <i> b", [])) == "a &lt;i&gt; b"
 
 
-def test_matched_terms_are_marked_in_title_and_snippet(renderer, subscriber):
+def test_chips_say_what_matched_and_only_snippet_words_are_marked(renderer, subscriber):
     doc = parse(renderer.render_html(twenty_paper_digest(), subscriber, LINKS))
-    first = doc.find_class("paper")[0]
-    title_marks = [m.text for m in first.find_class("title-link")[0].iter("mark")]
-    snippet_marks = [m.text for m in first.find_class("snippet")[0].iter("mark")]
-    assert title_marks == ["Reinforcement Learning"]
-    assert "reinforcement learning" in snippet_marks
-    assert "Matched: reinforcement learning (title, abstract), RL (abstract)" in " ".join(
-        first.find_class("matched")[0].text_content().split())
+    first = doc.find_class("card-cell")[0]
+    assert not list(first.find_class("title")[0].iter("mark"))
+    assert [c.text for c in first.find_class("chip")] == ["reinforcement learning", "RL"]
+    marks = [m.text for m in first.find_class("text")[0].iter("mark")]
+    assert marks and set(m.lower() for m in marks) <= {"reinforcement learning", "rl", "mbrl"}
+    text = renderer.render_text(twenty_paper_digest(), subscriber, LINKS)
+    assert "Matched: reinforcement learning (title, abstract), RL (abstract)" in " ".join(text.split())
+
+
+def test_at_most_a_few_highlights_per_card():
+    abstract = " ".join(["RL beats RL, and reinforcement learning helps RL."] * 8)
+    item = ranked(make_paper(0, abstract=abstract))
+    card = paper_card(item)
+    assert str(card["text_html"]).count("<mark") == MAX_MARKS == 3
+    digest = digest_of([ranked(make_paper(i, abstract=abstract)) for i in range(20)])
+    html = Renderer(TEMPLATES, settings=Settings(public_base_url="https://x.example")).render_html(
+        digest, Subscriber(email="ada@example.com", keywords=["RL"]), LINKS)
+    assert html.count("<mark") <= 3 * 20
 
 
 def test_precomputed_snippet_is_used(renderer, subscriber):
@@ -282,7 +294,7 @@ def test_precomputed_snippet_is_used(renderer, subscriber):
     item = WithSnippet(make_paper(1), 1.0, (Match("RL", ("abstract",), ("RL",)),),
                        snippet="…treats this approach as online RL in an approximate dynamics model…")
     doc = parse(renderer.render_html(digest_of([item]), subscriber, LINKS))
-    snippet = doc.find_class("snippet")[0]
+    snippet = doc.find_class("text")[0]
     assert snippet.text_content().startswith("…treats this approach as online RL")
     assert [m.text for m in snippet.iter("mark")] == ["RL"]
 
@@ -301,24 +313,59 @@ def test_paper_details_in_html_and_text(renderer, subscriber):
     digest = twenty_paper_digest()
     html = renderer.render_html(digest, subscriber, LINKS)
     doc = parse(html)
-    assert doc.find_class("headline")[0].text == "20 new papers for you, 21 Nov 2026"
-    papers = doc.find_class("paper")
-    assert len(papers) == 20
-    fifth = papers[4]  # 18 authors: five shown, then "+13 more"
-    assert fifth.find_class("authors")[0].text == (
-        "Ada Lovelace, Alan Turing, Grace Hopper, Kurt Gödel, Emmy Noether +13 more")
-    assert "Published 7 Nov 2024 · listed 21 Nov 2026 · 4 upvotes · 1 comment" in " ".join(
-        fifth.find_class("meta")[0].text_content().split())
-    assert [a.text for a in papers[0].find_class("links")[0].iter("a")] == ["Code", "Project page"]
-    assert not papers[1].find_class("links")
+    assert doc.find_class("headline")[0].text == "20 new papers for you"
+    assert doc.find_class("brand")[0].text == "Paperboy · 21 Nov 2026"
+    assert doc.find_class("summary")[0].text == "reinforcement learning 20 · RL 20"
+    cards = doc.find_class("card-cell")
+    assert len(cards) == 20
+    fifth = cards[4]  # 18 authors: the first two, then the last
+    assert " ".join(fifth.find_class("byline")[0].text_content().split()) == (
+        "Ada Lovelace, Alan Turing … Dennis Ritchie · 4 upvotes · 1 comment · published 7 Nov 2024")
+    old = cards[5]  # published long before it was listed: says when
+    assert "published 15 Nov 2023" in old.find_class("byline")[0].text_content()
+    title = cards[0].find_class("title")[0]
+    assert title.tag == "h2" and title.find("a").get("href") == "https://arxiv.org/abs/2411.10000"
+    row = [(a.text, a.get("href")) for a in cards[0].find_class("links")[0].iter("a")]
+    assert row == [("arXiv", "https://arxiv.org/abs/2411.10000"), ("PDF", "https://arxiv.org/pdf/2411.10000"),
+                   ("Hugging Face", "https://huggingface.co/papers/2411.10000"),
+                   ("Code", "https://github.com/example/repo-0"), ("Project", "https://example.org/projects/0")]
+    assert [a.text for a in cards[1].find_class("links")[0].iter("a")] == ["arXiv", "PDF", "Hugging Face"]
     trending = [" ".join(p.text_content().split()) for p in doc.find_class("trending-item")]
     assert trending[0] == "Vision Language Models are In-Context Value Learners · 50 upvotes"
 
     text = " ".join(renderer.render_text(digest, subscriber, LINKS).split())
-    assert "20 new papers for you, 21 Nov 2026" in text
-    assert "Ada Lovelace, Alan Turing, Grace Hopper, Kurt Gödel, Emmy Noether +13 more" in text
+    assert "20 new papers for you" in text
+    assert "Ada Lovelace, Alan Turing … Dennis Ritchie · 4 upvotes · 1 comment" in text
     assert "Matched: reinforcement learning (title, abstract), RL (abstract)" in text
+    assert "PDF: https://arxiv.org/pdf/2411.10000" in text
     assert "ALSO TRENDING" in text
+
+
+def test_the_tldr_replaces_the_snippet_and_says_what_it_is(renderer, subscriber):
+    summary = "A benchmark showing that RL fine-tuning improves reward models."
+    doc = parse(renderer.render_html(digest_of([ranked(make_paper(0, ai_summary=summary))]), subscriber, LINKS))
+    text = doc.find_class("text")[0]
+    assert " ".join(text.text_content().split()) == f"AI summary: {summary}"
+    assert text.find_class("label")[0].text == "AI summary:"
+    assert [m.text for m in text.iter("mark")] == ["RL"]
+
+
+def test_a_related_match_gets_its_own_chip_and_feedback_links_fit(renderer, subscriber):
+    @dataclass(frozen=True, slots=True)
+    class Tiered(Match):  # the ranker's tiers, as Match will carry them
+        tier: str = "exact"
+        via: tuple[str, ...] = ()
+
+    related = Tiered("deep reinforcement learning", ("abstract",), (), tier="related",
+                     via=("policy gradient", "reward", "agent", "critic"))
+    links = DigestLinks(**{**LINKS.__dict__, "feedback": "https://paperboy.example.org/feedback/tok"})
+    doc = parse(renderer.render_html(digest_of([ranked(make_paper(0), related)]), subscriber, links))
+    chip = doc.find_class("chip-related")[0]
+    assert chip.text == "related to deep reinforcement learning: policy gradient, reward, agent"
+    feedback = [(a.text, a.get("href")) for a in doc.find_class("feedback-link")]
+    assert feedback == [("More like this", "https://paperboy.example.org/feedback/tok/2411.10000/more"),
+                        ("Less like this", "https://paperboy.example.org/feedback/tok/2411.10000/less")]
+    assert doc.find_class("summary")[0].text == "1 related"
 
 
 def test_text_part_is_plain_wrapped_and_urls_stand_alone(renderer, subscriber):
@@ -327,8 +374,9 @@ def test_text_part_is_plain_wrapped_and_urls_stand_alone(renderer, subscriber):
     urls = re.findall(r"https?://\S+", text)
     assert len(urls) > 40
     for line in text.splitlines():
-        if "://" in line:
-            assert re.fullmatch(r"\s*https?://\S+", line), line
+        if "://" in line:  # a URL alone, or after its label on a line that fits
+            assert re.fullmatch(r"\s*([A-Za-z ]+: )?https?://\S+", line), line
+            assert len(line) <= 72 or re.fullmatch(r"\s*https?://\S+", line), line
         else:
             assert len(line) <= 72, line
     assert f"Unsubscribe:\n{LINKS.unsubscribe}\n" in text
@@ -340,16 +388,23 @@ def test_footer_links_and_reason_are_visible(renderer, subscriber):
     footer = doc.find_class("footer")[0]
     anchors = {a.text: a.get("href") for a in footer.iter("a")}
     assert anchors == {"Edit your keywords": LINKS.preferences, "Unsubscribe": LINKS.unsubscribe}
+    with_view = DigestLinks(**{**LINKS.__dict__, "web_view": "https://paperboy.example.org/digest/tok"})
+    doc = parse(renderer.render_html(twenty_paper_digest(), subscriber, with_view))
+    top = doc.find_class("topline-link")[0]
+    bottom = {a.text: a.get("href") for a in doc.find_class("footer")[0].iter("a")}
+    assert (top.text, top.get("href")) == ("View in browser", with_view.web_view)
+    assert bottom["View this digest in your browser"] == with_view.web_view
+    assert with_view.web_view in renderer.render_text(twenty_paper_digest(), subscriber, with_view)
     assert "ada@example.com subscribed to Paperboy with the keywords: reinforcement learning, RL, preference" \
         in footer.text_content()
 
 
 def test_empty_digest(renderer, subscriber):
     message = renderer.render_message(digest_of([]), subscriber, LINKS, now=NOW)
-    assert message["Subject"] == "Paperboy · no new papers today · 21 Nov 2026"
+    assert message["Subject"] == "No new papers for your keywords today · 21 Nov 2026"
     html = message.get_body(("html",)).get_content()
-    assert "Nothing new matched your keywords today." in html
-    assert not parse(html).find_class("paper")
+    assert "Nothing new matched your keywords." in html
+    assert not parse(html).find_class("card-cell")
     assert LINKS.unsubscribe in message.get_body(("plain",)).get_content()
 
 
@@ -370,7 +425,7 @@ def test_multipart_alternative_plain_first_utf8_roundtrip(renderer, subscriber):
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
     assert all(p.get_content_charset() == "utf-8" for p in parts)
     assert "Über-effiziente 数据 Synthese für RL" in parts[0].get_content()
-    title = parse(parts[1].get_content()).find_class("title-link")[0].text_content()
+    title = parse(parts[1].get_content()).find_class("title")[0].text_content()
     assert title == "Über-effiziente 数据 Synthese für RL"
 
 
@@ -379,7 +434,7 @@ def test_headers(renderer, subscriber):
     raw, parsed = roundtrip(renderer.render_message(digest, subscriber, LINKS, now=NOW))
     assert parsed["From"] == "Paperboy <paperboy@news.example.org>"
     assert parsed["To"] == "Ada Lovelace <ada@example.com>"
-    assert parsed["Subject"] == "Paperboy · 20 new papers · 21 Nov 2026"
+    assert parsed["Subject"] == "Reinforcement learning, RL: 20 new papers · 21 Nov 2026"
     assert parsedate_to_datetime(parsed["Date"]) == NOW
     assert parsed["Date"].endswith("+0000")
     assert parsed["Message-ID"] == message_id_for("ada@example.com", DAY) == digest.message_id
@@ -479,18 +534,19 @@ def test_inline_styles_are_on_the_elements(renderer, subscriber):
     doc = parse(html)
     title_link = doc.find_class("title-link")[0]
     assert "color:#0b57d0" in title_link.get("style").replace(" ", "")
-    assert "max-width:640px" in doc.find_class("wrap")[0].get("style").replace(" ", "")
+    assert "max-width:600px" in doc.find_class("wrap")[0].get("style").replace(" ", "")
     # every classed element carries its styles itself; nothing relies on the class
     classed = [el for el in doc.iter() if isinstance(el.tag, str) and el.get("class")]
     assert classed and all(el.get("style") for el in classed)
     # what stays in <style> is only what cannot be inlined: @media and :hover
     leftover = "".join(style.text for style in doc.iter("style"))
-    assert "@media" in leftover and ":hover" in leftover and "max-width: 640px" not in leftover
+    assert "@media" in leftover and ":hover" in leftover and "max-width: 600px" not in leftover
+    assert "prefers-color-scheme: dark" in leftover
 
 
 def test_preinlined_template_keeps_jinja_intact(renderer):
     source = renderer.env.loader.get_source(renderer.env, "digest.inlined.html.j2")[0]
-    assert '<a class="title-link" href="{{ url }}" style=' in source
+    assert '<a class="title-link" href="{{ p.url | safe_url }}" style=' in source
     assert "%7B" not in source and "PBX" not in source
     assert source.count("{%") == (TEMPLATES / "digest.html.j2").read_text().count("{%")
 
@@ -510,17 +566,17 @@ def test_structural_css_falls_back_to_per_email_inlining(tmp_path, settings, sub
     for name in ("digest.html.j2", "digest.txt.j2", "digest.css"):
         shutil.copy(TEMPLATES / name, tmp_path / name)
     with (tmp_path / "digest.css").open("a") as css:
-        css.write("\n.paper + .paper { border-top: 3px solid #c00; }\n")
+        css.write("\n.chip + .chip { border-top: 3px solid #c00; }\n")
     slow = Renderer(tmp_path, settings=settings)
     assert slow.inline_mode == "per-email"
-    papers = parse(slow.render_html(twenty_paper_digest(), subscriber, LINKS)).find_class("paper")
-    assert "3px solid #c00" not in papers[0].get("style") and "3px solid #c00" in papers[1].get("style")
+    chips = parse(slow.render_html(twenty_paper_digest(), subscriber, LINKS)).find_class("chip")
+    assert "3px solid #c00" not in chips[0].get("style") and "3px solid #c00" in chips[1].get("style")
 
 
 def test_context_is_reusable_without_a_renderer(subscriber):
     context = digest_context(twenty_paper_digest(), subscriber, LINKS)
-    assert context["subject"] == "Paperboy · 20 new papers · 21 Nov 2026"
-    assert len(context["papers"]) == 20 and context["papers"][0]["rank"] == 1
+    assert context["subject"] == "Reinforcement learning, RL: 20 new papers · 21 Nov 2026"
+    assert len(context["papers"]) == 20 and context["papers"][0]["url"] == "https://arxiv.org/abs/2411.10000"
     assert context["links"] is LINKS
 
 

@@ -105,7 +105,9 @@ def test_preferences_page_shows_keywords_preview_and_security_headers(client):
     response = client.get(f"/preferences/{token()}")
     assert response.status_code == 200
     assert "reinforcement learning\noffline RL</textarea>" in response.text
-    assert "<mark>Reinforcement Learning</mark>" in response.text  # the server-side first preview
+    # the server-side first preview: the matching papers, and how many each keyword matched
+    assert "Value Gradient weighted Model-Based Reinforcement Learning" in response.text
+    assert re.search(r'<span class="kw">offline RL</span> <span class="kw-count">\d+</span>', response.text)
     headers = response.headers
     assert "script-src 'self'" in headers["content-security-policy"]
     assert "unsafe-inline" not in headers["content-security-policy"]
@@ -165,13 +167,72 @@ def test_the_preview_follows_the_edited_keywords_and_writes_nothing(client, fold
     rl = client.post(url, data={**form, "keywords": "reinforcement learning"}).json()
     curriculum = client.post(url, data={**form, "keywords": "curriculum learning"}).json()
     assert rl["ok"] and curriculum["ok"]
-    assert "Value Gradient weighted Model-Based <mark>Reinforcement Learning</mark>" in rl["html"]
-    assert "CLIMB: <mark>Curriculum Learning</mark>" in curriculum["html"]
+    assert "Value Gradient weighted Model-Based Reinforcement Learning" in rl["html"]
+    assert "CLIMB: Curriculum Learning for Infant-inspired Model Building" in curriculum["html"]
+    assert re.search(r"<mark class=\"hl\">curriculum learning</mark>", curriculum["html"], re.I)  # in the snippet
     assert "CLIMB" not in rl["html"]
     assert curriculum["count"] == 2 and "2 of 12 papers" in curriculum["summary"]
     excluded = client.post(url, data={**form, "keywords": "curriculum learning", "exclude": "infant"}).json()
     assert "CLIMB" not in excluded["html"] and excluded["count"] == 1
     assert snapshot(folder) == before
+
+
+def seed_matches(pattern: str) -> set[str]:
+    """Ids of the seed papers whose title or abstract has ``pattern`` (a whole-word regex):
+    the expected answer, worked out without the ranker."""
+    found = re.compile(rf"\b(?:{pattern})\b", re.IGNORECASE)
+    return {p["id"] for p in seed_papers() if found.search(p["title"] + " " + p["abstract"])}
+
+
+def test_the_preview_counts_every_matching_paper_not_a_digests_worth(client):
+    learning = seed_matches(r"learn(?:s|ed|ing)?")
+    reward = seed_matches(r"rewards?|rewarded|rewarding")
+    assert len(learning) > 5 and len(reward) == 2  # the data behind this test
+    form = prefs_form(client, token(), max_papers="1")
+    body = client.post(f"/preferences/{token()}/preview", data={
+        **form, "keywords": "learning\nreward\nquantum chromodynamics"}).json()
+    assert body["count"] == len(learning | reward)
+    assert f"{len(learning | reward)} of 12 papers" in body["summary"]
+    assert "a digest lists the best 1" in body["summary"]
+    counts = {k["keyword"]: (k["count"], k["note"]) for k in body["keywords"]}
+    assert counts["learning"] == (len(learning), "broad")
+    assert counts["reward"] == (2, "")
+    assert counts["quantum chromodynamics"] == (0, "matches nothing")
+    assert '<span class="kw">quantum chromodynamics</span> <span class="kw-count">0</span>' in body["html"]
+
+
+def test_a_refused_save_marks_the_bad_line_and_keeps_the_saved_preview(client, folder):
+    before = snapshot(folder)
+    form = prefs_form(client, token(), keywords="world models\ncurriculum learning, diffusion^99")
+    page = client.post(f"/preferences/{token()}", data=form)
+    assert page.status_code == 422 and snapshot(folder) == before
+    textarea = re.search(r"<textarea id=\"keywords\"[^>]*>", page.text).group(0)
+    assert 'aria-invalid="true"' in textarea and "autofocus" in textarea
+    assert 'data-error-line="2"' in textarea and "keywords-error" in textarea
+    assert 'id="keywords-error">Line 2, “diffusion^99”: weight 99 is outside' in page.text
+    # the preview still shows the saved keywords' papers, and says why it does not follow the edit
+    assert "Fix line 2 of the keywords to update the preview" in page.text
+    assert "Value Gradient weighted Model-Based Reinforcement Learning" in page.text
+
+
+def test_saving_redirects_to_the_page_which_says_saved(client, folder):
+    form = prefs_form(client, token(), keywords="curriculum learning")
+    response = client.post(f"/preferences/{token()}", data=form, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/preferences/{token()}?saved=1"
+    assert find(folder, "ada@example.org")[1].keywords == ["curriculum learning"]
+    shown = client.get(response.headers["location"])
+    assert shown.status_code == 200 and 'id="saved"' in shown.text and "Saved." in shown.text
+    assert "curriculum learning</textarea>" in shown.text
+    assert 'id="saved"' not in client.get(f"/preferences/{token()}").text
+
+
+def test_subscribing_redirects_and_keeps_the_address_out_of_the_url(client, smtp_server):
+    response = subscribe(client, "dora@example.org", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/subscribe?sent=1"
+    assert "dora" not in response.headers["location"]
+    assert "Check your inbox" in client.get("/subscribe?sent=1").text
+    assert smtp_server.wait_for(1)
 
 
 def test_the_preview_names_a_bad_keyword(client):
@@ -180,7 +241,7 @@ def test_the_preview_names_a_bad_keyword(client):
     assert response.status_code == 422
     body = response.json()
     assert body["ok"] is False and body["field"] == "keywords"
-    assert "title:" in body["error"]
+    assert "title:" in body["error"] and body["line"] == 2
 
 
 # -- tokens and cross-site protection -------------------------------------------------------------
@@ -322,9 +383,9 @@ def test_unsubscribing_a_removed_subscriber_is_calm(client, folder):
 # -- subscribe (double opt-in) -----------------------------------------------------------------------
 
 
-def subscribe(client: TestClient, email: str, keywords: str = "world models, diffusion"):
+def subscribe(client: TestClient, email: str, keywords: str = "world models, diffusion", **options):
     csrf = csrf_in(client.get("/subscribe").text)
-    return client.post("/subscribe", data={"csrf": csrf, "email": email, "keywords": keywords})
+    return client.post("/subscribe", data={"csrf": csrf, "email": email, "keywords": keywords}, **options)
 
 
 def confirm_link(message: EmailMessage) -> str:
@@ -412,7 +473,8 @@ def test_claim_signup_counts_a_sliding_day_and_a_gap(tmp_path):
 
 def test_a_bad_signup_is_explained_and_sends_nothing(client, smtp_server):
     response = subscribe(client, "not-an-address")
-    assert response.status_code == 422 and "not a valid email address" in response.text
+    assert response.status_code == 422 and "whole email address, like name@example.org" in response.text
+    assert 'id="email-error"' in response.text and "autofocus" in response.text
     assert subscribe(client, "frank@example.org", keywords="").status_code == 422
     time.sleep(0.1)
     assert smtp_server.received == []

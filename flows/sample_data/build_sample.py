@@ -18,9 +18,12 @@ in file-name order, wins).
 
 Filled in, deterministically (the same seeds always give byte-identical files):
 
-- ``paper.id``: SYNTHETIC arXiv-style ids, ``YYMM.NNNNN``: YYMM from the published
-  date, NNNNN from the SHA-256 of the title (next number on a collision). They
-  are not the papers' real arXiv ids.
+- ``paper.id``: SYNTHETIC ids, ``sample-YYMM-NNNNN``: YYMM from the published
+  date, NNNNN from the SHA-256 of the title (next number on a collision). They are
+  not the papers' arXiv ids and do not look like them, so nothing links to
+  arxiv.org/abs/<made-up id> (a 404): the Hugging Face source gives a paper whose id
+  is not arXiv's a link that searches Hugging Face for its title, and the digest
+  says that the papers are the bundled sample.
 - ``paper.authors``: "Author 1" .. "Author N", keeping the real count N. Papers
   shown with an organisation instead of an author count ("nvidia NVIDIA") get
   no authors and an item-level ``organization`` {"name": "nvidia", "fullname": "NVIDIA"}.
@@ -135,10 +138,10 @@ def assign_days(papers: list[SeedPaper]) -> dict[date, list[SeedPaper]]:
 
 
 def synthetic_id(paper: SeedPaper, listed: date, taken: set[str]) -> str:
-    """A made-up arXiv-style id, stable for the same title and date."""
+    """A made-up id ("sample-2512-04711"), stable for the same title and date."""
     when = paper.published or listed
     number = _hash(paper.title) % 100_000
-    while (candidate := f"{when:%y%m}.{number:05d}") in taken:
+    while (candidate := f"sample-{when:%y%m}-{number:05d}") in taken:
         number = (number + 1) % 100_000
     taken.add(candidate)
     return candidate

@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
 
-from flows.models import Listing, Paper
+from flows.models import Listing, Paper, is_arxiv_id
 import flows.sources.clean as clean
 from flows.sources.base import MalformedItem, SourceFormatError
 from flows.sources.http import get, make_client, shared_limiter
@@ -30,7 +30,11 @@ log = logging.getLogger(__name__)
 
 SOURCE = "huggingface"
 PAPER_URL = "https://huggingface.co/papers/{}"
+# A paper whose id is not arXiv's has no page there (the bundled sample's made-up ids):
+# its link searches Hugging Face's papers for the title instead.
+SEARCH_URL = "https://huggingface.co/papers?q={}"
 MAX_PAGES = 20  # a day has had well under 200 papers; this only stops a runaway loop
+MAX_SUMMARY = 600  # characters of ai_summary kept (a one-line TL;DR is about 150)
 PAPER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")  # arXiv ids, old and new style
 
 
@@ -98,8 +102,11 @@ def parse_item(item: dict, listed: date) -> Paper:
                                     clean.MAX_KEYWORDS),
             github_repo=http_url(paper.get("githubRepo")),
             project_page=http_url(paper.get("projectPage")),
-            url=PAPER_URL.format(quote(paper_id, safe="/")),
+            url=(PAPER_URL.format(quote(paper_id, safe="/")) if is_arxiv_id(paper_id)
+                 else SEARCH_URL.format(quote_plus(title[:200]))),
             source=SOURCE,
+            ai_summary=clean.text(paper.get("ai_summary"), "ai_summary", clean.MAX_ABSTRACT)[:MAX_SUMMARY],
+            github_stars=clean.count(paper.get("githubStars"), "githubStars"),
         )
     except MalformedItem as exc:
         raise MalformedItem(f"paper {paper_id}: {exc}") from None

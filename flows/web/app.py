@@ -7,6 +7,7 @@ Every edit goes through :mod:`flows.subscribers`, the code the CLI uses.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import date, datetime
@@ -21,10 +22,20 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flows.links import ConfirmLink, TokenError, make_token, read_confirm_link, read_token, secret_key
-from flows.render import safe_url
+from flows.archive import ArchiveError, decode_digest, paper_ids
+from flows.links import (
+    ConfirmLink,
+    TokenError,
+    digest_links,
+    make_token,
+    read_confirm_link,
+    read_token,
+    read_view_token,
+    secret_key,
+)
+from flows.render import Renderer, safe_url
 from flows.settings import Settings
-from flows.store import StoreError
+from flows.store import Store, StoreError
 from flows.subscribers import (
     Subscriber,
     SubscriberError,
@@ -64,6 +75,9 @@ MAX_TOKEN = 12_000  # characters; a confirm token with 50 long keywords is about
 MAX_FIELDS = 20
 MAX_PART = 16 * 1024
 SUBSCRIBE_FORM = "subscribe-form"  # what the sign-up form's CSRF token is bound to
+# The web view is the mail's own HTML: inline styles (no scripts, no forms, no frames).
+WEB_VIEW_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+                   "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 T = TypeVar("T")
 
@@ -83,6 +97,16 @@ class Site:
                                                             list(mail.keywords)),
                              stall_after=settings.smtp_timeout)
         self.root = urlsplit(settings.public_base_url).path.rstrip("/")  # served under a prefix?
+        self._renderer: Renderer | None = None
+        self._renderer_lock = threading.Lock()
+
+    @property
+    def renderer(self) -> Renderer:
+        """The digests' renderer, built on the first web view (it inlines the CSS once)."""
+        with self._renderer_lock:
+            if self._renderer is None:
+                self._renderer = Renderer(self.settings.templates_dir, settings=self.settings)
+            return self._renderer
 
     @property
     def directory(self) -> Path:
@@ -158,6 +182,7 @@ def create_app(settings: Settings, *, rate_limit: RateLimit | None = None) -> Fa
     _preference_routes(app, site)
     _unsubscribe_routes(app, site)
     _signup_routes(app, site)
+    _web_view_routes(app, site)
 
     @app.get("/", include_in_schema=False)
     async def home() -> Response:
@@ -248,11 +273,12 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         return values
 
     @app.get("/preferences/{token}", response_class=HTMLResponse)
-    async def show(token: str) -> Response:
+    async def show(token: str, saved: str = "") -> Response:
         email = site.email_for(token, "prefs")
         _, subscriber = await blocking(find, site.directory, email)
         shown = await first_preview(subscriber)
-        return page(token, subscriber, forms.Preferences.of(subscriber).as_form(), shown=shown)
+        return page(token, subscriber, forms.Preferences.of(subscriber).as_form(), shown=shown,
+                    saved=saved == "1")
 
     @app.post("/preferences/{token}", response_class=HTMLResponse)
     async def save(token: str, request: Request) -> Response:
@@ -265,12 +291,15 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
             saved = await blocking(modify, site.directory, email,
                                    lambda now: forms.changes(now, wanted))
         except forms.FormError as exc:
-            return page(token, current, raw_values(fields), 422, error=exc)
+            # The preview keeps showing the saved keywords; the page points at the bad line.
+            return page(token, current, raw_values(fields), 422, error=exc,
+                        shown=await first_preview(current))
         except SubscriberError as exc:
-            return page(token, current, raw_values(fields), 422, error=edit_refused(exc))
+            return page(token, current, raw_values(fields), 422, error=edit_refused(exc),
+                        shown=await first_preview(current))
         log.info("web: preferences saved for %s", saved.email)
-        shown = await first_preview(saved)
-        return page(token, saved, forms.Preferences.of(saved).as_form(), shown=shown, saved=True)
+        # POST/redirect/GET: reloading the page shows it again instead of sending the form again.
+        return RedirectResponse(f"{site.root}/preferences/{token}?saved=1", status_code=303)
 
     @app.post("/preferences/{token}/preview")
     async def live_preview(token: str, request: Request) -> Response:
@@ -280,11 +309,51 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         try:
             candidate = forms.apply(current, forms.parse_preferences(fields))
         except forms.FormError as exc:
-            return JSONResponse({"ok": False, "error": str(exc), "field": exc.field}, 422)
+            return JSONResponse({"ok": False, "error": str(exc), "field": exc.field, "line": exc.line}, 422)
         shown = await blocking(preview, candidate, site.cache, site.today(), site.key)
         html = site.env.get_template("preview.html.j2").render(preview=shown, root=site.root)
-        return JSONResponse({"ok": True, "summary": shown.summary, "html": html,
-                             "count": len(shown.papers)})
+        return JSONResponse({"ok": True, "html": html, **shown.as_json()})
+
+
+# -- web view of a digest ---------------------------------------------------------------------
+
+
+class DigestGone(Exception):
+    """The digest a web view link names is not kept (any more)."""
+
+
+def _web_view_routes(app: FastAPI, site: Site) -> None:
+    def render(email: str, day: date) -> str:
+        if (site.today() - day).days > site.settings.web_view_days:
+            raise DigestGone()
+        _, subscriber = find(site.directory, email)
+        with Store(site.settings.db_path) as store:
+            contents = store.digest_contents(subscriber.email, day)
+            if contents is None:
+                raise DigestGone()
+            try:
+                papers = store.papers_by_id(paper_ids(contents))
+                digest = decode_digest(contents, subscriber.email, day, papers)
+            except ArchiveError as exc:
+                log.error("web: the digest of %s for %s cannot be read: %s", subscriber.email, day, exc)
+                raise DigestGone() from None
+        links = digest_links(site.settings, site.key, subscriber.email)
+        return site.renderer.render_web(digest, subscriber, links)
+
+    @app.exception_handler(DigestGone)
+    async def gone(request: Request, exc: DigestGone) -> Response:
+        days = site.settings.web_view_days
+        return site.page("message.html.j2", 404, title="This digest is not kept any more",
+                         message=f"Digests can be opened in a browser for {days} days after they "
+                                 "were sent. The papers it listed are in the mail itself.", link=None)
+
+    @app.get("/digest/{token}", response_class=HTMLResponse)
+    async def web_view(token: str) -> Response:
+        if len(token) > MAX_TOKEN:
+            raise TokenError("this link is not valid")
+        email, day = read_view_token(site.key, token)
+        html = await blocking(render, email, day)
+        return HTMLResponse(html, headers={"Content-Security-Policy": WEB_VIEW_POLICY})
 
 
 # -- unsubscribe ------------------------------------------------------------------------------
@@ -342,13 +411,13 @@ def _unsubscribe_routes(app: FastAPI, site: Site) -> None:
 
 def _signup_routes(app: FastAPI, site: Site) -> None:
     def form_page(values: dict[str, str], status: int = 200, *, error: forms.FormError | None = None,
-                  sent_to: str = "") -> HTMLResponse:
-        return site.page("subscribe.html.j2", status, values=values, error=error, sent_to=sent_to,
+                  sent: bool = False) -> HTMLResponse:
+        return site.page("subscribe.html.j2", status, values=values, error=error, sent=sent,
                          csrf=csrf_token(site.key, SUBSCRIBE_FORM), hours=CONFIRM_HOURS)
 
     @app.get("/subscribe", response_class=HTMLResponse)
-    async def subscribe_form() -> Response:
-        return form_page({"email": "", "keywords": ""})
+    async def subscribe_form(sent: str = "") -> Response:
+        return form_page({"email": "", "keywords": ""}, sent=sent == "1")
 
     @app.post("/subscribe", response_class=HTMLResponse)
     async def subscribe(request: Request) -> Response:
@@ -369,7 +438,8 @@ def _signup_routes(app: FastAPI, site: Site) -> None:
             site.outbox.submit(wanted.email, list(wanted.keywords))
         else:
             log.info("web: sign-up for %s refused by the %s limit", wanted.email, refused)
-        return form_page({"email": "", "keywords": ""}, sent_to=wanted.email)
+        # POST/redirect/GET; the address stays out of the URL (and so out of logs and history).
+        return RedirectResponse(f"{site.root}/subscribe?sent=1", status_code=303)
 
     def confirm_page(token: str, email: str, keywords: list[str], state: str,
                      status: int = 200, error: forms.FormError | None = None) -> HTMLResponse:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from flows.rank import QueryError, parse_keyword
 from flows.subscribers import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, WEEKDAYS, Subscriber
 from flows.subscribers import KeywordSyntaxError, split_keywords
 from flows.web.security import strict_int
@@ -23,12 +24,14 @@ LABELS = {
 
 
 class FormError(ValueError):
-    """A form value cannot be used; says which field and how to fix it."""
+    """A form value cannot be used; says which field (and line of a keyword list) and how to fix it."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, line: int | None = None, keyword: str = "") -> None:
         super().__init__(f"{LABELS.get(field, field)}: {message}")
         self.field = field
         self.message = message
+        self.line = line  # 1-based line of the textarea holding the bad keyword
+        self.keyword = keyword
 
 
 @dataclass(frozen=True)
@@ -53,20 +56,39 @@ class Preferences:
 
 
 def keyword_list(text: str, field: str = "keywords") -> list[str]:
-    """One keyword per line, or commas between them; commas inside "quoted phrases" stay."""
+    """One keyword per line, or commas between them; commas inside "quoted phrases" stay.
+    A keyword the ranking language refuses raises FormError naming its line."""
     if len(text) > MAX_LIST_CHARS:
         raise FormError(field, f"too long; at most {MAX_KEYWORDS} keywords of up to "
                                f"{MAX_KEYWORD_LENGTH} characters each")
     items: list[str] = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         try:
-            items += split_keywords(line)
+            keywords = split_keywords(line)
         except KeywordSyntaxError:
-            raise FormError(field, f"{line.strip()[:60]!r} has an unbalanced double quote; "
-                                   "close the quoted phrase") from None
+            raise FormError(field, f"line {number}, “{line.strip()[:60]}”: unbalanced double quote; "
+                                   "close the quoted phrase", line=number, keyword=line.strip()) from None
+        for keyword in keywords:
+            check_keyword(keyword, field, number)
+        items += keywords
     if len(items) > MAX_KEYWORDS:
         raise FormError(field, f"{len(items)} keywords is too many; keep at most {MAX_KEYWORDS}")
     return items
+
+
+def check_keyword(keyword: str, field: str, line: int) -> None:
+    """FormError naming the line if ``keyword`` is too long or does not parse."""
+    if len(keyword) > MAX_KEYWORD_LENGTH:
+        raise FormError(field, f"line {line}, “{keyword[:30]}…”: longer than {MAX_KEYWORD_LENGTH} "
+                               "characters; shorten it", line=line, keyword=keyword)
+    if any(ord(char) < 32 or ord(char) == 127 for char in keyword):
+        raise FormError(field, f"line {line}: “{keyword[:30]}” contains control characters; remove them",
+                        line=line, keyword=keyword)
+    try:
+        parse_keyword(keyword, negated=field == "exclude")
+    except QueryError as exc:
+        raise FormError(field, f"line {line}, “{keyword}”: {exc.problem}", line=line,
+                        keyword=keyword) from None
 
 
 def text_field(form: Mapping[str, Any], name: str, limit: int = MAX_LIST_CHARS) -> str:
@@ -121,6 +143,8 @@ def form_error(exc: ValidationError) -> FormError:
         message = "choose daily or weekly"
     elif not field and "keyword" in message:  # the model's own rule, worded for YAML
         field, message = "keywords", "add at least one keyword, or tick “Also trending”"
+    elif field == "email":  # the model's message is worded for a YAML file
+        message = "enter your whole email address, like name@example.org"
     return FormError(field, message)
 
 

@@ -1,4 +1,9 @@
-"""The live preview: which recent papers edited keywords would match, ranked as a digest would."""
+"""The live preview: which recent papers edited keywords would match, ranked as a digest would.
+
+It ranks every matching paper, not just a digest's worth, so the page can say how many
+papers the keywords really match and how many each keyword brings in: that is what tells
+a subscriber which keyword is too broad or finds nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,41 +11,59 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from markupsafe import Markup
-
-from flows.links import digest_links
-from flows.compose import compose
+from flows.cards import keyword_counts, paper_card, trending_item
+from flows.compose import TRENDING_COUNT
 from flows.corpus import Corpus, window_days
-from flows.render import MARK_STYLE, digest_context
+from flows.rank import QueryError, parse_keyword, rank, trending
 from flows.settings import Settings
 from flows.store import Store
 from flows.subscribers import Subscriber
 
 CORPUS_TTL = 60.0  # seconds; new listings arrive once a day, keystrokes many times a second
 PREVIEW_LIMIT = 20  # papers shown, whatever max_papers says
+BROAD_SHARE = 0.25  # a keyword matching this share of the window's papers is called broad
+
+
+@dataclass(frozen=True)
+class KeywordCount:
+    """How many of the matching papers one keyword matched, as the subscriber wrote it."""
+
+    keyword: str
+    count: int
+    note: str = ""  # "matches nothing", "broad"
 
 
 @dataclass
 class Preview:
-    """What the preview shows: the digest's context, plus which papers were already sent."""
+    """What the preview shows: the best cards, the true count, and a count per keyword."""
 
     papers: list[dict[str, Any]]
     trending: list[dict[str, Any]]
+    matching: int  # every paper of the window these keywords match
+    per_digest: int  # the subscriber's max_papers
     candidates: int  # papers in the subscriber's window
     window_days: int
+    keywords: list[KeywordCount] = field(default_factory=list)
+    related: int = 0  # papers only a related term matched
 
     @property
     def summary(self) -> str:
         days = f"the last {self.window_days} days"
-        if not self.papers:
+        if not self.matching:
             return f"No paper from {days} matches these keywords."
-        if len(self.papers) == 1:
-            return f"1 of {self.candidates} papers from {days} matches."
-        return f"{len(self.papers)} of {self.candidates} papers from {days} match (best first)."
+        verb = "matches" if self.matching == 1 else "match"
+        line = f"{self.matching} of {self.candidates} papers from {days} {verb}"
+        if self.matching > self.per_digest:
+            return f"{line}; a digest lists the best {self.per_digest}."
+        return f"{line}."
+
+    def as_json(self) -> dict[str, Any]:
+        return {"count": self.matching, "summary": self.summary,
+                "keywords": [{"keyword": k.keyword, "count": k.count, "note": k.note} for k in self.keywords]}
 
 
 class CorpusCache:
@@ -65,27 +88,43 @@ class CorpusCache:
             yield self._entry[2]
 
 
+def _label(keyword: str) -> str:
+    """The words a keyword's matches are explained with ("title:diffusion^2" → "diffusion")."""
+    try:
+        return parse_keyword(keyword).keyword
+    except QueryError:
+        return keyword
+
+
+def keyword_table(keywords: list[str], counts: dict[str, int], candidates: int) -> list[KeywordCount]:
+    table = []
+    for keyword in keywords:
+        count = counts.get(_label(keyword), 0)
+        note = "matches nothing" if not count else "broad" if count >= max(5, BROAD_SHARE * candidates) else ""
+        table.append(KeywordCount(keyword, count, note))
+    return table
+
+
 def preview(subscriber: Subscriber, cache: CorpusCache, today: date, key: str) -> Preview:
     """Rank recent papers for ``subscriber`` (as edited, not as saved), marking those already sent."""
     settings = cache.settings
     days = window_days(subscriber, settings)
     with cache.use(today) as corpus:
-        digest = compose(subscriber, corpus, seen=set())
-        candidates = len(corpus.index(days))
-    digest.papers = digest.papers[:PREVIEW_LIMIT]
+        index = corpus.index(corpus.window_for(subscriber))
+        every = rank(index, subscriber, limit=len(index)) if subscriber.keywords else []
+        candidates = len(index)
+        extra = []
+        if subscriber.include_trending:
+            best = {r.paper.id for r in every[:subscriber.max_papers]}
+            extra = trending(index, exclude_ids=best, n=TRENDING_COUNT)
+    shown = every[:PREVIEW_LIMIT]
     with Store(settings.db_path) as store:
-        ids = [r.paper.id for r in digest.papers]
-        sent = store.delivered_ids([subscriber.email], ids)[subscriber.email]
-    context = digest_context(digest, subscriber, digest_links(settings, key, subscriber.email))
-    papers = [
-        {**shown, "title_html": _unstyled(shown["title_html"]),
-         "snippet_html": _unstyled(shown["snippet_html"]), "already_sent": ranked.paper.id in sent}
-        for ranked, shown in zip(digest.papers, context["papers"])
-    ]
-    return Preview(papers, context["trending"], candidates, days)
-
-
-def _unstyled(html: Markup) -> Markup:
-    # The digest's <mark> carries an inline style for mail clients; the page's CSP forbids
-    # inline styles and its stylesheet styles <mark>. The text around it is already escaped.
-    return Markup(str(html).replace(f'<mark style="{MARK_STYLE}">', "<mark>"))
+        sent = store.delivered_ids([subscriber.email], [r.paper.id for r in shown])[subscriber.email]
+    counts, related = keyword_counts(every)
+    papers = []
+    for ranked in shown:
+        # No inline styles (the page's CSP forbids them): its stylesheet styles <mark>.
+        papers.append({**paper_card(ranked), "already_sent": ranked.paper.id in sent})
+    return Preview(papers, [trending_item(p) for p in extra], len(every), subscriber.max_papers,
+                   candidates, days, keyword_table(list(subscriber.keywords), dict(counts), candidates),
+                   related)

@@ -38,7 +38,7 @@ CONTENT_SECURITY_POLICY = "; ".join((
 ))
 
 # Paths whose last segment is a signed token: never written to a log in full.
-TOKEN_PATH = re.compile(r"/(preferences|unsubscribe|resubscribe|confirm)/[^/?\s]+")
+TOKEN_PATH = re.compile(r"/(preferences|unsubscribe|resubscribe|confirm|digest)/[^/?\s]+")
 
 
 class CsrfError(Exception):

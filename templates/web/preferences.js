@@ -1,12 +1,44 @@
-// Live preview of the preferences form: after a pause in typing, POST the edited values
-// to the preview endpoint and show what they would match. Saving stays a normal form post.
+// The subscriber pages' one script (a page works without it).
+// - A field the server refused with a line number (data-error-line): focus it and select
+//   that line, so the bad keyword is marked where it is.
+// - Preferences: after a pause in typing, POST the edited values to the preview endpoint and
+//   show what they would match, how many papers, and how many per keyword; a keyword the
+//   ranking language refuses is named with its line under the field. Saving stays a normal
+//   form post.
 (function () {
   "use strict";
+
+  function lineRange(text, line) {
+    var start = 0;
+    for (var n = 1; n < line; n++) {
+      var next = text.indexOf("\n", start);
+      if (next === -1) {
+        return null;
+      }
+      start = next + 1;
+    }
+    var end = text.indexOf("\n", start);
+    return [start, end === -1 ? text.length : end];
+  }
+
+  function selectLine(field, line) {
+    var range = lineRange(field.value, line);
+    field.focus();
+    if (range && field.setSelectionRange) {
+      field.setSelectionRange(range[0], range[1]);
+    }
+  }
+
+  var refused = document.querySelector("[data-error-line]");
+  if (refused) {
+    selectLine(refused, parseInt(refused.getAttribute("data-error-line"), 10));
+  }
 
   var DELAY_MS = 350;
   var form = document.getElementById("preferences");
   var results = document.getElementById("preview-results");
   var status = document.getElementById("preview-status");
+  var bar = document.getElementById("preview-bar-text");
   if (!form || !results || !status || !window.fetch) {
     return;
   }
@@ -15,16 +47,42 @@
   var controller = null;
   var latest = 0;
 
-  function show(message, isError, field) {
+  function fieldError(input, message) {
+    var id = input.id + "-error";
+    var note = document.getElementById(id);
+    var described = (input.getAttribute("aria-describedby") || "").split(" ").filter(function (token) {
+      return token && token !== id;
+    });
+    if (!message) {
+      if (note) {
+        note.parentNode.removeChild(note);
+      }
+      input.setAttribute("aria-describedby", described.join(" "));
+      return;
+    }
+    if (!note) {
+      note = document.createElement("p");
+      note.className = "field-error";
+      note.id = id;
+      input.parentNode.insertBefore(note, input);
+    }
+    note.textContent = message;
+    described.push(id);
+    input.setAttribute("aria-describedby", described.join(" "));
+  }
+
+  function show(message, isError, field, problem) {
     status.textContent = message;
     status.classList.toggle("error", Boolean(isError));
     results.classList.toggle("stale", Boolean(isError));  // the list no longer fits the form
     Array.prototype.forEach.call(form.querySelectorAll("[aria-invalid]"), function (input) {
       input.removeAttribute("aria-invalid");
+      fieldError(input, "");
     });
     var invalid = field ? form.querySelector("[name='" + field + "']:not([type=hidden])") : null;
     if (invalid) {
       invalid.setAttribute("aria-invalid", "true");
+      fieldError(invalid, problem);
     }
   }
 
@@ -56,8 +114,15 @@
       if (data.ok) {
         results.innerHTML = data.html;  // rendered and escaped by the server's templates
         show(data.summary, false);
+        if (bar) {
+          bar.textContent = data.count + (data.count === 1 ? " paper matches" : " papers match");
+        }
       } else {
-        show(data.error, true, data.field);
+        var where = data.line ? "Fix line " + data.line + " to update the preview. " : "";
+        show(where + data.error, true, data.field, data.error);
+        if (bar) {
+          bar.textContent = data.line ? "Line " + data.line + " needs fixing" : "Needs fixing";
+        }
       }
     }).catch(function (error) {
       if (error.name !== "AbortError" && request === latest) {
