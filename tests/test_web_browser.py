@@ -8,37 +8,32 @@ driven by playwright's Python package (no browser download).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
-import threading
-import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from flows.models import Paper
-from flows.corpus import Corpus
-from flows.send import BatchReport, run_batch
-from flows.render import Renderer
 from flows.settings import Settings
-from flows.store import Store
-from flows.subscribers import find, load_all
-from flows.web import create_app
+from flows.subscribers import find
+from tests.support.browser import (
+    LiveServer,
+    html_of,
+    launch_chromium,
+    link,
+    mail_to,
+    playwright_api,
+    run_digests,
+    run_digests_beside,
+)
 from tests.support.corpus import seed_papers
 from tests.support.smtp import settings_for
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # Day one has the reinforcement-learning papers; day two the reward-model and curriculum ones.
 DAY_ONE = {"2506.10001", "2506.10002", "2506.10003", "2506.10005", "2506.10006", "2506.10011"}
 ADA = """\
@@ -62,27 +57,6 @@ def listed_on(day: date, ids: set[str] | None = None, exclude: set[str] = frozen
     ]
 
 
-class LiveServer:
-    """uvicorn serving create_app(settings) on 127.0.0.1 in a thread."""
-
-    def __init__(self, sock: socket.socket, settings: Settings) -> None:
-        config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-
-    def __enter__(self) -> "LiveServer":
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 @pytest.fixture
 def site(smtp_server, tmp_path) -> Iterator[tuple[Settings, Path]]:
     """Settings whose public URL is a live server's, with Ada and Bob subscribed."""
@@ -99,56 +73,10 @@ def site(smtp_server, tmp_path) -> Iterator[tuple[Settings, Path]]:
     sock.close()
 
 
-def run_digests(settings: Settings, day: date, new_papers: list[Paper]) -> BatchReport:
-    """One daily run, as the flow does it, without Prefect: store → rank → render → send."""
-    subscribers, errors = load_all(settings.subscribers_dir)
-    assert not errors
-    with Store(settings.db_path) as store:
-        store.upsert_papers(new_papers)
-        corpus = Corpus.load(store, settings, day)
-        renderer = Renderer(settings.templates_dir, settings=settings)
-        return run_batch(subscribers, store=store, corpus=corpus, renderer=renderer, settings=settings)
-
-
-def run_digests_beside(*args: object) -> BatchReport:
-    """`run_digests` on another thread: playwright's sync API keeps an event loop running on
-    this one, and delivery starts its own with asyncio.run."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(run_digests, *args).result()
-
-
-def html_of(message: EmailMessage) -> str:
-    return message.get_body(("html",)).get_content()
-
-
-def link(message: EmailMessage, path: str) -> str:
-    return re.search(rf'href="(http://127\.0\.0\.1:\d+/{path}/[^"]+)"', html_of(message)).group(1)
-
-
-def mail_to(smtp_server, email: str) -> list[EmailMessage]:
-    return [r.message for r in smtp_server.received if email in r.rcpt_tos]
-
-
-def launch_chromium(playwright, profile: Path):
-    if not (shutil.which(CHROMIUM) or Path(CHROMIUM).exists()):
-        reason = f"headless Chromium is not installed ({CHROMIUM}, Debian package 'chromium')"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    # headless=False: the headless mode is chosen by --headless=new in the arguments
-    return playwright.chromium.launch_persistent_context(
-        str(profile), executable_path=CHROMIUM, headless=False, args=CHROMIUM_ARGS,
-    )
-
-
 @pytest.mark.browser
 def test_a_subscriber_tunes_keywords_and_unsubscribes_from_a_received_digest(site, smtp_server, tmp_path):
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip("playwright's Python package is not installed")
+    api = playwright_api()
+    expect, sync_playwright = api.expect, api.sync_playwright
     settings, folder = site
     today = datetime.now(UTC).date()  # the app's "today" (settings.timezone is UTC)
     yesterday = today - timedelta(days=1)
