@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 
-from flows import dkim
+from flows import dkim, verp
 from flows.archive import encode_digest
 from flows.corpus import Corpus
 from flows.deliver import Outgoing
@@ -70,7 +70,8 @@ def make_one(subscriber: Subscriber, corpus: Corpus, renderer: Renderer, setting
     watch.lap("render")  # signing included: it is part of making the message
     # The digest as its web view keeps it: the mail lists the first papers, the page all of them.
     return Outgoing(subscriber.email, corpus.digest_date, message, digest_paper_ids(digest),
-                    message_id=digest.message_id, contents=encode_digest(digest))
+                    message_id=digest.message_id, contents=encode_digest(digest),
+                    envelope_from=verp.return_path(settings, key, subscriber.email, corpus.digest_date))
 
 
 def outgoing(todo: Sequence[Subscriber], corpus: Corpus, renderer: Renderer, settings: Settings,

@@ -112,6 +112,18 @@ class Outcome:
     smtp_stage: str = ""
     contents: str = ""  # the digest as its web view keeps it (flows.archive), recorded when sent
 
+    @property
+    def hard_bounce(self) -> bool:
+        """The receiving side refused this digest for good: a 5xx answer to RCPT or DATA (a 5xx
+        to MAIL FROM is about the sender, not the subscriber)."""
+        return self.status == "failed" and 500 <= self.smtp_code < 600 and self.smtp_stage in ("RCPT", "DATA")
+
+
+def bad_address(status: str) -> bool:
+    """An enhanced status code saying the address itself is wrong (5.1.x: no such user, no
+    such domain, bad syntax, moved), bar 5.1.7/5.1.8 which are about the sender's address."""
+    return status.startswith("5.1.") and status not in ("5.1.7", "5.1.8")
+
 
 def message_id_for(subscriber: str, digest_date: date, domain: str = "paperboy.localhost") -> str:
     """Deterministic Message-ID: the same subscriber and date always give the same id."""

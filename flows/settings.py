@@ -9,6 +9,7 @@ deep inside the pipeline reads the environment.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -97,6 +98,14 @@ class Settings(BaseSettings):
     send_empty: bool = False
     dkim_key_file: Path | None = Field(
         None, description="RSA private key (PEM) to DKIM-sign every digest with; unset = no signing")
+    bounce_address: str | None = Field(
+        None, description="VERP: each digest's envelope sender is this address with a token "
+        "(bounces+TOKEN@domain), so `paperboy bounces` maps later bounces to their digest; unset = "
+        "the From address")
+    bounce_limit: int = Field(3, ge=1, le=100, description="hard bounces before a subscriber is suppressed")
+    bounce_limit_no_user: int = Field(
+        1, ge=1, le=100, description="hard bounces with a 5.1.x status (no such user or domain) before "
+        "a subscriber is suppressed")
     dkim_selector: str = Field("paperboy", description="DKIM selector: the key is published at "
                                "SELECTOR._domainkey.DOMAIN (DOMAIN from PAPERBOY_MAIL_FROM)")
     mail_papers: int = Field(
@@ -127,6 +136,18 @@ class Settings(BaseSettings):
         # Set but empty counts as set: an empty key signs links anyone can forge.
         if value is not None and (problem := key_weakness(value.get_secret_value())):
             raise ValueError(f"{problem}; {KEY_ADVICE}")
+        return value
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _bounce_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        local, at, domain = value.rpartition("@")
+        if not (at and re.fullmatch(r"[A-Za-z0-9._-]+", local) and re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", domain)):
+            raise ValueError(f"{value[:80]!r} is not a plain ASCII address without '+' (the token goes after "
+                             "a '+'), e.g. bounces@example.org")
         return value
 
     @field_validator("timezone")

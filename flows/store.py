@@ -24,7 +24,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from flows.models import Outcome, Paper
+from flows.models import Outcome, Paper, bad_address
 
 FINAL_STATUSES = ("sent", "failed")
 
@@ -51,6 +51,32 @@ def private_file(path: Path) -> None:
             os.chmod(path, mode & 0o700)
         except OSError:
             return
+
+
+@dataclass(frozen=True, slots=True)
+class Bounce:
+    """One bounce event as the ledger keeps it (see flows/bounces.py for the rules)."""
+
+    event: str  # unique: "smtp:<subscriber>:<date>", or "dsn:<DSN id>:<recipient>"
+    subscriber: str
+    digest_date: date
+    kind: str  # "hard" (counts towards suppression) or "soft"
+    bad_address: bool  # 5.1.x: the address itself is wrong
+    code: int
+    status: str
+    source: str  # "smtp" or "dsn"
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class BounceCount:
+    """A subscriber's hard bounces since their last suppression."""
+
+    subscriber: str
+    hard: int  # digests that hard-bounced
+    bad_address: int  # of which with a 5.1.x status
+    last_digest: date
+    last_detail: str
 
 
 def _utcnow() -> str:
@@ -122,8 +148,27 @@ def _m4_web_view(db: sqlite_utils.Database) -> None:
     db["papers"].add_column("github_stars", int)
 
 
+def _m5_bounces(db: sqlite_utils.Database) -> None:
+    # One row per bounce event: a 5xx at RCPT/DATA ("smtp") or a delivery status notification
+    # read later ("dsn"). ``event`` is unique, so the same DSN read twice is one row.
+    db["bounces"].create(
+        {"id": int, "event": str, "subscriber": str, "digest_date": str, "kind": str, "bad_address": int,
+         "code": int, "status": str, "source": str, "detail": str, "recorded_at": str},
+        pk="id", not_null={"event", "subscriber", "digest_date", "kind", "source"},
+    )
+    db["bounces"].create_index(["event"], unique=True)
+    db["bounces"].create_index(["subscriber", "digest_date"])
+    # One row per suppression: only bounces of later digests count towards the next one, so a
+    # subscriber set active again starts from zero.
+    db["suppressions"].create(
+        {"id": int, "subscriber": str, "digest_date": str, "reason": str, "suppressed_at": str},
+        pk="id", not_null={"subscriber", "digest_date", "reason", "suppressed_at"},
+    )
+    db["suppressions"].create_index(["subscriber", "digest_date"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _m1_initial, _m2_signups, _m3_signup_abuse, _m4_web_view,
+    _m1_initial, _m2_signups, _m3_signup_abuse, _m4_web_view, _m5_bounces,
 ]
 
 
@@ -423,6 +468,14 @@ class Store:
                     self.db.execute(
                         "INSERT OR REPLACE INTO digest_views (subscriber, digest_date, contents, sent_at)"
                         " VALUES (?, ?, ?, ?)", [outcome.subscriber, day, outcome.contents, at])
+
+
+            if outcome.hard_bounce:  # counted towards suppression (flows/bounces.py)
+                self._insert_bounce(Bounce(
+                    f"smtp:{outcome.subscriber.lower()}:{day}", outcome.subscriber, outcome.digest_date,
+                    "hard", bad_address(outcome.smtp_status), outcome.smtp_code, outcome.smtp_status,
+                    "smtp", f"{outcome.smtp_stage}: {outcome.error}"), at)
+
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -442,6 +495,57 @@ class Store:
             cursor = self.db.execute("DELETE FROM digest_views WHERE digest_date < ?",
                                      [before.isoformat()])
         return cursor.rowcount
+
+
+    # -- bounces and suppressions ---------------------------------------------------------
+
+    def record_bounce(self, bounce: Bounce) -> bool:
+        """Record one bounce event; False when this event was recorded before (same DSN)."""
+        with self.db.conn:
+            return self._insert_bounce(bounce, _utcnow())
+
+    def _insert_bounce(self, bounce: Bounce, at: str) -> bool:
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO bounces (event, subscriber, digest_date, kind, bad_address, code, status,"
+            " source, detail, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [bounce.event, bounce.subscriber, bounce.digest_date.isoformat(), bounce.kind,
+             int(bounce.bad_address), bounce.code, bounce.status, bounce.source, bounce.detail[:500], at],
+        )
+        return cursor.rowcount == 1
+
+    def bounce_counts(self) -> list[BounceCount]:
+        """Per subscriber, the digests that hard-bounced since their last suppression (each
+        digest counts once, however many events it had), with the latest event's detail."""
+        rows = self.db.execute(
+            "SELECT b.subscriber, COUNT(DISTINCT b.digest_date),"
+            " COUNT(DISTINCT CASE WHEN b.bad_address THEN b.digest_date END), MAX(b.digest_date),"
+            " (SELECT detail FROM bounces l WHERE l.subscriber = b.subscriber AND l.kind = 'hard'"
+            "  ORDER BY l.digest_date DESC, l.id DESC LIMIT 1)"
+            " FROM bounces b WHERE b.kind = 'hard' AND b.digest_date > COALESCE("
+            "  (SELECT MAX(s.digest_date) FROM suppressions s WHERE s.subscriber = b.subscriber), '')"
+            " GROUP BY b.subscriber ORDER BY b.subscriber"
+        ).fetchall()
+        return [BounceCount(subscriber, hard, bad, date.fromisoformat(last), detail or "")
+                for subscriber, hard, bad, last, detail in rows]
+
+    def record_suppression(self, subscriber: str, digest_date: date, reason: str) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "INSERT INTO suppressions (subscriber, digest_date, reason, suppressed_at) VALUES (?, ?, ?, ?)",
+                [subscriber, digest_date.isoformat(), reason, _utcnow()])
+
+    def suppressions(self) -> list[dict]:
+        return list(self.db.query("SELECT * FROM suppressions ORDER BY suppressed_at, id"))
+
+    def bounce_rows(self, subscriber: str | None = None) -> list[dict]:
+        where, params = ("WHERE subscriber = ?", [subscriber]) if subscriber else ("", [])
+        return list(self.db.query(f"SELECT * FROM bounces {where} ORDER BY digest_date, id", params))
+
+    def digest_subscribers(self, digest_date: date) -> list[str]:
+        """Everyone with a digest row for this date (whatever its status)."""
+        rows = self.db.execute("SELECT subscriber FROM digests WHERE digest_date = ?", [digest_date.isoformat()])
+        return [row[0] for row in rows]
+
 
     def digest_rows(self, digest_date: date | None = None) -> list[dict]:
         where, params = ("WHERE digest_date = ?", [digest_date.isoformat()]) if digest_date else ("", [])

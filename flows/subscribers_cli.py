@@ -97,7 +97,7 @@ def list_(ctx: typer.Context) -> None:
         assert subscriber is not None
         when = subscriber.frequency if subscriber.frequency == "daily" else f"weekly ({subscriber.weekday})"
         rows.append((subscriber.email, subscriber.name, when, str(len(subscriber.keywords)),
-                     "yes" if subscriber.active else "no", path.name))
+                     active_cell(subscriber), path.name))
     if rows:
         print_table(("email", "name", "frequency", "keywords", "active", "file"), rows)
     else:
@@ -105,6 +105,14 @@ def list_(ctx: typer.Context) -> None:
     for error in errors:
         typer.secho(f"broken: {error}", fg="red", err=True)
     raise typer.Exit(EXIT_BROKEN if errors else 0)
+
+
+def active_cell(subscriber: subs.Subscriber) -> str:
+    if subscriber.active:
+        return "yes"
+    if subscriber.suppressed is not None:  # its mail bounced: `set EMAIL --active` resumes it
+        return f"no: suppressed {subscriber.suppressed.date} ({subscriber.suppressed.reason[:60]})"
+    return "no"
 
 
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

@@ -43,6 +43,7 @@ from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import SecretStr
 
+from flows.bounces import apply_suppressions
 from flows.corpus import Corpus
 from flows.dkim import signer_for
 from flows.links import secret_key
@@ -148,15 +149,29 @@ def send_batches(settings: Settings, subscribers: Sequence[Subscriber], corpus: 
     signer_for(settings)  # a DKIM key that cannot sign stops the run here, before anything is sent
     with Store(settings.db_path) as store:
         plans = (plan_batch(batch, store, corpus) for batch in batches(subscribers, settings.batch_size))
-        if settings.task_runner == "thread":
-            total = BatchReport()
-            try:
-                for plan in plans:
-                    total.merge(send_batch(settings, plan, corpus, dry_run, record_here=True).report)
-            finally:
-                close_pools()  # the render processes, if the batches used them
-            return total
-        return _send_on_workers(shippable(settings), plans, corpus, dry_run, store)
+        try:
+            if settings.task_runner == "thread":
+                total = BatchReport()
+                try:
+                    for plan in plans:
+                        total.merge(send_batch(settings, plan, corpus, dry_run, record_here=True).report)
+                finally:
+                    close_pools()  # the render processes, if the batches used them
+                return total
+            return _send_on_workers(shippable(settings), plans, corpus, dry_run, store)
+        finally:
+            if not dry_run:
+                suppress_bounced(store, settings)
+
+
+def suppress_bounced(store: Store, settings: Settings) -> None:
+    """Suppress the subscribers whose digests bounced too often (flows/bounces.py), also after a
+    run that stopped part-way; a failure here is logged, never hides the run's own error."""
+    try:
+        for done in apply_suppressions(store, settings):
+            get_run_logger().warning("suppressed %s: %s", done.subscriber, done.reason)
+    except Exception:
+        log.exception("could not apply the bounce limits; the next run or `paperboy bounces` will")
 
 
 def shippable(settings: Settings) -> Settings:

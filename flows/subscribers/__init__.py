@@ -43,6 +43,7 @@ from flows.subscribers.model import (
     SubscriberFileError,
     SubscriberLocked,
     SubscriberNotFound,
+    Suppression,
     check_query,
     split_keywords,
 )
@@ -51,7 +52,7 @@ __all__ = [
     "ARXIV_CATEGORY", "FIELD_HINTS", "KNOWN_SOURCES", "LOCK_NAME", "LOCK_TIMEOUT", "MAX_CATEGORIES",
     "MAX_KEYWORD_LENGTH", "MAX_KEYWORDS", "REMOVED_DIR", "WEEKDAYS", "KeywordSyntaxError",
     "Subscriber", "SubscriberError", "SubscriberExists", "SubscriberFileError", "SubscriberLocked",
-    "SubscriberNotFound", "add", "check_query", "file_stem", "find", "load_all", "load_file",
+    "SubscriberNotFound", "Suppression", "add", "check_query", "file_stem", "find", "load_all", "load_file",
     "locate", "locked", "modify", "remove", "scan", "set_active", "split_keywords",
     "subscriber_files", "subscriber_path", "update", "write_atomic",
 ]

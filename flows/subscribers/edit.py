@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from pydantic import BaseModel
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark
@@ -165,6 +166,8 @@ def _rewrite(directory: Path, email: str,
             raise SubscriberNotFound(f"no subscriber {email} in {directory}")
         data, yaml = read_mapping(path)
         changes = dict(changes_for(data, path))
+        if changes.get("active") is True and "suppressed" not in changes:
+            changes["suppressed"] = None  # resuming a suppressed address clears the suppression
         _refuse_taken_email(directory, path, changes.get("email"))
         for key, value in changes.items():
             _set(data, key, value)
@@ -200,6 +203,8 @@ def _set(data: CommentedMap, key: str, value: Any) -> None:
 
 
 def _yaml_value(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return CommentedMap(value.model_dump())
     return list(value) if isinstance(value, tuple) else value
 
 

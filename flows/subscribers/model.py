@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date as date_type
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +41,9 @@ FIELD_HINTS = {
     "active": "use true or false, e.g. active: true",
     "sources": f"use a list of {', '.join(KNOWN_SOURCES)}, e.g. sources: [huggingface], or leave it out",
     "categories": "use a list of arXiv categories, e.g. categories: [cs.LG, cs.CL], or leave it out",
+    "suppressed": "written by Paperboy when the address bounces: date and reason, e.g. "
+                  "suppressed: {date: 2026-12-03, reason: hard bounce}; `paperboy subscribers set EMAIL "
+                  "--active` clears it",
 }
 
 
@@ -57,6 +61,20 @@ class SubscriberExists(SubscriberError):
 
 class SubscriberLocked(SubscriberError):
     """Another edit held the subscribers lock for too long."""
+
+
+class Suppression(BaseModel):
+    """Why and since when Paperboy stopped mailing an address (its mail bounced)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    date: date_type
+    reason: str = Field(max_length=500)
+
+    @field_validator("reason")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return " ".join(value.split())
 
 
 class Subscriber(BaseModel):
@@ -77,6 +95,7 @@ class Subscriber(BaseModel):
     active: bool = True
     sources: list[str] | None = None
     categories: list[str] | None = Field(None, max_length=MAX_CATEGORIES)
+    suppressed: Suppression | None = None  # set with active: false when the address bounces
 
     @field_validator("email")
     @classmethod

@@ -171,6 +171,11 @@ class RecordingSMTPServer:
         with self._lock:
             self._rejected[address.lower()] = f"{code} {text}"
 
+    def accept_recipient(self, address: str) -> None:
+        """Undo `reject_recipient`."""
+        with self._lock:
+            self._rejected.pop(address.lower(), None)
+
     def drop_connection_after(self, n_messages: int, times: int = 1) -> None:
         """After `n_messages` accepted, close the connection on the next DATA, unanswered.
 
