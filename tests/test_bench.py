@@ -96,7 +96,7 @@ def test_small_benchmark_run_writes_every_figure(tmp_path):
     out = tmp_path / "results"
     done = subprocess.run(
         [sys.executable, "-m", "flows.bench", "--subscribers", "120", "--papers", "80",
-         "--connections", "2", "--premailer-sample", "10", "--out", str(out)],
+         "--connections", "2", "--premailer-sample", "10", "--dkim", "--out", str(out)],
         capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "bench.json").read_text())
@@ -120,6 +120,8 @@ def test_small_benchmark_run_writes_every_figure(tmp_path):
     assert 50 < m["peak_rss_mb"] < 2000 and results["prefect_server_start_seconds"] > 0
     assert 0 < refs["render_floor"]["median_ms"] and 0 < refs["premailer"]["median_ms"]
     assert m["ceiling_messages_per_second"] > 0 and m["delivery_vs_ceiling"] > 0 and m["render_vs_floor"] > 0
+    assert results["options"]["dkim"] and refs["dkim"]["count"] == sent
+    assert m["dkim_ms_per_email"] > 0 and m["dkim_vs_render"] > 0
     assert results["machine"]["nproc"] >= 1 and results["machine"]["cpu"]
     assert set(results["background_load"]) == {"server", "flow", "capture", "ceiling", "rerun"}
     assert [t["metric"] for t in results["targets"]] == [metric for _, metric, _, _ in TARGETS]
@@ -127,4 +129,5 @@ def test_small_benchmark_run_writes_every_figure(tmp_path):
 
     table = (out / "bench.md").read_text()
     assert "| rank |" in table and "| target | value | limit | met |" in table
+    assert "DKIM signing (included)" in table
     assert table in done.stdout

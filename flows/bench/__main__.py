@@ -1,7 +1,7 @@
 """Benchmark the daily flow: ``python -m flows.bench`` (``make bench``).
 
     python -m flows.bench [--subscribers 10000] [--papers 2000] [--keywords 3-10]
-                          [--connections 4] [--render-processes N] [--out bench-results/]
+                          [--connections 4] [--render-processes N] [--dkim] [--out bench-results/]
 """
 
 from __future__ import annotations
@@ -38,12 +38,14 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--batch-size", type=int, help="subscribers per send-batch task (default: settings)")
     parser.add_argument("--premailer-sample", type=int, default=300, help="emails timed through premailer")
+    parser.add_argument("--dkim", action="store_true", help="DKIM-sign every digest (a fresh 2048-bit key)")
     parser.add_argument("--workdir", type=Path, help="keep the generated inputs and database here")
     args = parser.parse_args(argv)
     return Options(subscribers=args.subscribers, papers=args.papers, keywords=args.keywords,
                    connections=args.connections, out=args.out, seed=args.seed, batch_size=args.batch_size,
                    premailer_sample=args.premailer_sample, workdir=args.workdir,
-                   render_processes=args.render_processes, ceiling_runs=args.ceiling_runs)
+                   render_processes=args.render_processes, ceiling_runs=args.ceiling_runs,
+                   dkim=args.dkim)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ candidates, nothing seen yet: the steps of the pipeline's `outgoing`) and
 * times, per email, the render floor (`Renderer.render_html_bare`: the digest context and
   the bare Jinja HTML, no CSS, no MIME), the pipeline's whole render (`make_message`) and,
   on an evenly spread sample, premailer inlining of the bare HTML (what inlining every
-  email would cost).
+  email would cost);
+* with PAPERBOY_DKIM_KEY_FILE set (``--dkim``), DKIM signing of each finished message.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from flows import dkim
 from flows.compose import compose, make_message, renderer_for, worth_sending
 from flows.corpus import Corpus
 from flows.deliver import wire_bytes
@@ -79,6 +81,8 @@ def capture(settings: Settings, day: date, messages_path: Path, premailer_sample
     floor: list[tuple[float, float]] = []
     full: list[tuple[float, float]] = []
     inlining: list[tuple[float, float]] = []
+    signing: list[tuple[float, float]] = []
+    signer = dkim.signer_for(settings)
     sizes: list[int] = []
     step = max(1, len(subscribers) // max(1, premailer_sample))
     with messages_path.open("wb") as handle:
@@ -93,6 +97,10 @@ def capture(settings: Settings, day: date, messages_path: Path, premailer_sample
             started = _clocks()
             message = make_message(renderer, digest, subscriber, links)
             full.append(_since(started))
+            if signer is not None:
+                started = _clocks()
+                message = signer.sign(message)
+                signing.append(_since(started))
             raw = wire_bytes(message)
             write_record(handle, subscriber.email, raw)
             sizes.append(len(raw))
@@ -103,7 +111,7 @@ def capture(settings: Settings, day: date, messages_path: Path, premailer_sample
     return {
         "messages": len(sizes), "bytes": sum(sizes),
         "mean_message_bytes": statistics.fmean(sizes) if sizes else 0,
-        "render_floor": _ms(floor), "render": _ms(full), "premailer": _ms(inlining),
+        "render_floor": _ms(floor), "render": _ms(full), "premailer": _ms(inlining), "dkim": _ms(signing),
         "inline_mode": renderer.inline_mode,
     }
 

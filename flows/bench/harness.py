@@ -51,6 +51,7 @@ class Options:
     workdir: Path | None = None  # None: a temporary directory, removed afterwards
     render_processes: int | None = None  # None: the settings default
     ceiling_runs: int = 3  # the ceiling is the median of this many blasts
+    dkim: bool = False  # DKIM-sign every digest (a fresh 2048-bit key in the workspace)
 
 
 @dataclass
@@ -103,7 +104,18 @@ def paperboy_env(options: Options, space: Workspace, port: int) -> dict[str, str
         env["PAPERBOY_BATCH_SIZE"] = str(options.batch_size)
     if options.render_processes is not None:
         env["PAPERBOY_RENDER_PROCESSES"] = str(options.render_processes)
+    if options.dkim:
+        env["PAPERBOY_DKIM_KEY_FILE"] = str(dkim_key(space))
     return env
+
+
+def dkim_key(space: Workspace) -> Path:
+    from flows.dkim import generate_key
+
+    path = space.root / "dkim" / "bench.pem"
+    if not path.exists():
+        generate_key(path)
+    return path
 
 
 class LoadMeter:
@@ -244,7 +256,7 @@ def _run(options: Options, space: Workspace) -> dict:
                     "batch_size": int(env.get("PAPERBOY_BATCH_SIZE") or _setting_default("batch_size")),
                     "render_processes": int(env.get("PAPERBOY_RENDER_PROCESSES")
                                             or _setting_default("render_processes")),
-                    "seed": options.seed},
+                    "dkim": options.dkim, "seed": options.seed},
         "machine": machine(), "inputs": inputs,
         "prefect_server_start_seconds": meter.phases["server"]["seconds"],
         **measured, "background_load": meter.phases,
@@ -329,6 +341,8 @@ def metrics(results: dict) -> dict:
         "render_cpu_vs_floor_cpu": _ratio(_ratio(both("render_cpu") * 1000, made),
                                           floor_ms["mean_cpu_ms"]),
         "premailer_ms": refs["premailer"]["median_ms"],
+        "dkim_ms_per_email": refs.get("dkim", {}).get("median_ms", 0.0),
+        "dkim_vs_render": _ratio(refs.get("dkim", {}).get("median_ms", 0.0), refs["render"]["median_ms"]),
         "premailer_vs_floor": _ratio(refs["premailer"]["median_ms"], floor_ms["median_ms"]),
         "rank_seconds": both("rank"),
         "index_seconds": both("index"),

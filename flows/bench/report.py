@@ -83,7 +83,9 @@ def stage_rows(results: dict) -> list[tuple[str, str, str, str, str]]:
         f"{m['render_cpu_vs_floor_cpu']:.2f}×); side by side on the same digests "
         f"{refs['render']['median_ms']:.2f} vs {refs['render_floor']['median_ms']:.2f} ms (medians) = "
         f"{m['render_median_vs_floor_median']:.2f}×; premailer per email {m['premailer_ms']:.2f} ms = "
-        f"{m['premailer_vs_floor']:.1f}× floor")
+        f"{m['premailer_vs_floor']:.1f}× floor"
+        + (f"; DKIM signing (included) {m['dkim_ms_per_email']:.2f} ms = {m['dkim_vs_render']:.0%} of "
+           "the render before it" if m.get("dkim_ms_per_email") else ""))
     runs = ceiling.get("runs_seconds", [ceiling["seconds"]])
     sending_ref = (f"ceiling {ceiling['seconds']:.2f} s (median of {len(runs)}: "
                    f"{', '.join(f'{r:.1f}' for r in runs)}), {m['ceiling_messages_per_second']:.0f} msg/s → "
