@@ -19,19 +19,23 @@ The rules:
   sender carries a token naming it, keyed so nobody can forge a bounce that suppresses
   someone. A report without a valid token is reported as unmatched, never guessed.
 
-Reports are parsed with the standard library's email package where they follow RFC 3464
-(multipart/report with a message/delivery-status part: Postfix, Exim, Exchange, Gmail and
-most others), and with flufl.bounce's detectors for the older free-text shapes (qmail, old
-Exim, ...), where the status comes from the text when it gives one.
+Reports come from a Maildir or an IMAP folder (imaplib), each marked seen once its bounces
+are recorded. They are parsed with the standard library's email package where they follow
+RFC 3464 (multipart/report with a message/delivery-status part: Postfix, Exim, Exchange,
+Gmail and most others), and with flufl.bounce's detectors for the older free-text shapes
+(qmail, old Exim, ...), where the status comes from the text when it gives one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import imaplib
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+import ssl
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email import policy
@@ -39,9 +43,11 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser, HeaderParser
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from flows.models import bad_address
-from flows.settings import Settings
+from flows.settings import LOCAL_HOSTS, Settings
 from flows.store import Bounce, BounceCount, Store
 from flows.subscribers import Suppression, SubscriberError, SubscriberNotFound, modify
 from flows.verp import TokenMap, find_token
@@ -361,10 +367,121 @@ def process_maildir(directory: Path, store: Store, settings: Settings, key: str,
                     include_seen: bool = False) -> BounceRun:
     """Read every unseen message of the Maildir, record its bounces, mark it seen, and apply
     the suppression rules."""
+    return process(maildir_messages(directory, include_seen), mark_seen, store, settings, key)
+
+
+def process(messages: Iterable[tuple[Any, bytes]], mark: Callable[[Any], None], store: Store,
+            settings: Settings, key: str) -> BounceRun:
+    """Record the bounces of each (handle, message), mark each one seen once recorded, then
+    apply the suppression rules."""
     run = BounceRun()
     tokens = TokenMap(key, store.digest_subscribers)
-    for path, raw in maildir_messages(directory, include_seen):
+    for handle, raw in messages:
         record_report(read_report(raw), store, tokens, settings, run)
-        mark_seen(path)
+        mark(handle)
     run.suppressed = apply_suppressions(store, settings)
     return run
+
+
+# -- IMAP ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImapTarget:
+    host: str
+    port: int
+    user: str
+    folder: str
+    implicit_tls: bool
+
+    def __str__(self) -> str:
+        mode = "TLS" if self.implicit_tls else "STARTTLS"
+        return f"IMAP {self.host}:{self.port} ({mode}) as {self.user}, folder {self.folder}"
+
+
+def imap_target(url: str) -> ImapTarget:
+    parts = urlsplit(url)
+    implicit = parts.scheme == "imaps"
+    folder = unquote(parts.path.lstrip("/")) or "INBOX"
+    return ImapTarget(parts.hostname or "", parts.port or (993 if implicit else 143),
+                      unquote(parts.username or ""), folder, implicit)
+
+
+@contextmanager
+def imap_mailbox(settings: Settings, tls_context: ssl.SSLContext | None = None,
+                 timeout: float = 30.0) -> Iterator[imaplib.IMAP4]:
+    """A logged-in IMAP connection with the bounce folder selected (read-write). STARTTLS is
+    required unless the server is this machine; errors name the server and what to do."""
+    if not settings.bounce_imap_url:
+        raise BounceError("set PAPERBOY_BOUNCE_IMAP_URL (e.g. imaps://bounces@imap.example.org/INBOX) "
+                          "and PAPERBOY_BOUNCE_IMAP_PASSWORD, or read a Maildir with --maildir")
+    target = imap_target(settings.bounce_imap_url)
+    password = settings.bounce_imap_password.get_secret_value() if settings.bounce_imap_password else ""
+    context = tls_context or ssl.create_default_context()
+    try:
+        if target.implicit_tls:
+            client: imaplib.IMAP4 = imaplib.IMAP4_SSL(target.host, target.port, ssl_context=context,
+                                                     timeout=timeout)
+        else:
+            client = imaplib.IMAP4(target.host, target.port, timeout=timeout)
+            if "STARTTLS" in client.capabilities:
+                client.starttls(ssl_context=context)
+            elif target.host not in LOCAL_HOSTS:
+                client.shutdown()
+                raise BounceError(f"{target}: the server offers no STARTTLS, and the password would cross "
+                                  "the network in clear; use imaps:// or a server with STARTTLS")
+    except (OSError, imaplib.IMAP4.error) as exc:
+        raise BounceError(f"{target}: cannot connect ({type(exc).__name__}: {exc}); check the host, the "
+                          "port and the TLS mode (imaps:// = TLS on 993, imap:// = STARTTLS on 143)") from None
+    try:
+        try:
+            client.login(target.user, password)
+        except imaplib.IMAP4.error as exc:
+            raise BounceError(f"{target}: login refused ({_imap_text(exc)}); check the user in "
+                              "PAPERBOY_BOUNCE_IMAP_URL and PAPERBOY_BOUNCE_IMAP_PASSWORD") from None
+        status, detail = client.select(_imap_quote(target.folder))
+        if status != "OK":
+            raise BounceError(f"{target}: cannot open the folder ({_imap_text(detail)}); name it at the "
+                              "end of PAPERBOY_BOUNCE_IMAP_URL, e.g. …/INBOX")
+        yield client
+    except (OSError, imaplib.IMAP4.error) as exc:
+        raise BounceError(f"{target}: the connection failed ({type(exc).__name__}: {exc})") from None
+    finally:
+        with suppress(OSError, imaplib.IMAP4.error):
+            client.logout()
+
+
+def imap_messages(client: imaplib.IMAP4, include_seen: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    """(uid, message) for each unseen message of the selected folder (every one with
+    include_seen), fetched without setting \\Seen: that happens once it is recorded."""
+    status, data = client.uid("SEARCH", "ALL" if include_seen else "UNSEEN")
+    if status != "OK":
+        raise BounceError(f"the IMAP server refused to search the folder: {_imap_text(data)}")
+    for uid in (data[0] or b"").split():
+        status, fetched = client.uid("FETCH", uid, "(BODY.PEEK[])")
+        raw = next((item[1] for item in fetched or [] if isinstance(item, tuple) and len(item) == 2), None)
+        if status == "OK" and raw is not None:
+            yield uid, raw[:MAX_REPORT]
+
+
+def process_imap(settings: Settings, store: Store, key: str, include_seen: bool = False,
+                 tls_context: ssl.SSLContext | None = None) -> BounceRun:
+    """`process_maildir` for the bounce mailbox on an IMAP server: each message is flagged
+    \\Seen once its bounces are recorded."""
+    with imap_mailbox(settings, tls_context) as client:
+        return process(imap_messages(client, include_seen),
+                       lambda uid: client.uid("STORE", uid, "+FLAGS", "(\\Seen)"), store, settings, key)
+
+
+def _imap_quote(folder: str) -> str:
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _imap_text(value: object) -> str:
+    if isinstance(value, list):
+        value = b" ".join(v for v in value if isinstance(v, bytes))
+    if isinstance(value, BaseException):
+        value = value.args[0] if value.args else str(value)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return str(value)[:200]

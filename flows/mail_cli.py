@@ -76,18 +76,19 @@ def dkim_keygen(
 @app.command("bounces")
 def bounces(
     maildir: Optional[Path] = typer.Option(None, "--maildir", help="the Maildir your MTA delivers bounces+*@ to"),
+    imap: bool = typer.Option(False, "--imap", help="read the mailbox at PAPERBOY_BOUNCE_IMAP_URL instead"),
     include_seen: bool = typer.Option(False, "--all", help="also read messages already marked seen (safe: "
                                       "a bounce is counted once however often it is read)"),
 ) -> None:
     """Read bounce reports (DSNs) from the bounce mailbox, count them per subscriber and digest,
     and suppress the subscribers over PAPERBOY_BOUNCE_LIMIT / PAPERBOY_BOUNCE_LIMIT_NO_USER."""
-    from flows.bounces import BounceError, process_maildir
+    from flows.bounces import BounceError, process_imap, process_maildir
     from flows.links import SecretKeyError, secret_key
     from flows.store import Store, StoreError
 
     settings = settings_or_exit()
-    if maildir is None:
-        fail("where are the bounces? give --maildir DIR (the mailbox of PAPERBOY_BOUNCE_ADDRESS)")
+    if (maildir is None) == (not imap):
+        fail("where are the bounces? give --maildir DIR or --imap (PAPERBOY_BOUNCE_IMAP_URL), one of them")
     if not settings.bounce_address:
         fail("PAPERBOY_BOUNCE_ADDRESS is not set, so digests carry no VERP token and no bounce can be "
              "matched to its digest; set it (e.g. bounces@example.org) for the runs that send, then read "
@@ -95,7 +96,10 @@ def bounces(
     try:
         key = secret_key(settings)
         with Store(settings.db_path) as store:
-            run = process_maildir(maildir, store, settings, key, include_seen=include_seen)
+            if maildir is not None:
+                run = process_maildir(maildir, store, settings, key, include_seen=include_seen)
+            else:
+                run = process_imap(settings, store, key, include_seen=include_seen)
     except (BounceError, SecretKeyError, StoreError) as exc:
         fail(str(exc))
     typer.echo(run.line())

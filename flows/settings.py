@@ -102,6 +102,10 @@ class Settings(BaseSettings):
         None, description="VERP: each digest's envelope sender is this address with a token "
         "(bounces+TOKEN@domain), so `paperboy bounces` maps later bounces to their digest; unset = "
         "the From address")
+    bounce_imap_url: str | None = Field(
+        None, description="the bounce mailbox over IMAP for `paperboy bounces --imap`: "
+        "imaps://USER@HOST[:PORT][/FOLDER] (implicit TLS) or imap://… (STARTTLS)")
+    bounce_imap_password: SecretStr | None = None
     bounce_limit: int = Field(3, ge=1, le=100, description="hard bounces before a subscriber is suppressed")
     bounce_limit_no_user: int = Field(
         1, ge=1, le=100, description="hard bounces with a 5.1.x status (no such user or domain) before "
@@ -128,7 +132,8 @@ class Settings(BaseSettings):
 
     def model_post_init(self, context: object, /) -> None:
         # No log record of this process may carry the password or the key (flows/redact.py).
-        protect(*(s.get_secret_value() for s in (self.smtp_password, self.secret_key) if s is not None))
+        protect(*(s.get_secret_value() for s in (self.smtp_password, self.secret_key, self.bounce_imap_password)
+                  if s is not None))
 
     @field_validator("secret_key")
     @classmethod
@@ -149,6 +154,26 @@ class Settings(BaseSettings):
             raise ValueError(f"{value[:80]!r} is not a plain ASCII address without '+' (the token goes after "
                              "a '+'), e.g. bounces@example.org")
         return value
+
+    @field_validator("bounce_imap_url")
+    @classmethod
+    def _imap_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"not a URL ({exc}); e.g. imaps://bounces@imap.example.org/INBOX") from None
+        if parts.scheme not in ("imaps", "imap") or not parts.hostname or not parts.username:
+            raise ValueError("use imaps://USER@HOST[:PORT][/FOLDER] (or imap:// for STARTTLS), e.g. "
+                             "imaps://bounces@imap.example.org/INBOX; the password goes in "
+                             "PAPERBOY_BOUNCE_IMAP_PASSWORD")
+        if parts.password:
+            raise ValueError("keep the password out of the URL: set PAPERBOY_BOUNCE_IMAP_PASSWORD")
+        return value.strip()
 
     @field_validator("timezone")
     @classmethod

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.corpus import seed_papers, write_snapshot
 
-pytest_plugins = ["tests.support.smtp", "tests.support.http"]
+pytest_plugins = ["tests.support.smtp", "tests.support.http", "tests.support.imap"]
 
 DAY = date(2025, 6, 13)  # a Friday
 

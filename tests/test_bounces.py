@@ -370,3 +370,96 @@ def test_suppressed_field_in_the_subscriber_file(tmp_path):
     (directory / "ada.yaml").write_text("email: ada@example.org\nsuppressed: yesterday\nkeywords: [x]\n")
     with pytest.raises(SubscriberError, match="field 'suppressed'"):
         find(directory, "ada@example.org")
+
+
+# -- the bounce mailbox over IMAP (a real IMAP server on loopback, imaplib as in production) --------
+
+
+IMAP_PASSWORD = "imap-password-0123456789"
+
+
+def imap_settings(workspace, monkeypatch, server, scheme: str = "imap") -> Settings:
+    monkeypatch.setenv("PAPERBOY_BOUNCE_ADDRESS", "bounces@example.org")
+    monkeypatch.setenv("PAPERBOY_BOUNCE_IMAP_URL", f"{scheme}://bounces@127.0.0.1:{server.port}/INBOX")
+    monkeypatch.setenv("PAPERBOY_BOUNCE_IMAP_PASSWORD", IMAP_PASSWORD)
+    return Settings()
+
+
+def fill(server, settings: Settings, day: date) -> None:
+    key = secret_key(settings)
+    server.add(dsn("postfix", verp=return_path(settings, key, "ada@example.org", day), rcpt="ada@example.org"))
+    server.add(dsn("delayed", verp=return_path(settings, key, "alan@example.org", day), rcpt="alan@example.org"))
+    server.add(dsn("autoreply", verp=return_path(settings, key, "grace@example.org", day), rcpt="grace@example.org"))
+
+
+@pytest.mark.parametrize("scheme", ["imap", "imaps"])
+def test_bounces_read_over_imap_with_tls(workspace, monkeypatch, imap_server_factory, tls_cert, scheme):
+    server = imap_server_factory(context=tls_cert.server_context(), tls="tls" if scheme == "imaps" else None)
+    settings = imap_settings(workspace, monkeypatch, server, scheme)
+    send_batch(settings, workspace.day)
+    fill(server, settings, workspace.day)
+
+    with Store(settings.db_path) as store:
+        run = bounces.process_imap(settings, store, secret_key(settings), tls_context=tls_cert.client_context())
+        assert (run.messages, run.hard, run.soft, run.not_bounces) == (3, 1, 1, 1)
+        assert [s.subscriber for s in run.suppressed] == ["ada@example.org"]
+        assert all("\\Seen" in m.flags for m in server.messages)
+        if scheme == "imap":  # the password went only after STARTTLS
+            verbs = [c.split()[1].upper() for c in server.commands]
+            assert verbs.index("STARTTLS") < verbs.index("LOGIN")
+        assert not any(IMAP_PASSWORD in c for c in server.commands)
+        again = bounces.process_imap(settings, store, secret_key(settings), tls_context=tls_cert.client_context())
+        assert again.messages == 0
+        everything = bounces.process_imap(settings, store, secret_key(settings), include_seen=True,
+                                          tls_context=tls_cert.client_context())
+        assert (everything.messages, everything.hard, everything.repeated) == (3, 0, 2)
+    assert not subscriber(settings, "ada@example.org").active
+
+
+def test_bounces_command_over_imap(workspace, monkeypatch, imap_server_factory):
+    server = imap_server_factory()  # plain IMAP: allowed to this machine only
+    settings = imap_settings(workspace, monkeypatch, server)
+    send_batch(settings, workspace.day)
+    fill(server, settings, workspace.day)
+
+    result = CliRunner().invoke(app, ["bounces", "--imap"])
+    assert result.exit_code == 0, result.output
+    assert "read 3 message(s): 1 new hard bounce(s), 1 soft" in result.output
+    assert "suppressed ada@example.org" in result.output
+    both = CliRunner().invoke(app, ["bounces", "--imap", "--maildir", "x"])
+    assert both.exit_code == 2 and "one of them" in both.output
+
+
+def test_imap_errors_name_the_server_and_the_fix(workspace, monkeypatch, imap_server_factory, tls_cert):
+    server = imap_server_factory(password="another-password-0123456789")
+    settings = imap_settings(workspace, monkeypatch, server)
+    refused = CliRunner().invoke(app, ["bounces", "--imap"])
+    assert refused.exit_code == 2
+    assert f"IMAP 127.0.0.1:{server.port} (STARTTLS) as bounces, folder INBOX: login refused" in refused.output
+    assert IMAP_PASSWORD not in refused.output
+
+    with Store(settings.db_path) as store:
+        monkeypatch.setattr(bounces, "LOCAL_HOSTS", set())  # as if the server were elsewhere
+        with pytest.raises(bounces.BounceError, match="offers no STARTTLS"):
+            bounces.process_imap(settings, store, KEY)
+        monkeypatch.undo()
+        tls_server = imap_server_factory(context=tls_cert.server_context(), tls="tls")
+        untrusted = settings.model_copy(update={"bounce_imap_url": f"imaps://bounces@127.0.0.1:{tls_server.port}/"})
+        with pytest.raises(bounces.BounceError, match="cannot connect.*CERTIFICATE_VERIFY_FAILED"):
+            bounces.process_imap(untrusted, store, KEY)
+        folder = settings.model_copy(update={"bounce_imap_url": f"imap://bounces@127.0.0.1:{server.port}/Bounces",
+                                             "bounce_imap_password": settings.bounce_imap_password})
+        server.password = IMAP_PASSWORD
+        with pytest.raises(bounces.BounceError, match="cannot open the folder"):
+            bounces.process_imap(folder, store, KEY)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("imaps://bounces:secret@imap.example.org/INBOX", "keep the password out of the URL"),
+    ("https://imap.example.org", "imaps://USER@HOST"),
+    ("imaps://imap.example.org/INBOX", "imaps://USER@HOST"),
+    ("imaps://bounces@imap.example.org:99999/", "not a URL"),
+])
+def test_imap_url_is_checked(value, message):
+    with pytest.raises(ValueError, match=message):
+        Settings(bounce_imap_url=value)
