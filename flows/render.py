@@ -63,7 +63,7 @@ from flows.subscribers import Subscriber
 
 __all__ = [  # the card helpers are used from here too
     "Renderer", "RenderError", "PreinlineError", "abstract_snippet", "ascii_html",
-    "digest_context", "encode_body", "format_day", "highlight", "inline_css", "preinline_template",
+    "digest_context", "digest_css", "encode_body", "format_day", "highlight", "inline_css", "preinline_template",
     "recipient", "safe_url", "wrap",
 ]
 
@@ -122,6 +122,12 @@ _STYLE_SPACE = re.compile(r"([;:,])\s+")
 def _tight_style(found: re.Match[str]) -> str:
     quote, style = found.group(1), found.group(2)
     return "style=" + quote + _STYLE_SPACE.sub(r"\1", style) + quote
+
+
+@functools.lru_cache(maxsize=4)
+def digest_css(templates_dir: Path) -> str:
+    """The digest's stylesheet, which the confirmation and welcome mails share."""
+    return (Path(templates_dir) / CSS_FILE).read_text(encoding="utf-8")
 
 
 def inline_css(html: str, css: str) -> str:

@@ -363,3 +363,24 @@ def test_a_kept_digest_comes_back_with_its_order_and_explanations():
     assert [p.id for p in back.trending] == [paper(9).id]
     gone = decode_digest(contents, "ada@example.org", DAY, {papers[0].id: papers[0]})
     assert [r.paper.id for r in gone.papers] == [papers[0].id] and gone.trending == []
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_confirmation_and_welcome_mails_share_the_look_and_pass_contrast(scheme):
+    from flows.web.app import web_environment
+    from flows.web.signup import confirmation_message, welcome_message
+
+    settings = Settings(public_base_url="https://paperboy.example.org",
+                        secret_key="layout-test-key-0123456789-abcdefghijkl")
+    env = web_environment(TEMPLATES / "web")
+    mails = [confirmation_message(env, settings, "ada@example.org", "https://paperboy.example.org/confirm/t",
+                                  ["world models", "RL"]),
+             welcome_message(env, settings, "layout-test-key-0123456789-abcdefghijkl", "ada@example.org",
+                             ["world models", "RL"])]
+    for mail in mails:
+        html = mail.get_body(("html",)).get_content()
+        doc = doc_of(html)
+        assert doc.find_class("wrap")[0].get("width") == "600" and doc.get("lang") == "en"
+        assert [c.text for c in doc.find_class("chip")] == ["world models", "RL"]
+        runs = text_colours(html, scheme)
+        assert runs and [r for r in runs if contrast(r[1], r[2]) < 4.5] == []

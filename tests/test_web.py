@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
+import lxml.html
 import pytest
 from fastapi.testclient import TestClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
@@ -19,6 +20,8 @@ from flows.models import Paper
 from flows.store import Store
 from flows.subscribers import find, load_all
 from flows.web import create_app
+from flows.web.app import web_environment
+from flows.web.signup import confirmation_message
 from flows.web.security import RedactTokens, csrf_token
 from flows.web.signup import RateLimit
 from tests.support.corpus import seed_papers
@@ -399,7 +402,11 @@ def test_subscribe_mails_one_confirmation_and_confirming_creates_the_file(client
     message = smtp_server.messages[0]
     assert smtp_server.recipients() == ["carol@example.org"]
     assert message["Subject"] == "Confirm your Paperboy subscription"
-    assert "world models" not in message.as_string()  # no stranger-typed text in the mail
+    # in the digest's look, naming the keywords asked for
+    html = message.get_body(("html",)).get_content()
+    assert [c.text for c in lxml.html.document_fromstring(html).find_class("chip")] == ["world models", "diffusion"]
+    assert 'name="viewport"' in html and 'lang="en"' in html and "background-color:#0b57d0" in html
+    assert "Keywords asked for: world models, diffusion" in text_part(message)
     assert load_all(folder)[0] and not any(s.email == "carol@example.org" for s in load_all(folder)[0])
     link = confirm_link(message)
     page = client.get(link)
@@ -409,7 +416,31 @@ def test_subscribe_mails_one_confirmation_and_confirming_creates_the_file(client
     assert done.status_code == 200 and "You are subscribed" in done.text
     _, carol = find(folder, "carol@example.org")
     assert carol.active and carol.keywords == ["world models", "diffusion"]
-    assert len(smtp_server.received) == 1
+    assert smtp_server.wait_for(2)  # and a welcome, listing every keyword, with the links to change them
+    welcome = smtp_server.messages[1]
+    assert welcome["Subject"] == "Welcome to Paperboy: your keywords"
+    doc = lxml.html.document_fromstring(welcome.get_body(("html",)).get_content())
+    assert [c.text for c in doc.find_class("chip")] == ["world models", "diffusion"]
+    links = {a.text: a.get("href") for a in doc.iter("a")}
+    prefs = links["Edit your keywords"]
+    assert prefs == links["Your preferences"] and client.get(prefs.removeprefix("http://testserver")).status_code == 200
+    assert "/unsubscribe/" in links["Unsubscribe"]
+    time.sleep(0.2)
+    assert len(smtp_server.received) == 2
+
+
+def test_a_confirmation_mail_repeats_only_plain_keywords(settings):
+    keywords = ["world models", "title:diffusion^2", '"reward model"', "cheap-pills.example.com",
+                "visit www example", "call 5551234567", "mail me@evil.example", "https evil", "RL"]
+    message = confirmation_message(web_environment(Path(settings.templates_dir) / "web"), settings,
+                                   "dora@example.org", "http://testserver/confirm/x", keywords)
+    parts = message.get_body(("plain",)).get_content() + message.get_body(("html",)).get_content()
+    for bad in keywords[3:8]:  # link-like text typed by a stranger is never mailed to anyone
+        assert bad not in parts
+    chips = [c.text for c in lxml.html.document_fromstring(
+        message.get_body(("html",)).get_content()).find_class("chip")]
+    assert chips == ["world models", "title:diffusion^2", '"reward model"', "RL"]
+    assert "and 5 more" in message.get_body(("plain",)).get_content()
 
 
 def test_confirming_an_unsubscribed_address_reactivates_it(client, folder):

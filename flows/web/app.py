@@ -57,6 +57,7 @@ from flows.web.security import (
 )
 from flows.web.signup import (
     CONFIRM_HOURS,
+    Confirmation,
     Outbox,
     RateLimit,
     claim,
@@ -64,6 +65,7 @@ from flows.web.signup import (
     confirm_link_used,
     release_confirm_link,
     send_confirmation,
+    send_welcome,
     use_confirm_link,
 )
 
@@ -93,12 +95,17 @@ class Site:
         self.cache = CorpusCache(settings)
         self.rate_limit = rate_limit
         # Confirmation mails leave from one worker thread: a slow relay never holds a request.
-        self.outbox = Outbox(lambda mail: send_confirmation(self.env, settings, self.key, mail.email,
-                                                            list(mail.keywords)),
-                             stall_after=settings.smtp_timeout)
+        self.outbox = Outbox(self._send, stall_after=settings.smtp_timeout)
         self.root = urlsplit(settings.public_base_url).path.rstrip("/")  # served under a prefix?
         self._renderer: Renderer | None = None
         self._renderer_lock = threading.Lock()
+
+    def _send(self, mail: Confirmation) -> bool:
+        """The outbox's mails: a sign-up's confirmation, or the welcome once confirmed."""
+        if mail.kind == "confirm":
+            return send_confirmation(self.env, self.settings, self.key, mail.email, list(mail.keywords))
+        return send_welcome(self.env, self.settings, self.key, mail.email, mail.keywords,
+                            again=mail.kind == "welcome back")
 
     @property
     def renderer(self) -> Renderer:
@@ -480,4 +487,6 @@ def _signup_routes(app: FastAPI, site: Site) -> None:
             await blocking(release_confirm_link, site.settings, link.nonce)
             raise
         log.info("web: sign-up confirmed for %s (%s)", wanted.email, how)
+        site.outbox.submit(wanted.email, list(wanted.keywords),
+                           "welcome back" if how == "reactivated" else "welcome")
         return confirm_page(token, wanted.email, list(wanted.keywords), how)

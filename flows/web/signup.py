@@ -19,9 +19,10 @@ import hmac
 import ipaddress
 import logging
 import queue
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
@@ -31,8 +32,9 @@ from pathlib import Path
 from jinja2 import Environment
 
 from flows.deliver import Outgoing, deliver_sync
-from flows.links import MAX_AGE, make_confirm_token
+from flows.links import MAX_AGE, digest_links, make_confirm_token
 from flows.models import Outcome
+from flows.render import ascii_html, digest_css, inline_css
 from flows.settings import Settings
 from flows.store import Store
 from flows.subscribers import SubscriberExists, add, update
@@ -142,6 +144,7 @@ class Confirmation:
     email: str
     keywords: tuple[str, ...]
     queued_at: float
+    kind: str = "confirm"  # or "welcome", "welcome back": the mail after a confirmed sign-up
 
 
 class Outbox:
@@ -166,11 +169,11 @@ class Outbox:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def submit(self, email: str, keywords: list[str]) -> bool:
+    def submit(self, email: str, keywords: list[str], kind: str = "confirm") -> bool:
         """Queue a mail; False (and logged) when the queue is full."""
         self._start()
         try:
-            self._queue.put_nowait(Confirmation(email, tuple(keywords), time.monotonic()))
+            self._queue.put_nowait(Confirmation(email, tuple(keywords), time.monotonic(), kind))
         except queue.Full:
             self.dropped += 1
             log.warning("sign-up: %d confirmation mails are waiting already; dropped the one to %s",
@@ -227,44 +230,91 @@ class Outbox:
         self._thread.join(timeout)
 
 
-def confirmation_message(env: Environment, settings: Settings, email: str,
-                         confirm_url: str) -> EmailMessage:
-    """A small plain-text + HTML message carrying the confirm link.
+SHOWN_KEYWORDS = 12  # named in a confirmation mail; the rest are counted
+# What a confirmation mail may repeat of what a stranger typed into the sign-up form: plain
+# research terms. Anything that looks like a link, an address or a phone number is only
+# counted (the confirm page shows it), so the form cannot be used to mail such text to anyone.
+_PLAIN_KEYWORD = re.compile(r'[-\w "^.:+/()]{1,60}')
+_LINK_LIKE = re.compile(r"https?|\bwww\b|@|\.[^\W\d_]{2,}\b|\d{5,}|/{2}", re.IGNORECASE)
 
-    The keywords stay inside the signed link (the confirm page shows them): text typed by
-    a stranger never goes out in a mail from this server.
-    """
-    context = {"email": email, "confirm_url": confirm_url, "hours": CONFIRM_HOURS}
+
+def keywords_to_show(keywords: Sequence[str]) -> tuple[list[str], int]:
+    """(the keywords a confirmation mail names, how many more there are)."""
+    shown = [k for k in keywords if _PLAIN_KEYWORD.fullmatch(k) and not _LINK_LIKE.search(k)]
+    shown = shown[:SHOWN_KEYWORDS]
+    return shown, len(keywords) - len(shown)
+
+
+def styled_mail(env: Environment, template: str, context: dict, settings: Settings) -> str:
+    """A mail's HTML in the digest's look: digest.css inlined (premailer, once per mail:
+    these mails are few), non-ASCII as character references."""
+    html = env.get_template(template).render(context)
+    return ascii_html(inline_css(html, digest_css(Path(settings.templates_dir))))
+
+
+def _message(settings: Settings, email: str, subject: str, text: str, html: str, kind: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.mail_from
     message["To"] = email
-    message["Subject"] = "Confirm your Paperboy subscription"
+    message["Subject"] = subject
     message["Date"] = format_datetime(datetime.now(UTC))
     domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "paperboy.localhost"
-    message["Message-ID"] = make_msgid("confirm", domain=domain)
+    message["Message-ID"] = make_msgid(kind, domain=domain)
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(env.get_template("confirm_mail.txt.j2").render(context),
-                        charset="utf-8", cte="quoted-printable")
-    message.add_alternative(env.get_template("confirm_mail.html.j2").render(context),
-                            subtype="html", charset="utf-8", cte="quoted-printable")
+    message.set_content(text, charset="utf-8", cte="quoted-printable")
+    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     return message
+
+
+def confirmation_message(env: Environment, settings: Settings, email: str,
+                         confirm_url: str, keywords: Sequence[str] = ()) -> EmailMessage:
+    """The confirmation mail: the keywords asked for (plain terms only, see
+    `keywords_to_show`) and the confirm link, in the digest's look."""
+    shown, hidden = keywords_to_show(keywords)
+    context = {"email": email, "confirm_url": confirm_url, "hours": CONFIRM_HOURS,
+               "shown": shown, "hidden": hidden}
+    return _message(settings, email, "Confirm your Paperboy subscription",
+                    env.get_template("confirm_mail.txt.j2").render(context),
+                    styled_mail(env, "confirm_mail.html.j2", context, settings), "confirm")
+
+
+def welcome_message(env: Environment, settings: Settings, key: str, email: str,
+                    keywords: Sequence[str], again: bool = False) -> EmailMessage:
+    """The mail after a confirmed sign-up: every keyword (the address's owner confirmed them)
+    and the links to change them or leave, in the digest's look."""
+    links = digest_links(settings, key, email)
+    context = {"email": email, "keywords": list(keywords), "again": again,
+               "preferences_url": links.preferences, "unsubscribe_url": links.unsubscribe}
+    subject = "Welcome back to Paperboy" if again else "Welcome to Paperboy: your keywords"
+    return _message(settings, email, subject, env.get_template("welcome_mail.txt.j2").render(context),
+                    styled_mail(env, "welcome_mail.html.j2", context, settings), "welcome")
+
+
+def send_welcome(env: Environment, settings: Settings, key: str, email: str,
+                 keywords: Sequence[str], again: bool = False) -> bool:
+    """Mail the welcome through the configured SMTP server; True if it was accepted."""
+    return _deliver(settings, welcome_message(env, settings, key, email, keywords, again), "welcome mail")
+
+
+def _deliver(settings: Settings, message: EmailMessage, what: str) -> bool:
+    email = str(message["To"])
+    outcomes: list[Outcome] = []
+    deliver_sync([Outgoing(email, date.today(), message, ())], settings, on_outcome=outcomes.append)
+    sent = bool(outcomes) and outcomes[0].status == "sent"
+    if sent:
+        log.info("sent a %s to %s", what, email)
+    else:
+        log.warning("could not send a %s to %s: %s", what, email,
+                    outcomes[0].error if outcomes else "no outcome")
+    return sent
 
 
 def send_confirmation(env: Environment, settings: Settings, key: str, email: str,
                       keywords: list[str]) -> bool:
     """Mail the confirm link through the configured SMTP server; True if it was accepted."""
     url = f"{settings.public_base_url}/confirm/{make_confirm_token(key, email, keywords)}"
-    message = confirmation_message(env, settings, email, url)
-    outcomes: list[Outcome] = []
-    item = Outgoing(email, date.today(), message, ())
-    deliver_sync([item], settings, on_outcome=outcomes.append)
-    sent = bool(outcomes) and outcomes[0].status == "sent"
-    if sent:
-        log.info("sent a subscription confirmation to %s", email)
-    else:
-        log.warning("could not send a subscription confirmation to %s: %s", email,
-                    outcomes[0].error if outcomes else "no outcome")
-    return sent
+    return _deliver(settings, confirmation_message(env, settings, email, url, keywords),
+                    "subscription confirmation")
 
 
 def confirm(directory: Path, email: str, keywords: list[str]) -> str:
