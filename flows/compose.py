@@ -10,6 +10,7 @@ process, a render process (flows/makers.py) or a Dask worker.
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -21,10 +22,12 @@ from flows.deliver import Outgoing
 from flows.links import DigestLinks, digest_links, secret_key
 from flows.models import Digest, Outcome
 from flows.rank import rank, trending
-from flows.render import Renderer
+from flows.render import RenderError, Renderer
 from flows.settings import Settings
 from flows.subscribers import Subscriber
 from flows.timing import Stopwatch
+
+log = logging.getLogger(__name__)
 
 TRENDING_COUNT = 5
 
@@ -42,7 +45,13 @@ def compose(subscriber: Subscriber, corpus: Corpus, seen: set[str]) -> Digest:
         return Digest(subscriber=subscriber.email, digest_date=corpus.digest_date,
                       papers=ranked, trending=extra, period="catch-up", since=first)
     return Digest(subscriber=subscriber.email, digest_date=corpus.digest_date,
-                  papers=ranked, trending=extra)
+                  papers=ranked, trending=extra, id_domain=message_id_domain(corpus.settings))
+
+
+def message_id_domain(settings: Settings) -> str:
+    """Message-IDs name the sender's domain (PAPERBOY_MAIL_FROM's), in its ASCII form."""
+    domain = settings.from_domain
+    return domain if domain.isascii() else domain.encode("idna").decode("ascii")
 
 
 def digest_paper_ids(digest: Digest) -> tuple[str, ...]:
@@ -56,8 +65,24 @@ def worth_sending(digest: Digest, subscriber: Subscriber, settings: Settings) ->
 
 def make_one(subscriber: Subscriber, corpus: Corpus, renderer: Renderer, settings: Settings, key: str,
              seen: set[str], seconds: dict[str, float] | None = None) -> Outgoing | Outcome:
-    """One subscriber's message, or the "skipped" outcome when there is nothing to send.
-    ``seconds`` collects the time spent in the index build, ranking and rendering."""
+    """One subscriber's message, or the "skipped" outcome when there is nothing to send, or
+    the "failed" outcome when their message cannot be made: one subscriber's problem is
+    never the batch's. ``seconds`` collects the time spent in the index build, ranking and
+    rendering."""
+    try:
+        return _make_one(subscriber, corpus, renderer, settings, key, seen, seconds)
+    except RenderError as exc:  # this subscriber's input: the same again next run
+        log.warning("cannot make the digest for %s: %s", subscriber.email, exc)
+        return Outcome(subscriber.email, corpus.digest_date, "failed", error=f"cannot be made: {exc}"[:200],
+                       permanent=True)
+    except Exception as exc:  # a bug or a passing fault: not final, the next run tries again
+        log.exception("making the digest for %s failed", subscriber.email)
+        return Outcome(subscriber.email, corpus.digest_date, "failed",
+                       error=f"cannot be made: {type(exc).__name__}: {exc}"[:200])
+
+
+def _make_one(subscriber: Subscriber, corpus: Corpus, renderer: Renderer, settings: Settings, key: str,
+              seen: set[str], seconds: dict[str, float] | None) -> Outgoing | Outcome:
     watch = Stopwatch(seconds)
     corpus.index(corpus.window_for(subscriber))  # built by the first subscriber of a window
     watch.lap("index")

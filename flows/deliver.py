@@ -3,28 +3,44 @@
 `deliver` opens up to ``settings.smtp_connections`` aiosmtplib connections. Each
 connection's worker pulls the next `Outgoing` from one shared, lazy iterator, sends it,
 and hands the `Outcome` to ``on_outcome`` before pulling again: the caller writes the
-ledger there, so a crash loses at most the digests in flight (one per connection), and a
-rerun sends each remaining digest exactly once.
+ledger there, so a rerun sends each remaining digest exactly once.
+
+The one window SMTP cannot close is between the final dot and the server's reply: the
+server may have taken the message while we do not know it. ``on_in_flight`` is called
+just before the message data goes out (after the server's 354), so the caller can record
+the digest as *in flight*; a process killed in that window leaves that record, and the
+next run knows the digest is uncertain (at most one per connection), instead of
+believing it was never sent.
 
 Faults:
 
-- 4xx replies, dropped connections and timeouts are transient: the same message is sent
-  again (reconnecting when needed) after an exponential backoff with jitter, up to
-  ``settings.smtp_retries`` times. A message whose fate is unknown (the connection died
-  before the server's final answer) is sent again, never dropped.
+- 4xx replies, dropped connections and timeouts before the final dot are transient: the
+  same message is sent again (reconnecting when needed) after an exponential backoff
+  with jitter, up to ``settings.smtp_retries`` times. A connection lost after the final
+  dot (the server closed it without answering) is sent again too: a server that drops a
+  transaction has, in practice, not queued it.
+- No reply to the final dot within ``settings.smtp_data_timeout`` (RFC 5321 §4.5.3.2:
+  10 minutes) is *uncertain*: the server may still deliver it, so it is never sent again
+  blindly; the outcome says so and the next run applies PAPERBOY_UNCERTAIN.
 - 5xx replies, for the recipient or the message, are permanent for that digest only
-  (``Outcome.permanent``); connection-level trouble never is, since the next run may
-  well succeed.
-- A connection that cannot be (re)established within its retries gives up: its digest
-  goes back to the others and its worker stops. When the last connection gives up the
-  server counts as unreachable: that digest and every remaining one are reported failed
-  at once with the reason, without further network attempts (the iterator is still
-  drained, so each of them gets a ledger entry and the report shows why). Retries of
-  all connections run concurrently, so an unreachable server costs one backoff
-  schedule of wall time, not one per digest. Errors that retrying cannot fix (a 5xx
-  login refusal, no STARTTLS, a certificate that does not verify) skip the backoff.
+  (``Outcome.permanent``). So is an address that needs SMTPUTF8 when the server does not
+  offer it.
+- A fault that will hit every message the same way trips the circuit breaker: a TLS
+  certificate that does not verify, a refused login, no STARTTLS on offer, every
+  connection unable to connect within its retries, or `RELAY_4XX_LIMIT` transient
+  failures in a row with no success between them. Sending stops and `RelayError` (one
+  message naming host, port and TLS mode) is raised; the digest in hand is not
+  recorded, so nothing is marked failed for it and the rerun sends everything left.
+- A stop request (flows.stopping, e.g. SIGTERM): each connection finishes the
+  transaction in hand (bounded by the SMTP timeouts), records it, and takes no new
+  message; `DeliveryStats.stopped` says why. A digest waiting for a retry is left for
+  the rerun, unrecorded.
 
-Exceptions raised by the iterator or by ``on_outcome`` stop the whole run and propagate:
+Pacing: ``settings.smtp_rate`` messages per second across all connections (each SMTP
+transaction, retries included, takes the next slot of one schedule per process), and
+``budget``: at most that many messages, then no new ones (`DeliveryStats.capped`).
+
+Exceptions raised by the iterator or by the callbacks stop the whole run and propagate:
 the caller's ledger is the truth, and sending without recording would break it.
 """
 
@@ -38,8 +54,8 @@ import socket
 import ssl
 import time
 from collections import deque
-from contextlib import suppress
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
@@ -51,11 +67,14 @@ from aiosmtplib.protocol import normalize_message_line_endings
 from flows.models import Outcome
 from flows.redact import redact, redact_values
 from flows.settings import Settings
+from flows.stopping import stop_requested
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0  # seconds; one step of the exponential backoff never waits longer
 MAX_REASON = 200  # characters of an error kept in the ledger
+RELAY_4XX_LIMIT = 10  # transient failures in a row, none sent between them, that stop the run
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +105,16 @@ class DeliveryStats:
 
     sent: int = 0
     failed: int = 0
+    uncertain: int = 0  # no reply to the final dot: the server may or may not have them
     retried: int = 0
     reconnects: int = 0
     seconds: float = 0.0
+    stopped: str = ""  # why sending stopped early (a stop request), "" if it did not
+    capped: bool = False  # the budget ran out: items were left untaken
+
+
+class RelayError(Exception):
+    """The SMTP relay fails every message the same way; the run must stop (nothing lost)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,33 +135,43 @@ class _CannotConnect(Exception):
         self.fault = fault
 
 
+class _NoReply(Exception):
+    """The final dot went out and no reply came back in time: the outcome is unknown."""
+
+
 async def deliver(
     items: Iterable[Outgoing],
     settings: Settings,
     on_outcome: Callable[[Outcome], None],
     *,
+    on_in_flight: Callable[[Outgoing], None] | None = None,
     progress: Callable[[int], None] | None = None,
     tls_context: ssl.SSLContext | None = None,
+    budget: int | None = None,
 ) -> DeliveryStats:
-    """Send every item, calling `on_outcome` for each as soon as its fate is known.
+    """Send every item, calling `on_outcome` for each as soon as its fate is known and
+    `on_in_flight` just before its data goes out.
 
-    `progress` gets the running count of finished items (sent + failed). `tls_context`
-    replaces the default certificate verification (e.g. a private CA).
+    `progress` gets the running count of finished items. `tls_context` replaces the
+    certificate verification PAPERBOY_SMTP_CA_FILE sets up. `budget`: send at most this
+    many messages. Raises `RelayError` when the relay fails every message the same way.
     """
     started = time.monotonic()
-    run = _Run(items, settings, on_outcome, progress)
-    local_hostname = await asyncio.to_thread(socket.getfqdn)
+    run = _Run(items, settings, on_outcome, on_in_flight, progress, budget)
+    local_hostname = settings.smtp_helo or await asyncio.to_thread(default_helo, settings)
+    context = tls_context or tls_context_for(settings)
     try:
         async with asyncio.TaskGroup() as group:
             for _ in range(settings.smtp_connections):
-                connection = _Connection(run, _client(settings, tls_context, local_hostname))
+                connection = _Connection(run, _client(settings, context, local_hostname))
                 run.alive += 1
                 group.create_task(connection.work())
     except BaseExceptionGroup as errors:
         raise errors.exceptions[0] from None
-    run.fail_leftovers()
     run.stats.seconds = time.monotonic() - started
     _log_summary(run.stats)
+    if run.broken:
+        raise RelayError(f"SMTP relay {relay_name(settings)}: {run.broken}")
     return run.stats
 
 
@@ -144,29 +180,39 @@ def deliver_sync(
     settings: Settings,
     on_outcome: Callable[[Outcome], None],
     *,
+    on_in_flight: Callable[[Outgoing], None] | None = None,
     progress: Callable[[int], None] | None = None,
     tls_context: ssl.SSLContext | None = None,
+    budget: int | None = None,
 ) -> DeliveryStats:
     """`deliver` for synchronous callers (e.g. a worker thread without an event loop)."""
-    return asyncio.run(
-        deliver(items, settings, on_outcome, progress=progress, tls_context=tls_context)
-    )
+    return asyncio.run(deliver(items, settings, on_outcome, on_in_flight=on_in_flight,
+                               progress=progress, tls_context=tls_context, budget=budget))
 
 
-async def transmit(client: aiosmtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
-    """One SMTP transaction for a finished message: aiosmtplib's sendmail for one recipient,
-    minus its second pass over the whole message to work out the SIZE it announces
-    (a third of the client's work for a 50 KB digest); `data` with CRLF line ends needs none."""
-    aiosmtplib.email.parse_address(recipient)  # ValueError before any command, like sendmail
-    options = [f"size={_wire_size(data)}"] if client.supports_extension("size") else []
-    try:
-        await client.mail(sender, options=options)
-        await client.rcpt(recipient)
-        await client.data(data)
-    except aiosmtplib.SMTPResponseException:
-        with suppress(ConnectionError, aiosmtplib.SMTPResponseException):
-            await client.rset()  # reset the envelope for the next attempt, as sendmail does
-        raise
+def relay_name(settings: Settings) -> str:
+    """"smtp.example.org:587 (STARTTLS)": what every relay error names."""
+    mode = {"starttls": "STARTTLS", "tls": "implicit TLS", "none": "no TLS"}[settings.smtp_tls]
+    return f"{settings.smtp_host}:{settings.smtp_port} ({mode})"
+
+
+def default_helo(settings: Settings) -> str:
+    """The name we greet the server with when PAPERBOY_SMTP_HELO is unset: the From address's
+    domain (what receiving systems check it against), else this host's fully qualified name."""
+    domain = settings.from_domain
+    if "." in domain and domain.lower() not in ("localhost", "localhost.localdomain"):
+        return domain.encode("idna").decode("ascii") if not domain.isascii() else domain
+    return socket.getfqdn()
+
+
+def tls_context_for(settings: Settings) -> ssl.SSLContext | None:
+    """The system's trusted CAs plus PAPERBOY_SMTP_CA_FILE (a private CA), or None for the
+    library's defaults."""
+    if settings.smtp_ca_file is None or settings.smtp_tls == "none":
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.load_verify_locations(cafile=str(settings.smtp_ca_file))
+    return context
 
 
 def _wire_size(data: bytes) -> int:
@@ -184,6 +230,91 @@ def wire_bytes(message: EmailMessage | bytes, *, utf8: bool = False) -> bytes:
     return aiosmtplib.email.flatten_message(message, utf8=utf8)
 
 
+async def transmit(client: aiosmtplib.SMTP, sender: str, recipient: str, message: EmailMessage | bytes,
+                   *, data_timeout: float | None = None,
+                   before_data: Callable[[], None] | None = None) -> None:
+    """One SMTP transaction for one recipient (what the pipeline and the benchmark's ceiling
+    both send): MAIL (with SIZE, and SMTPUTF8 when an address or header is not ASCII), RCPT,
+    DATA; ``before_data`` runs after the server's 354, just before the message goes out.
+    The reply to the final dot is waited for up to ``data_timeout`` (aiosmtplib waits for
+    both DATA replies with the command timeout); no reply in time raises `_NoReply`."""
+    utf8 = not (sender.isascii() and recipient.isascii())
+    data = wire_bytes(message, utf8=utf8)
+    utf8 = utf8 or not data.isascii()
+    aiosmtplib.email.parse_address(recipient)  # ValueError before any command, like sendmail
+    options = [f"size={_wire_size(data)}"] if client.supports_extension("size") else []
+    if utf8:
+        if not client.supports_extension("smtputf8"):
+            raise aiosmtplib.SMTPNotSupported(
+                f"{recipient} needs SMTPUTF8 (an address that is not ASCII), "
+                "which this SMTP server does not offer")
+        options.append("SMTPUTF8")
+        if client.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+    encoding = "utf-8" if utf8 else "ascii"
+    try:
+        await client.mail(sender, options=options, encoding=encoding)
+        await client.rcpt(recipient, encoding=encoding)
+        reply = await client.execute_command(b"DATA")
+        if reply.code != 354:
+            raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+        if before_data is not None:
+            before_data()
+        await _finish_data(client, data, data_timeout)
+    except aiosmtplib.SMTPResponseException:
+        with suppress(ConnectionError, aiosmtplib.SMTPException):
+            await client.rset()  # reset the envelope for the next attempt, as sendmail does
+        raise
+
+
+async def _finish_data(client: aiosmtplib.SMTP, data: bytes, timeout: float | None) -> None:
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    payload = _LEADING_DOT.sub(b"..", normalize_message_line_endings(data))
+    if not payload.endswith(b"\r\n"):
+        payload += b"\r\n"
+    protocol.write(payload + b".\r\n")  # from here on, the server may take the message
+    try:
+        reply = await protocol.read_response(timeout=timeout)
+    except aiosmtplib.SMTPTimeoutError:
+        client.close()  # a late reply must never be paired with another command
+        raise _NoReply(f"no reply to the final dot within {timeout:g} s "
+                       "(PAPERBOY_SMTP_DATA_TIMEOUT); the server may have accepted it") from None
+    except aiosmtplib.SMTPServerDisconnected:
+        client.close()
+        raise
+    if reply.code != 250:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+
+
+class Pacer:
+    """One schedule of send slots, ``rate`` per second, shared by every connection of the
+    process (and by consecutive `deliver` calls, so batches do not restart it)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self.next_slot = 0.0
+
+    async def wait(self) -> None:
+        now = time.monotonic()
+        slot = max(now, self.next_slot)
+        self.next_slot = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+_PACERS: dict[float, Pacer] = {}
+
+
+def pacer_for(rate: float | None) -> Pacer | None:
+    if not rate:
+        return None
+    if rate not in _PACERS:
+        _PACERS[rate] = Pacer(rate)
+    return _PACERS[rate]
+
+
 class _Run:
     """State shared by the connections of one `deliver` call."""
 
@@ -192,44 +323,80 @@ class _Run:
         items: Iterable[Outgoing],
         settings: Settings,
         on_outcome: Callable[[Outcome], None],
+        on_in_flight: Callable[[Outgoing], None] | None,
         progress: Callable[[int], None] | None,
+        budget: int | None,
     ) -> None:
         self.source = iter(items)
         self.handed_back: deque[Outgoing] = deque()
         self.settings = settings
         self.sender = parseaddr(settings.mail_from)[1]
         self.on_outcome = on_outcome
+        self.on_in_flight = on_in_flight
         self.progress = progress
+        self.budget = budget
+        self.pacer = pacer_for(settings.smtp_rate)
         self.stats = DeliveryStats()
         self.alive = 0  # connection workers still running
-        self.unreachable = ""  # why the last connection gave up
+        self.broken = ""  # why the circuit breaker tripped
+        self.streak = 0  # transient failures in a row, across connections
+        self.last_transient = ""
+
+    def halted(self) -> bool:
+        """Whether to take no new work: the breaker tripped, or a stop was requested."""
+        if self.broken:
+            return True
+        reason = stop_requested()
+        if reason and not self.stats.stopped:
+            self.stats.stopped = reason
+            log.warning("stop requested (%s): finishing the messages in hand, taking no new ones", reason)
+        return reason is not None
 
     def next_item(self) -> Outgoing | None:
+        if self.halted():
+            return None
         if self.handed_back:
             return self.handed_back.popleft()
-        return next(self.source, None)
+        if self.budget is not None and self.budget <= 0:
+            self.stats.capped = True
+            return None
+        item = next(self.source, None)
+        if item is not None and self.budget is not None:
+            self.budget -= 1
+        return item
 
-    def record(self, outcome: Outcome, *, quiet: bool = False) -> None:
+    def record(self, outcome: Outcome) -> None:
         if outcome.status == "sent":
             self.stats.sent += 1
+            self.streak = 0
+        elif outcome.status == "uncertain":
+            self.stats.uncertain += 1
+            log.warning("digest %s for %s is uncertain: %s", outcome.digest_date, outcome.subscriber,
+                        outcome.error)
         else:
             self.stats.failed += 1
-            if not quiet:
-                log.warning(
-                    "digest %s for %s failed after %d attempt(s): %s",
-                    outcome.digest_date, outcome.subscriber, outcome.attempts, outcome.error,
-                )
+            log.warning(
+                "digest %s for %s failed after %d attempt(s): %s",
+                outcome.digest_date, outcome.subscriber, outcome.attempts, outcome.error,
+            )
         self.on_outcome(outcome)
         if self.progress is not None:
-            self.progress(self.stats.sent + self.stats.failed)
+            self.progress(self.stats.sent + self.stats.failed + self.stats.uncertain)
 
-    def fail_leftovers(self) -> None:
-        reason = self.unreachable or "no SMTP connection left"
-        failed_before = self.stats.failed
-        while (item := self.next_item()) is not None:
-            self.record(_failed(item, reason, attempts=0), quiet=True)
-        if left := self.stats.failed - failed_before:
-            log.warning("%d digest(s) not attempted, no SMTP connection could be made: %s", left, reason)
+    def trip(self, reason: str) -> None:
+        if not self.broken:
+            self.broken = reason
+            log.error("SMTP relay %s: %s; stopping", relay_name(self.settings), reason)
+
+    def transient(self, fault: _Fault) -> bool:
+        """Count a transient failure; True when the streak trips the breaker."""
+        self.streak += 1
+        self.last_transient = fault.reason
+        if self.streak >= RELAY_4XX_LIMIT:
+            self.trip(f"{self.streak} attempts in a row failed with a temporary error and none "
+                      f"succeeded (last: {fault.reason}); the relay refuses everything for now, "
+                      "run again later")
+        return bool(self.broken)
 
     def redact(self, text: str) -> str:
         """The password out, as typed and as AUTH sends it in base64 (a relay may quote it)."""
@@ -265,59 +432,75 @@ class _Connection:
             self.run.record(outcome)
 
     async def send(self, item: Outgoing) -> Outcome | None:
-        """Send one item with retries; None when this connection gave up (see `give_up`)."""
-        settings = self.run.settings
+        """Send one item with retries; None when it is left unrecorded (this connection gave
+        up and handed it back, the breaker tripped, or a stop came during its backoff)."""
+        run, settings = self.run, self.run.settings
         fault = _Fault("not attempted")
         for attempt in range(1, settings.smtp_retries + 2):
             if attempt > 1:
-                self.run.stats.retried += 1
+                run.stats.retried += 1
                 await asyncio.sleep(_backoff(settings.smtp_retry_delay, attempt - 1))
+                if run.halted():
+                    return None
+            if run.pacer is not None:
+                await run.pacer.wait()
             try:
                 await self.connect()
             except _CannotConnect as exc:
                 fault = exc.fault
-                if fault.permanent or attempt > settings.smtp_retries:
-                    self.give_up(item, attempt, fault.reason)
+                if fault.permanent:
+                    run.trip(fault.reason)
+                    return None
+                if attempt > settings.smtp_retries:
+                    self.give_up(item, fault.reason)
                     return None
                 continue
-            sender = item.envelope_from or self.run.sender
             try:
-                if isinstance(item.message, bytes):
-                    await transmit(self.client, sender, item.subscriber, item.message)
-                else:
-                    await self.client.send_message(
-                        item.message, sender=sender, recipients=[item.subscriber]
-                    )
+                await self.transaction(item)
+            except _NoReply as exc:
+                return _outcome(item, "uncertain", attempt, reason=str(exc))
             except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
                 fault = self.classify(exc)
                 if fault.reconnect:
                     self.client.close()
                 if fault.permanent:
                     return _failed(item, fault.reason, attempt, permanent=True, fault=fault)
+                if run.transient(fault):
+                    return None
                 log.info("retrying digest for %s: %s", item.subscriber, fault.reason)
                 continue
-            return _sent(item, attempt)
+            return _outcome(item, "sent", attempt)
         return _failed(item, fault.reason, settings.smtp_retries + 1, fault=fault)
+
+    async def transaction(self, item: Outgoing) -> None:
+        """MAIL, RCPT, DATA for one message; `_NoReply` when the final dot got no answer."""
+        run = self.run
+        before_dot = None if run.on_in_flight is None else (lambda: run.on_in_flight(item))  # type: ignore[misc]
+        await transmit(self.client, item.envelope_from or run.sender, item.subscriber, item.message,
+                       data_timeout=run.settings.smtp_data_timeout, before_data=before_dot)
 
     async def connect(self) -> None:
         if self.client.is_connected:
             return
         try:
             await self.client.connect()
+            if self.client.is_ehlo_or_helo_needed:
+                await self.client.ehlo()  # the extensions (SMTPUTF8, SIZE) before the first MAIL
         except (aiosmtplib.SMTPException, OSError) as exc:
+            self.client.close()
             raise _CannotConnect(self.classify_connect(exc)) from None
         if self.opened:
             self.run.stats.reconnects += 1
         self.opened += 1
 
-    def give_up(self, item: Outgoing, attempts: int, reason: str) -> None:
-        """Retire this connection; the last one to retire declares the server unreachable."""
+    def give_up(self, item: Outgoing, reason: str) -> None:
+        """Retire this connection; the last one to retire trips the breaker."""
         if self.run.alive > 1:
             self.run.handed_back.append(item)
             log.warning("an SMTP connection gave up, %d left: %s", self.run.alive - 1, reason)
             return
-        self.run.unreachable = reason
-        self.run.record(_failed(item, reason, attempts))
+        self.run.trip(f"cannot connect after {self.run.settings.smtp_retries + 1} attempts: {reason}; "
+                      "is the relay up, and are PAPERBOY_SMTP_HOST and PAPERBOY_SMTP_PORT right?")
 
     def classify(self, exc: BaseException) -> _Fault:
         fault = _classify(exc)
@@ -325,8 +508,11 @@ class _Connection:
 
     def classify_connect(self, exc: BaseException) -> _Fault:
         fault = _classify(exc)
-        fatal = _fatal_on_connect(exc)
-        return _Fault(self.run.redact(fault.reason), permanent=fatal, reconnect=True)
+        advice = _fatal_on_connect(exc)
+        reason = self.run.redact(fault.reason)
+        if advice is None:
+            return _Fault(reason, reconnect=True)
+        return _Fault(f"{reason}; {advice}" if advice else reason, permanent=True, reconnect=True)
 
     async def close(self) -> None:
         if not self.client.is_connected:
@@ -387,18 +573,26 @@ def _reply_fault(code: int, message: str, stage: str = "") -> _Fault:
     return _Fault(reason, reconnect=code == 421 or not 400 <= code < 500, **details)
 
 
-def _fatal_on_connect(exc: BaseException) -> bool:
-    """Connection errors that no amount of retrying fixes: configuration or trust problems."""
+def _fatal_on_connect(exc: BaseException) -> str | None:
+    """Advice for connection errors that no amount of retrying fixes (configuration or
+    trust problems), or None for a transient one."""
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError) and exc.code >= 500:
+        return "login refused: check PAPERBOY_SMTP_USER and PAPERBOY_SMTP_PASSWORD"
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return exc.code >= 500
+        return "" if exc.code >= 500 else None
     if type(exc) is aiosmtplib.SMTPException:  # no STARTTLS / no AUTH on offer
-        return True
+        return "check PAPERBOY_SMTP_TLS (starttls, tls or none) and PAPERBOY_SMTP_PORT"
     cause: BaseException | None = exc
-    while cause is not None:
+    for _ in range(10):  # the chain of causes, bounded (a context chain can loop)
+        if cause is None:
+            break
         if isinstance(cause, ssl.SSLCertVerificationError):
-            return True
-        cause = cause.__cause__
-    return False
+            return ("the relay's TLS certificate is not trusted: if it comes from a private CA, "
+                    "set PAPERBOY_SMTP_CA_FILE to that CA's certificate (PEM)")
+        if isinstance(cause, ssl.SSLError) and not isinstance(cause, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            return "TLS failed: check PAPERBOY_SMTP_TLS (starttls or tls) against the port"
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _backoff(first: float, retry: int) -> float:
@@ -406,13 +600,14 @@ def _backoff(first: float, retry: int) -> float:
     return step * random.uniform(0.5, 1.5)  # jitter spreads reconnects of many workers
 
 
-def _sent(item: Outgoing, attempts: int) -> Outcome:
+def _outcome(item: Outgoing, status: str, attempts: int, *, reason: str = "") -> Outcome:
     return Outcome(
         subscriber=item.subscriber,
         digest_date=item.digest_date,
-        status="sent",
+        status=status,  # type: ignore[arg-type]
         message_id=item.id(),
         paper_ids=item.paper_ids,
+        error=reason,
         attempts=attempts,
         at=datetime.now(UTC),
         contents=item.contents,
@@ -438,8 +633,10 @@ def _failed(item: Outgoing, reason: str, attempts: int, *, permanent: bool = Fal
 
 
 def _log_summary(stats: DeliveryStats) -> None:
-    rate = (stats.sent + stats.failed) / stats.seconds if stats.seconds else 0.0
+    done = stats.sent + stats.failed + stats.uncertain
+    rate = done / stats.seconds if stats.seconds else 0.0
     log.info(
-        "delivery: %d sent, %d failed, %d retries, %d reconnects in %.1f s (%.0f msg/s)",
-        stats.sent, stats.failed, stats.retried, stats.reconnects, stats.seconds, rate,
+        "delivery: %d sent, %d failed, %d uncertain, %d retries, %d reconnects in %.1f s (%.0f msg/s)%s",
+        stats.sent, stats.failed, stats.uncertain, stats.retried, stats.reconnects, stats.seconds, rate,
+        f"; stopped: {stats.stopped}" if stats.stopped else "",
     )

@@ -80,15 +80,17 @@ class Digest:
     # frequency), and for a catch-up the first listing date of its range.
     period: str = ""
     since: date | None = None
+    id_domain: str = "paperboy.localhost"  # the Message-ID's domain: PAPERBOY_MAIL_FROM's (compose.py)
 
     @property
     def message_id(self) -> str:
-        return message_id_for(self.subscriber, self.digest_date)
+        return message_id_for(self.subscriber, self.digest_date, self.id_domain)
 
 
-OutcomeStatus = Literal["sent", "failed", "skipped"]
+OutcomeStatus = Literal["sent", "failed", "skipped", "uncertain"]
 # In the ledger a failed digest is "failed" (permanent, e.g. SMTP 5xx: final for that date)
-# or "deferred" (transient, retries used up: a rerun tries again).
+# or "deferred" (transient, retries used up: a rerun tries again). "uncertain": the message
+# went out and no reply came back (the server may or may not have it; PAPERBOY_UNCERTAIN).
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,15 +23,16 @@ import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from flows.compose import cyclic_gc_paused, outgoing, renderer_for
 from flows.corpus import Corpus
-from flows.deliver import Outgoing, deliver_sync
+from flows.deliver import DeliveryStats, Outgoing, deliver_sync
 from flows.makers import pool_for
 from flows.models import Outcome
 from flows.render import Renderer
 from flows.settings import Settings
+from flows.stopping import stop_requested
 from flows.store import Store
 from flows.subscribers import WEEKDAYS, Subscriber
 from flows.timing import add_seconds, timed
@@ -50,6 +51,11 @@ class BatchReport:
     not_due: int = 0  # weekly subscribers on other days, inactive subscribers
     failed: dict[str, str] = field(default_factory=dict)  # email -> reason
     deferred: dict[str, str] = field(default_factory=dict)
+    # Digests whose fate is unknown (no reply to the final dot; or left in flight by a killed
+    # run, handled now by PAPERBOY_UNCERTAIN): email -> what happened.
+    uncertain: dict[str, str] = field(default_factory=dict)
+    stopped: str = ""  # why the run stopped early (a stop request), "" if it did not
+    left: int = 0  # due digests not attempted because of the stop: the rerun sends them
     previews: dict[str, int] = field(default_factory=dict)  # dry run: email -> paper count
     workers: list[str] = field(default_factory=list)  # "host:pid" that ranked, rendered and sent
     # Seconds spent inside each stage (see STAGES), wall and, as "<stage>_cpu", this thread's
@@ -58,10 +64,12 @@ class BatchReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def merge(self, other: "BatchReport") -> "BatchReport":
-        for name in ("considered", "sent", "skipped", "already", "not_due"):
+        for name in ("considered", "sent", "skipped", "already", "not_due", "left"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failed.update(other.failed)
         self.deferred.update(other.deferred)
+        self.uncertain.update(other.uncertain)
+        self.stopped = self.stopped or other.stopped
         self.previews.update(other.previews)
         self.workers += [w for w in other.workers if w not in self.workers]
         add_seconds(self.seconds, other.seconds)
@@ -72,6 +80,8 @@ class BatchReport:
             self.sent += 1
         elif outcome.status == "skipped":
             self.skipped += 1
+        elif outcome.status == "uncertain":
+            self.uncertain[outcome.subscriber] = outcome.error
         elif outcome.permanent:
             self.failed[outcome.subscriber] = outcome.error
         else:
@@ -94,9 +104,9 @@ def is_due(subscriber: Subscriber, digest_date: date) -> bool:
 
 
 def plan(subscribers: Sequence[Subscriber], store: Store, digest_date: date,
-         report: BatchReport, catch_up: bool = False) -> list[Subscriber]:
+         report: BatchReport, catch_up: bool = False, uncertain_final: bool = False) -> list[Subscriber]:
     """Who in this batch still needs a digest for this date (a catch-up: every active one)."""
-    finished = store.finished_subscribers(digest_date)
+    finished = store.finished_subscribers(digest_date, uncertain_final=uncertain_final)
     todo = []
     for subscriber in subscribers:
         report.considered += 1
@@ -117,36 +127,81 @@ class BatchPlan:
     todo: list[Subscriber]
     seen: dict[str, set[str]]  # email -> candidate ids already delivered to them
     report: BatchReport  # what planning counted: considered, not due, already final
+    budget: int | None = None  # messages PAPERBOY_DAILY_CAP still allows (None: no cap)
 
 
-def plan_batch(subscribers: Sequence[Subscriber], store: Store, corpus: Corpus) -> BatchPlan:
-    """Read the ledger for one batch: who is due and not finished, and what each has seen."""
+def plan_batch(subscribers: Sequence[Subscriber], store: Store, corpus: Corpus, *,
+               write: bool = True) -> BatchPlan:
+    """Read the ledger for one batch: who is due and not finished, and what each has seen;
+    digests an earlier run left in flight become uncertain, and uncertain ones are handled
+    by PAPERBOY_UNCERTAIN here (``write=False``, a dry run: only read)."""
     report = BatchReport()
+    settings = corpus.settings
     with timed(report.seconds, "diff"):
-        todo = plan(subscribers, store, corpus.digest_date, report, catch_up=corpus.catch_up)
+        if write and (settled := store.settle_in_flight()):
+            log.warning("%d digest(s) were in flight when an earlier run ended: uncertain", settled)
+        settle_uncertain(subscribers, store, corpus.digest_date, settings, report, write=write)
+        todo = plan(subscribers, store, corpus.digest_date, report, catch_up=corpus.catch_up,
+                    uncertain_final=settings.uncertain == "skip")
         seen = store.delivered_ids([s.email for s in todo], corpus.paper_ids()) if todo else {}
-    return BatchPlan(todo, seen, report)
+        budget = None
+        if settings.daily_cap is not None:
+            budget = max(0, settings.daily_cap - store.relayed_since(datetime.now(UTC) - timedelta(hours=24)))
+    return BatchPlan(todo, seen, report, budget)
+
+
+def settle_uncertain(subscribers: Sequence[Subscriber], store: Store, digest_date: date,
+                     settings: Settings, report: BatchReport, write: bool = True) -> list[str]:
+    """This batch's digests of this date an earlier run left uncertain: with
+    PAPERBOY_UNCERTAIN=resend they are planned again (same Message-ID), with skip their
+    papers are recorded as seen and they count as final. Each is named in the report."""
+    emails = {s.email for s in subscribers}
+    found = [row["subscriber"] for row in store.uncertain_digests(digest_date) if row["subscriber"] in emails]
+    if settings.uncertain == "skip":
+        if write:
+            store.take_uncertain_as_sent(digest_date, found)
+        note = "not sent again (PAPERBOY_UNCERTAIN=skip)"
+    else:
+        note = "sent again with the same Message-ID (PAPERBOY_UNCERTAIN=resend)"
+    for email in found:
+        report.uncertain[email] = f"uncertain from an earlier run: {note}"
+    return found
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def in_flight_writer(store: Store) -> Callable[[Outgoing], None]:
+    """The `on_in_flight` callback that marks a digest in flight in this store's ledger."""
+    def write(item: Outgoing) -> None:
+        store.record_in_flight(item.subscriber, item.digest_date, item.id(), item.paper_ids)
+    return write
+
+
 def send_planned(plan: BatchPlan, corpus: Corpus, settings: Settings,
                  on_outcome: Callable[[Outcome], None], *, renderer: Renderer | None = None,
-                 dry_run: bool = False, progress: Callable[[int], None] | None = None) -> BatchReport:
+                 dry_run: bool = False, progress: Callable[[int], None] | None = None,
+                 on_in_flight: Callable[[Outgoing], None] | None = None) -> BatchReport:
     """Rank, render and send one planned batch, handing each outcome to `on_outcome` as soon
-    as it is known (a dry run hands over none). Opens no database."""
+    as it is known (a dry run hands over none) and each digest to `on_in_flight` just before
+    its data goes out. Opens no database. After a stop request (flows.stopping) it takes
+    no new subscriber: what it did not attempt is counted in ``left``, for the rerun."""
     report = BatchReport(workers=[worker_id()]).merge(plan.report)
     if not plan.todo:
         return report
+    if reason := stop_requested():
+        report.stopped, report.left = reason, len(plan.todo)
+        return report
     seconds = report.seconds
+    done: set[str] = set()
 
     def record(outcome: Outcome) -> None:
         with timed(seconds, "ledger"):
             if not dry_run:
                 on_outcome(outcome)
             report.count(outcome)
+            done.add(outcome.subscriber)
 
     pool = None if dry_run else pool_for(corpus, settings, len(plan.todo))
     if pool is not None:
@@ -159,17 +214,33 @@ def send_planned(plan: BatchPlan, corpus: Corpus, settings: Settings,
         for item in items:
             report.previews[item.subscriber] = len(item.paper_ids)
         return report
-    _send_timed(items, settings, record, progress, seconds)
+    in_flight = None
+    if on_in_flight is not None:
+        def in_flight(item: Outgoing) -> None:
+            with timed(seconds, "ledger"):
+                on_in_flight(item)
+    stats = _send_timed(items, settings, record, progress, seconds, in_flight, plan.budget)
+    rest = [s.email for s in plan.todo if s.email not in done]
+    if stats.capped:  # PAPERBOY_DAILY_CAP: recorded, so the report and `paperboy status` show them
+        reason = (f"daily cap reached (PAPERBOY_DAILY_CAP={settings.daily_cap} messages per 24 hours); "
+                  "deferred to the next run")
+        for email in rest:
+            record(Outcome(email, corpus.digest_date, "failed", error=reason))
+    elif rest:
+        report.stopped, report.left = stats.stopped or "stopped", len(rest)
+        log.warning("stopped (%s): %d digest(s) of this batch left for the next run", report.stopped, len(rest))
     return report
 
 
 def _send_timed(items: Iterator[Outgoing], settings: Settings, record: Callable[[Outcome], None],
-                progress: Callable[[int], None] | None, seconds: dict[str, float]) -> None:
+                progress: Callable[[int], None] | None, seconds: dict[str, float],
+                on_in_flight: Callable[[Outgoing], None] | None, budget: int | None) -> DeliveryStats:
     """`deliver_sync`, its wall time charged to "sending", and what the stages it pulls in
     (index, rank, render, ledger) did not spend of it to "deliver"."""
     before = dict(seconds)
     with timed(seconds, "sending"), cyclic_gc_paused():
-        deliver_sync(items, settings, on_outcome=record, progress=progress)
+        stats = deliver_sync(items, settings, on_outcome=record, progress=progress,
+                             on_in_flight=on_in_flight, budget=budget)
     for suffix in ("", "_cpu"):
         spent = {stage: seconds.get(stage + suffix, 0.0) - before.get(stage + suffix, 0.0)
                  for stage in STAGES}
@@ -178,6 +249,7 @@ def _send_timed(items: Iterator[Outgoing], settings: Settings, record: Callable[
     for stage in STAGES:  # every stage reported, the ones this batch did not use as 0
         seconds.setdefault(stage, 0.0)
         seconds.setdefault(f"{stage}_cpu", 0.0)
+    return stats
 
 
 def run_batch(subscribers: Sequence[Subscriber], *, store: Store, corpus: Corpus,
@@ -186,7 +258,8 @@ def run_batch(subscribers: Sequence[Subscriber], *, store: Store, corpus: Corpus
     """Diff, rank, render and send one batch; every outcome is in the ledger when it returns,
     each written the moment the server accepted (or refused) its message."""
     return send_planned(plan_batch(subscribers, store, corpus), corpus, settings,
-                        store.record_outcome, renderer=renderer, dry_run=dry_run, progress=progress)
+                        store.record_outcome, renderer=renderer, dry_run=dry_run, progress=progress,
+                        on_in_flight=in_flight_writer(store))
 
 
 @dataclass

@@ -25,6 +25,8 @@ SAMPLE_SNAPSHOT_DIR = PACKAGE_ROOT / "sample_data" / "huggingface"
 CommaList = Annotated[list[str], NoDecode]
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+_HOSTNAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
+_ADDRESS_LITERAL = re.compile(r"\[(?:\d{1,3}(?:\.\d{1,3}){3}|IPv6:[0-9A-Fa-f:.]+)\]\Z")
 
 MIN_SECRET_KEY = 32  # characters; secrets.token_urlsafe(32) gives 43
 MIN_KEY_SYMBOLS = 8  # distinct characters: refuses "aaaa…", "0000…" and the like
@@ -86,6 +88,14 @@ class Settings(BaseSettings):
     smtp_connections: int = Field(4, ge=1, le=64)
     smtp_retries: int = Field(3, ge=0, le=10)
     smtp_retry_delay: float = Field(1.0, ge=0, description="first backoff step, seconds")
+    smtp_data_timeout: float = Field(
+        600.0, gt=0, description="seconds to wait for the reply to the final dot (RFC 5321: 10 minutes)")
+    smtp_helo: str | None = Field(None, description="name sent with EHLO; default: the From domain, else this host's FQDN")
+    smtp_ca_file: Path | None = Field(None, description="PEM file of a CA to trust for the relay's certificate")
+    smtp_rate: float | None = Field(None, gt=0, description="messages per second across all connections")
+    daily_cap: int | None = Field(None, ge=1, description="messages per rolling 24 hours, counted from the ledger")
+    uncertain: Literal["resend", "skip"] = Field(
+        "resend", description="what a rerun does with digests whose fate is unknown")
     mail_from: str = "Paperboy <paperboy@localhost>"
     list_id: str = "paperboy.localhost"
     public_base_url: str = "http://localhost:8000"
@@ -211,6 +221,33 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("smtp_helo")
+    @classmethod
+    def _helo_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not (_HOSTNAME.match(value) or _ADDRESS_LITERAL.match(value)):
+            raise ValueError(f"{value[:80]!r} is not a host name such as mail.example.org "
+                             "(or an address literal such as [192.0.2.1])")
+        return value
+
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _readable_ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file; give the PEM certificate of the CA that signed "
+                             "the relay's certificate")
+        return value
+
+    @property
+    def from_domain(self) -> str:
+        """The domain of PAPERBOY_MAIL_FROM ("localhost" when it has none): Message-IDs and
+        the EHLO name use it."""
+        from email.utils import parseaddr
+
+        return parseaddr(self.mail_from)[1].rpartition("@")[2].strip() or "localhost"
 
     @model_validator(mode="after")
     def _plain_smtp_only_locally(self) -> "Settings":

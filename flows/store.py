@@ -9,6 +9,11 @@ Ledger rules (see the README's "Ledger and idempotency"):
 * ``deliveries(subscriber, paper_id)`` is the "seen" set: a paper reaches a
   subscriber at most once, ever. It is written in the same transaction as the
   digest's ``sent`` row, right after the SMTP server accepted the message.
+* ``in_flight``: written just before a digest's message data goes to the server, replaced
+  by its outcome once the reply is known. A run killed in between leaves it; the next
+  run turns it into ``uncertain`` (as is a digest whose final dot got no reply in time):
+  the server may or may not have it. PAPERBOY_UNCERTAIN decides whether a rerun sends it
+  again (``resend``, same Message-ID) or counts it final (``skip``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ import sqlite_utils
 from flows.models import Outcome, Paper, bad_address
 
 FINAL_STATUSES = ("sent", "failed")
+# Counted against PAPERBOY_DAILY_CAP: what the relay took, or may have taken.
+RELAYED_STATUSES = ("sent", "uncertain", "in_flight")
+CRASH_REASON = "the run ended between sending the message and recording the server's reply"
 
 
 class StoreError(Exception):
@@ -167,8 +175,17 @@ def _m5_bounces(db: sqlite_utils.Database) -> None:
     db["suppressions"].create_index(["subscriber", "digest_date"])
 
 
+def _m_delivery_window(db: sqlite_utils.Database) -> None:
+    # A digest is "in_flight" from just before its message data goes to the SMTP server
+    # until the reply is recorded; a row left so by a killed run is "uncertain" to the next
+    # one. paper_ids (JSON) lets PAPERBOY_UNCERTAIN=skip record its papers as seen.
+    db["digests"].add_column("paper_ids", str)
+    db["digests"].add_column("in_flight_at", str)
+    db["digests"].create_index(["updated_at"])  # the daily cap counts the last 24 hours
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _m1_initial, _m2_signups, _m3_signup_abuse, _m4_web_view, _m5_bounces,
+    _m1_initial, _m2_signups, _m3_signup_abuse, _m4_web_view, _m5_bounces, _m_delivery_window,
 ]
 
 
@@ -384,13 +401,82 @@ class Store:
 
     # -- ledger ---------------------------------------------------------------------------
 
-    def finished_subscribers(self, digest_date: date) -> set[str]:
-        """Subscribers whose digest for this date is final (sent or permanently failed)."""
+    def finished_subscribers(self, digest_date: date, *, uncertain_final: bool = False) -> set[str]:
+        """Subscribers whose digest for this date is final (sent or permanently failed; with
+        ``uncertain_final``, uncertain too: PAPERBOY_UNCERTAIN=skip)."""
+        statuses = "('sent', 'failed', 'uncertain')" if uncertain_final else "('sent', 'failed')"
         rows = self.db.execute(  # tuples, not sqlite_utils' dicts: every batch reads the whole day
-            "SELECT subscriber FROM digests WHERE digest_date = ? AND status IN ('sent', 'failed')",
+            f"SELECT subscriber FROM digests WHERE digest_date = ? AND status IN {statuses}",
             [digest_date.isoformat()],
         )
         return {row[0] for row in rows}
+
+    # -- the delivery window ----------------------------------------------------------------
+
+    def record_in_flight(self, subscriber: str, digest_date: date, message_id: str,
+                         paper_ids: Sequence[str]) -> None:
+        """Mark a digest as on its way: its data is about to go to the SMTP server, and until
+        its outcome replaces this row nobody knows whether the server took it. A sent
+        digest is never marked again."""
+        now = _utcnow()
+        self.db.execute(
+            "INSERT INTO digests (subscriber, digest_date, status, message_id, papers, attempts,"
+            " error, paper_ids, in_flight_at, updated_at) VALUES (?, ?, 'in_flight', ?, ?, 0, '', ?, ?, ?) "
+            "ON CONFLICT (subscriber, digest_date) DO UPDATE SET status = 'in_flight',"
+            " message_id = excluded.message_id, papers = excluded.papers, paper_ids = excluded.paper_ids,"
+            " in_flight_at = excluded.in_flight_at, updated_at = excluded.updated_at"
+            " WHERE digests.status != 'sent'",
+            [subscriber, digest_date.isoformat(), message_id, len(paper_ids),
+             json.dumps(list(paper_ids)), now, now],
+        )
+
+    def settle_in_flight(self) -> int:
+        """Turn the in-flight rows a killed run left behind into ``uncertain`` (call before
+        sending, never while a run of this database is sending); how many there were."""
+        with self.db.conn:
+            cursor = self.db.execute(
+                "UPDATE digests SET status = 'uncertain', error = ?, updated_at = ? WHERE status = 'in_flight'",
+                [CRASH_REASON, _utcnow()])
+        return cursor.rowcount
+
+    def uncertain_digests(self, digest_date: date | None = None) -> list[dict]:
+        """Digests whose fate is unknown (and in-flight ones), oldest date first."""
+        where, params = ("AND digest_date = ?", [digest_date.isoformat()]) if digest_date else ("", [])
+        return list(self.db.query(
+            "SELECT subscriber, digest_date, status, message_id, error, in_flight_at, updated_at"
+            f" FROM digests WHERE status IN ('uncertain', 'in_flight') {where}"
+            " ORDER BY digest_date, subscriber", params))
+
+    def take_uncertain_as_sent(self, digest_date: date, subscribers: Sequence[str]) -> None:
+        """PAPERBOY_UNCERTAIN=skip: these uncertain digests are not sent again, and their
+        papers count as seen (a paper reaches a person at most once). Status stays uncertain."""
+        if not subscribers:
+            return
+        day, now = digest_date.isoformat(), _utcnow()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for subscriber in subscribers:
+                row = self.db.execute(
+                    "SELECT paper_ids FROM digests WHERE subscriber = ? AND digest_date = ? AND status = 'uncertain'",
+                    [subscriber, day]).fetchone()
+                if row is None:
+                    continue
+                self.db.conn.executemany(
+                    "INSERT OR IGNORE INTO deliveries (subscriber, paper_id, digest_date, delivered_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [(subscriber, pid, day, now) for pid in json.loads(row[0] or "[]")])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def relayed_since(self, moment: datetime) -> int:
+        """Messages the relay took (or may have) since ``moment``: the daily cap's count."""
+        marks = ",".join("?" * len(RELAYED_STATUSES))
+        return self.db.execute(
+            f"SELECT COUNT(*) FROM digests WHERE updated_at >= ? AND status IN ({marks})",
+            [moment.astimezone(timezone.utc).isoformat(timespec="seconds"), *RELAYED_STATUSES],
+        ).fetchone()[0]
 
     def delivered_ids(self, subscribers: Sequence[str], paper_ids: Sequence[str]) -> dict[str, set[str]]:
         """For each subscriber, which of these papers they were already sent."""
@@ -450,13 +536,15 @@ class Store:
                 return
             self.db.execute(
                 "INSERT INTO digests (subscriber, digest_date, status, message_id, papers, attempts,"
-                " error, sent_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                " error, sent_at, updated_at, paper_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (subscriber, digest_date) DO UPDATE SET status = excluded.status,"
                 " message_id = excluded.message_id, papers = excluded.papers,"
                 " attempts = digests.attempts + excluded.attempts, error = excluded.error,"
-                " sent_at = excluded.sent_at, updated_at = excluded.updated_at",
+                " sent_at = excluded.sent_at, updated_at = excluded.updated_at,"
+                " paper_ids = excluded.paper_ids",
                 [outcome.subscriber, day, status, outcome.message_id, len(outcome.paper_ids),
-                 outcome.attempts, outcome.error, at if status == "sent" else None, at],
+                 outcome.attempts, outcome.error, at if status == "sent" else None, at,
+                 json.dumps(list(outcome.paper_ids)) if status == "uncertain" else None],
             )
             if status == "sent":
                 self.db.conn.executemany(

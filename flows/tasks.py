@@ -48,7 +48,8 @@ from flows.corpus import Corpus
 from flows.dkim import signer_for
 from flows.links import secret_key
 from flows.makers import close_pools
-from flows.send import BatchAborted, BatchPlan, BatchReport, BatchResult, plan_batch, send_detached, send_planned
+from flows.send import (BatchAborted, BatchPlan, BatchReport, BatchResult, in_flight_writer, plan_batch,
+                        send_detached, send_planned)
 from flows.settings import Settings
 from flows.store import Store
 from flows.subscribers import Subscriber, SubscriberFileError, load_all
@@ -135,7 +136,8 @@ def send_batch(settings: Settings, plan: BatchPlan, corpus: Corpus, dry_run: boo
     if not record_here:
         return send_detached(plan, corpus, settings, dry_run)
     with Store(settings.db_path) as store:
-        return BatchResult(send_planned(plan, corpus, settings, store.record_outcome, dry_run=dry_run))
+        return BatchResult(send_planned(plan, corpus, settings, store.record_outcome, dry_run=dry_run,
+                                        on_in_flight=in_flight_writer(store)))
 
 
 def batches(items: Sequence[Subscriber], size: int) -> list[list[Subscriber]]:
@@ -148,7 +150,8 @@ def send_batches(settings: Settings, subscribers: Sequence[Subscriber], corpus: 
     the thread runner, all at once on the Dask workers with the dask runner."""
     signer_for(settings)  # a DKIM key that cannot sign stops the run here, before anything is sent
     with Store(settings.db_path) as store:
-        plans = (plan_batch(batch, store, corpus) for batch in batches(subscribers, settings.batch_size))
+        plans = (plan_batch(batch, store, corpus, write=not dry_run)
+                 for batch in batches(subscribers, settings.batch_size))
         try:
             if settings.task_runner == "thread":
                 total = BatchReport()

@@ -170,16 +170,17 @@ def test_a_failing_batch_on_a_worker_still_gets_its_sent_digests_recorded(worksp
     local, _ = cluster
     monkeypatch.setenv("PAPERBOY_TASK_RUNNER", "dask")
     monkeypatch.setenv("PAPERBOY_DASK_ADDRESS", local.scheduler_address)
-    monkeypatch.setenv("PAPERBOY_TEMPLATES_DIR", str(broken_templates(workspace)))
     monkeypatch.setenv("PAPERBOY_SMTP_CONNECTIONS", "1")  # ada, alan, then grace: in that order
-    with pytest.raises(BatchAborted, match="no_such_value"):
+    monkeypatch.setenv("PAPERBOY_SMTP_RETRIES", "10")  # grace's attempts trip the relay breaker
+    workspace.server.refuse_after(2, code=451, text="4.3.2 system not accepting messages")
+    with pytest.raises(BatchAborted, match="refuses everything"):
         daily_digest(digest_date=workspace.day)
     assert sorted(workspace.server.recipients()) == ["ada@example.org", "alan@example.org"]
     with Store(workspace.db_path) as store:
         assert {r["subscriber"]: r["status"] for r in store.digest_rows()} == {
             "ada@example.org": "sent", "alan@example.org": "sent"}
 
-    monkeypatch.delenv("PAPERBOY_TEMPLATES_DIR")
+    workspace.server.refuse_after(None)
     again = daily_digest(digest_date=workspace.day)
     assert again["sent"] == 1 and again["already"] == 2
     assert sorted(workspace.server.recipients()) == [
@@ -253,13 +254,25 @@ def test_a_detached_batch_returns_its_outcomes_and_writes_no_ledger(planned, wor
 
 def test_a_batch_stopping_part_way_still_hands_back_what_was_sent(planned, workspace):
     settings, corpus, plan = planned
-    # one connection, so the order is exactly: ada rendered and sent, grace fails to render
-    broken = settings.model_copy(update={"templates_dir": broken_templates(workspace), "smtp_connections": 1})
+    # one connection, so the order is exactly: ada sent, then the relay refuses everything
+    refused = settings.model_copy(update={"smtp_connections": 1, "smtp_retries": 10})
+    workspace.server.refuse_after(1)
     todo = {s.email: s for s in plan.todo}
     order = BatchPlan([todo[e] for e in ("ada@example.org", "grace@example.org", "alan@example.org")],
                       plan.seen, BatchReport())
     with pytest.raises(BatchAborted) as raised:
-        send_detached(order, corpus, broken)
+        send_detached(order, corpus, refused)
     aborted = pickle.loads(pickle.dumps(raised.value))  # as it travels back from a worker
     assert [(o.subscriber, o.status) for o in aborted.outcomes] == [("ada@example.org", "sent")]
-    assert "no_such_value" in str(aborted) and workspace.server.recipients() == ["ada@example.org"]
+    assert "refuses everything" in str(aborted) and workspace.server.recipients() == ["ada@example.org"]
+
+
+def test_a_message_that_cannot_be_made_is_that_subscribers_outcome_only(planned, workspace):
+    settings, corpus, plan = planned
+    broken = settings.model_copy(update={"templates_dir": broken_templates(workspace), "smtp_connections": 1})
+    result = send_detached(plan, corpus, broken)
+    by_email = {o.subscriber: o for o in result.outcomes}
+    grace = by_email.pop("grace@example.org")
+    assert grace.status == "failed" and not grace.permanent and "no_such_value" in grace.error
+    assert {o.status for o in by_email.values()} == {"sent"}
+    assert sorted(workspace.server.recipients()) == ["ada@example.org", "alan@example.org"]

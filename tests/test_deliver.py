@@ -13,7 +13,7 @@ from datetime import UTC, date
 
 import pytest
 
-from flows.deliver import DeliveryStats, Outgoing, deliver, deliver_sync
+from flows.deliver import DeliveryStats, Outgoing, RelayError, deliver, deliver_sync
 from flows.models import Outcome, message_id_for
 from flows.settings import Settings
 from tests.support.smtp import RecordingSMTPServer, digest_message, settings_for
@@ -156,34 +156,37 @@ async def test_dropped_connection_reconnects_and_delivers_each_once(smtp_server,
     assert smtp_server.connections == 4
 
 
-async def test_server_down_fails_everything_quickly(tmp_path):
+async def test_server_down_stops_the_run_quickly_marking_nothing_failed(tmp_path):
+    port = closed_port()
     settings = Settings(
-        smtp_host="127.0.0.1", smtp_port=closed_port(), smtp_tls="none",
+        smtp_host="127.0.0.1", smtp_port=port, smtp_tls="none",
         smtp_retries=3, smtp_retry_delay=0.01, smtp_connections=3, db_path=tmp_path / "db",
     )
     started = time.monotonic()
-    outcomes, stats = await send_all(readers(20), settings)
+    outcomes: list[Outcome] = []
+    with pytest.raises(RelayError, match=rf"127\.0\.0\.1:{port} \(no TLS\): cannot connect.*Connect call failed"):
+        await deliver(items_for(readers(20)), settings, outcomes.append)
 
     assert time.monotonic() - started < 2
-    assert len(by_subscriber(outcomes)) == 20 and stats.failed == 20
-    assert all(o.status == "failed" and "Connect call failed" in o.error for o in outcomes)
-    assert not any(o.permanent for o in outcomes)
+    assert outcomes == []  # the circuit breaker: nothing marked failed, the rerun sends all 20
 
 
 async def test_server_vanishing_mid_batch_gives_every_digest_one_outcome(tmp_path):
     server = RecordingSMTPServer().start()
     server.hold_after(3)
     addresses = readers(10)
-    task = asyncio.create_task(send_all(addresses, settings_for(server, tmp_path, smtp_connections=2)))
+    recorded: list[Outcome] = []
+    task = asyncio.create_task(deliver(items_for(addresses), settings_for(server, tmp_path, smtp_connections=2),
+                                       recorded.append))
     while server.held < 2:
         await asyncio.sleep(0.005)
     await asyncio.to_thread(server.stop)
-    outcomes, stats = await task
+    with pytest.raises(RelayError, match="cannot connect"):
+        await task
 
     delivered = set(server.recipients())
     assert len(delivered) == 3
-    assert {o.subscriber for o in outcomes if o.status == "sent"} == delivered
-    assert len(by_subscriber(outcomes)) == 10 and stats.failed == 7
+    assert {o.subscriber for o in recorded} == delivered  # the other 7: no outcome, left for the rerun
 
 
 async def test_held_data_waits_for_release(smtp_server, tmp_path):
@@ -282,12 +285,15 @@ async def test_auth_failure_keeps_the_password_secret(smtp_server, tmp_path, cap
     secret = "Wr0ng-horse-battery"
     smtp_server.require_auth("paperboy", "open-sesame")
     settings = settings_for(smtp_server, tmp_path, smtp_user="paperboy", smtp_password=secret, smtp_connections=2)
-    outcomes, stats = await send_all(readers(4), settings)
+    outcomes: list[Outcome] = []
+    with pytest.raises(RelayError) as raised:
+        await deliver(items_for(readers(4)), settings, outcomes.append)
 
-    assert [o.status for o in outcomes] == ["failed"] * 4
-    assert all(o.error.startswith("535") for o in outcomes), outcomes[0].error
-    assert stats.retried == 0 and smtp_server.connections == 2  # a refused login is not retried
-    assert not any(secret in o.error for o in outcomes)
+    message = str(raised.value)
+    assert f"127.0.0.1:{smtp_server.port} (no TLS): 535" in message and "PAPERBOY_SMTP_PASSWORD" in message
+    assert outcomes == []  # nothing marked failed for a refused login
+    assert smtp_server.connections <= 2  # a refused login is not retried
+    assert secret not in message
     assert "535" in caplog.text and secret not in caplog.text
 
 
@@ -296,9 +302,10 @@ async def test_password_quoted_by_the_server_is_redacted(smtp_server, tmp_path, 
     secret = "Wr0ng-horse-battery"
     smtp_server.require_auth("paperboy", "open-sesame", echo_on_failure=True)
     settings = settings_for(smtp_server, tmp_path, smtp_user="paperboy", smtp_password=secret)
-    outcomes, _ = await send_all(readers(1), settings)
+    with pytest.raises(RelayError, match=r"535 5\.7\.8 bad password \*\*\*") as raised:
+        await send_all(readers(1), settings)
 
-    assert outcomes[0].error == "535 5.7.8 bad password ***"
+    assert secret not in str(raised.value)
     ours = [r.getMessage() for r in caplog.records if not r.name.startswith("mail.log")]  # not the test server's
     assert any("bad password ***" in line for line in ours)
     assert not any(secret in line for line in ours)
@@ -320,17 +327,23 @@ async def test_implicit_tls(smtp_server_factory, tls_cert, tmp_path):
     assert [r.tls for r in server.received] == [True] * 2
 
 
-async def test_untrusted_certificate_fails_fast(smtp_server_factory, tls_cert, tmp_path):
+async def test_untrusted_certificate_stops_the_run_with_advice(smtp_server_factory, tls_cert, tmp_path):
     server = smtp_server_factory(tls="tls", cert=tls_cert)
-    outcomes, stats = await send_all(readers(3), settings_for(server, tmp_path, smtp_tls="tls"))
-    assert all(o.status == "failed" and "CERTIFICATE_VERIFY_FAILED" in o.error for o in outcomes)
-    assert stats.retried == 0 and server.received == []
+    outcomes: list[Outcome] = []
+    with pytest.raises(RelayError) as raised:
+        await deliver(items_for(readers(3)), settings_for(server, tmp_path, smtp_tls="tls"), outcomes.append)
+    message = str(raised.value)
+    assert f"127.0.0.1:{server.port} (implicit TLS)" in message
+    assert "CERTIFICATE_VERIFY_FAILED" in message and "PAPERBOY_SMTP_CA_FILE" in message
+    assert outcomes == [] and server.received == [] and server.connections <= 4  # one try per connection
 
 
 async def test_starttls_required_but_not_offered(smtp_server, tmp_path):
-    outcomes, stats = await send_all(readers(2), settings_for(smtp_server, tmp_path, smtp_tls="starttls"))
-    assert all(o.status == "failed" and "STARTTLS" in o.error for o in outcomes)
-    assert stats.retried == 0 and smtp_server.received == []
+    outcomes: list[Outcome] = []
+    with pytest.raises(RelayError, match=r"\(STARTTLS\):.*STARTTLS.*PAPERBOY_SMTP_TLS"):
+        await deliver(items_for(readers(2)), settings_for(smtp_server, tmp_path, smtp_tls="starttls"),
+                      outcomes.append)
+    assert outcomes == [] and smtp_server.received == []
 
 
 def test_deliver_sync_from_a_worker_thread(smtp_server, tmp_path):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from jinja2 import Environment
 
-from flows.deliver import Outgoing, deliver_sync
+from flows.deliver import Outgoing, RelayError, deliver_sync
 from flows.links import MAX_AGE, digest_links, make_confirm_token
 from flows.models import Outcome
 from flows.render import ascii_html, digest_css, inline_css
@@ -299,7 +299,11 @@ def send_welcome(env: Environment, settings: Settings, key: str, email: str,
 def _deliver(settings: Settings, message: EmailMessage, what: str) -> bool:
     email = str(message["To"])
     outcomes: list[Outcome] = []
-    deliver_sync([Outgoing(email, date.today(), message, ())], settings, on_outcome=outcomes.append)
+    try:
+        deliver_sync([Outgoing(email, date.today(), message, ())], settings, on_outcome=outcomes.append)
+    except RelayError as exc:  # the relay refuses everything (TLS, login, unreachable)
+        log.warning("could not send a %s to %s: %s", what, email, exc)
+        return False
     sent = bool(outcomes) and outcomes[0].status == "sent"
     if sent:
         log.info("sent a %s to %s", what, email)

@@ -99,6 +99,8 @@ class RecordingSMTPServer:
         self._drop_after: int | None = None
         self._drops_left = 0
         self._hold_after: int | None = None
+        self._refuse_after: int | None = None
+        self._refusal = ""
         self._released = threading.Event()
         self.held = 0
         self._credentials: tuple[str, str] | None = None
@@ -185,6 +187,12 @@ class RecordingSMTPServer:
             self._drop_after = self._admitted + n_messages
             self._drops_left = times
 
+    def refuse_after(self, n_messages: int | None, code: int = 451, text: str | None = None) -> None:
+        """After `n_messages` accepted, answer every MAIL with `code` (None: stop refusing)."""
+        with self._lock:
+            self._refuse_after = None if n_messages is None else self._admitted + n_messages
+            self._refusal = f"{code} {text or DEFAULT_TEXT[code // 100]}"
+
     def hold_after(self, n_messages: int) -> None:
         """After `n_messages` accepted, keep later DATA commands unanswered until `release`.
 
@@ -228,6 +236,9 @@ class RecordingSMTPServer:
             return "530 5.7.0 Authentication required"
         if reply := self._take_fault("MAIL"):
             return reply
+        with self._lock:
+            if self._refuse_after is not None and self._admitted >= self._refuse_after:
+                return self._refusal
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
