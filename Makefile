@@ -40,6 +40,11 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m flows.bench $(BENCH_ARGS)
 
+# Kill runs with SIGTERM/SIGINT/SIGKILL at random moments against a 5-20 ms relay, rerun,
+# count duplicates and missing digests (a few minutes; not part of `make test`).
+soak: $(STAMP)
+	$(BIN)/python -m flows.bench.soak $(SOAK_ARGS)
+
 # Relevance on a judged set (default tests/data/eval/judged.json): make eval EVAL_SET=path/to/set.json
 eval: $(STAMP)
 	$(BIN)/python -m flows.bench.eval $(if $(EVAL_SET),--set "$(EVAL_SET)")

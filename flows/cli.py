@@ -89,6 +89,7 @@ def print_summary(result: dict) -> int:
     typer.echo(result["line"])
     problems = [f"failed {k}: {v}" for k, v in result["failed"].items()]
     problems += [f"deferred {k}: {v}" for k, v in result["deferred"].items()]
+    problems += [f"uncertain {k}: {v}" for k, v in result.get("uncertain", {}).items()]
     problems += [f"fetch {k}: {v}" for k, v in result["dates_failed"].items()]
     problems += [f"subscriber file {e}" for e in result["subscriber_errors"]]
     for line in problems:
@@ -107,8 +108,13 @@ def run(
     load_settings()  # fail early and clearly on a bad environment
     day = parse_date(digest_date) if digest_date else None
     from flows.daily import daily_digest
+    from flows.deliver import RelayError
 
-    result = daily_digest(digest_date=day, dry_run=dry_run, only=only, source=source)
+    try:
+        result = daily_digest(digest_date=day, dry_run=dry_run, only=only, source=source)
+    except RelayError as exc:  # the circuit breaker: every message would fail the same way
+        fail(f"{exc}\nNothing was marked failed: run again once the relay works.", EXIT_PARTIAL)
+        return
     raise typer.Exit(print_summary(result))
 
 
@@ -244,6 +250,28 @@ def preview(
     if text:
         typer.echo(result.text)
     typer.echo(f"wrote {target}")
+
+
+@app.command()
+def status(
+    runs: int = typer.Option(7, "--runs", min=1, help="how many recent digest dates to show"),
+) -> None:
+    """What the ledger says: recent runs, today's counts, uncertain and deferred digests,
+    the daily cap, suppressed subscribers. Reads only."""
+    from flows.status import status_report
+    from flows.store import Store, StoreError
+    from flows.subscribers import load_all
+    from flows.tasks import today_in
+
+    settings = load_settings()
+    if not settings.db_path.exists():
+        fail(f"no database at {settings.db_path} (PAPERBOY_DB_PATH): nothing has run yet")
+    subscribers, _ = load_all(settings.subscribers_dir)
+    try:
+        with Store(settings.db_path) as store:
+            typer.echo(status_report(store, settings, subscribers, today_in(settings.timezone), runs=runs))
+    except StoreError as exc:
+        fail(str(exc))
 
 
 def parse_date(value: str, option: str = "--date") -> date:

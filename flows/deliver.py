@@ -169,9 +169,14 @@ async def deliver(
     except BaseExceptionGroup as errors:
         raise errors.exceptions[0] from None
     run.stats.seconds = time.monotonic() - started
-    _log_summary(run.stats)
     if run.broken:
+        if run.suspects:
+            log.warning("%d digest(s) that used up their retries meanwhile are left for the rerun, "
+                        "not recorded", len(run.suspects))
+        _log_summary(run.stats)
         raise RelayError(f"SMTP relay {relay_name(settings)}: {run.broken}")
+    run.record_suspects()
+    _log_summary(run.stats)
     return run.stats
 
 
@@ -340,7 +345,10 @@ class _Run:
         self.alive = 0  # connection workers still running
         self.broken = ""  # why the circuit breaker tripped
         self.streak = 0  # transient failures in a row, across connections
-        self.last_transient = ""
+        # Digests that used up their retries while nothing at all got through: the relay's
+        # fault, perhaps. Recorded (deferred) once anything gets through or sending ends; left
+        # unrecorded if the breaker trips ("no digest is marked failed for it").
+        self.suspects: list[Outcome] = []
 
     def halted(self) -> bool:
         """Whether to take no new work: the breaker tripped, or a stop was requested."""
@@ -366,6 +374,9 @@ class _Run:
         return item
 
     def record(self, outcome: Outcome) -> None:
+        if outcome.status == "failed" and not outcome.permanent and self.streak >= outcome.attempts:
+            self.suspects.append(outcome)
+            return
         if outcome.status == "sent":
             self.stats.sent += 1
             self.streak = 0
@@ -382,6 +393,14 @@ class _Run:
         self.on_outcome(outcome)
         if self.progress is not None:
             self.progress(self.stats.sent + self.stats.failed + self.stats.uncertain)
+        if outcome.status == "sent" and self.suspects:
+            self.record_suspects()  # the relay works: they were their own trouble
+
+    def record_suspects(self) -> None:
+        suspects, self.suspects = self.suspects, []
+        for outcome in suspects:
+            self.streak = 0  # recorded as what they are: this digest's own trouble
+            self.record(outcome)
 
     def trip(self, reason: str) -> None:
         if not self.broken:

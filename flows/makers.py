@@ -22,6 +22,7 @@ import atexit
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import types
@@ -166,6 +167,11 @@ def _ready() -> int:
 
 
 def _start(corpus: Corpus, settings: Settings, key: str) -> None:
+    # Ctrl-C in a terminal and a service manager's SIGTERM reach the whole process group:
+    # stopping is the sending process's decision (it finishes, records, then closes this
+    # pool), so a render process does not die under it mid-chunk.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _WORKER.update(corpus=corpus, settings=settings, key=key, renderer=renderer_for(settings))
     seconds: dict[str, float] = {}
     with timed(seconds, "index"):

@@ -33,6 +33,10 @@ class RunSummary:
         ]
         if b.deferred:
             parts.append(f"deferred {len(b.deferred)} (will retry on rerun)")
+        if b.uncertain:
+            parts.append(f"uncertain {len(b.uncertain)} (sent, no reply seen)")
+        if b.stopped:
+            parts.append(f"stopped early ({b.stopped}): {b.left} left for the next run")
         if b.not_due:
             parts.append(f"not due {b.not_due}")
         if f.dates_failed:
@@ -44,6 +48,7 @@ class RunSummary:
     def problems(self) -> list[str]:
         lines = [f"failed {email}: {why}" for email, why in sorted(self.batch.failed.items())]
         lines += [f"deferred {email}: {why}" for email, why in sorted(self.batch.deferred.items())]
+        lines += [f"uncertain {email}: {why}" for email, why in sorted(self.batch.uncertain.items())]
         lines += [f"fetch {key}: {why}" for key, why in sorted(self.fetch.dates_failed.items())]
         lines += [f"subscriber file {err}" for err in self.subscriber_errors]
         return lines
@@ -63,7 +68,10 @@ class RunSummary:
             ("not due (weekly / inactive)", str(b.not_due)),
             ("failed", str(len(b.failed))),
             ("deferred (transient, retried on rerun)", str(len(b.deferred))),
+            ("uncertain (sent, no reply seen; PAPERBOY_UNCERTAIN)", str(len(b.uncertain))),
         ]
+        if b.stopped:
+            rows.append(("stopped early", f"{b.stopped}: {b.left} left for the next run"))
         table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
         problems = self.problems()
         if problems:
@@ -80,6 +88,7 @@ class RunSummary:
             "subscribers": b.considered, "sent": b.sent, "would_send": dict(b.previews),
             "skipped": b.skipped, "already": b.already, "not_due": b.not_due,
             "failed": dict(b.failed), "deferred": dict(b.deferred),
+            "uncertain": dict(b.uncertain), "stopped": b.stopped, "left": b.left,
             "subscriber_errors": self.subscriber_errors, "line": self.line(),
         }
 

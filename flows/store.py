@@ -470,6 +470,22 @@ class Store:
             self.db.execute("ROLLBACK")
             raise
 
+    def digest_counts(self, last_dates: int = 7) -> list[dict]:
+        """Per digest date (the newest ``last_dates`` of them) and status: how many digests,
+        and when the first and last of them were written. What `paperboy status` shows."""
+        return list(self.db.query(
+            "SELECT digest_date, status, COUNT(*) AS digests, MIN(updated_at) AS first, MAX(updated_at) AS last"
+            " FROM digests WHERE digest_date IN (SELECT DISTINCT digest_date FROM digests"
+            " ORDER BY digest_date DESC LIMIT ?) GROUP BY digest_date, status ORDER BY digest_date DESC, status",
+            [last_dates]))
+
+    def deferred_digests(self, since: date) -> list[dict]:
+        """Digests deferred (transient failure or the daily cap) for dates from ``since``."""
+        return list(self.db.query(
+            "SELECT subscriber, digest_date, error, attempts, updated_at FROM digests"
+            " WHERE status = 'deferred' AND digest_date >= ? ORDER BY digest_date DESC, subscriber",
+            [since.isoformat()]))
+
     def relayed_since(self, moment: datetime) -> int:
         """Messages the relay took (or may have) since ``moment``: the daily cap's count."""
         marks = ",".join("?" * len(RELAYED_STATUSES))

@@ -8,6 +8,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 from datetime import date, datetime, timezone
 from email import message_from_bytes
 from email import policy as email_policy
@@ -16,7 +17,7 @@ import aiosmtplib
 import pytest
 
 from flows.bench import corpus
-from flows.bench.report import TARGETS
+from flows.bench.report import LATENCY_TARGETS, TARGETS
 from flows.bench.sink import SinkProcess
 from flows.links import DigestLinks
 from flows.models import Digest, Match, Paper, RankedPaper
@@ -63,6 +64,22 @@ def test_sink_process_counts_messages_and_bytes():
     assert stats["cpu_seconds"] > before["cpu_seconds"] > 0  # the sink's own CPU, for the report
 
 
+def test_sink_waits_before_each_reply_and_counts_recipients():
+    async def send(port: int) -> list[float]:
+        waits = []
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port) as client:
+            for rcpt in ("a@example.org", "b@example.org", "a@example.org"):
+                started = time.perf_counter()
+                await client.sendmail("p@example.org", [rcpt], b"Subject: x\r\n\r\nhello\r\n")
+                waits.append(time.perf_counter() - started)
+        return waits
+
+    with SinkProcess(latency_ms="40-60") as sink:
+        waits = asyncio.run(send(sink.port))
+        assert sink.recipients() == {"a@example.org": 2, "b@example.org": 1}
+    assert min(waits) >= 0.040
+
+
 def test_wire_bytes_are_the_message_render_message_builds(tmp_path):
     # The pipeline sends render_bytes; the ceiling replays those bytes: they must be the digest.
     settings = Settings(mail_from="Paperboy <paperboy@example.org>", list_id="bench.example.org",
@@ -96,7 +113,8 @@ def test_small_benchmark_run_writes_every_figure(tmp_path):
     out = tmp_path / "results"
     done = subprocess.run(
         [sys.executable, "-m", "flows.bench", "--subscribers", "120", "--papers", "80",
-         "--connections", "2", "--premailer-sample", "10", "--dkim", "--out", str(out)],
+         "--connections", "2", "--premailer-sample", "10", "--dkim", "--sink-latency-ms", "5",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "bench.json").read_text())
@@ -124,7 +142,9 @@ def test_small_benchmark_run_writes_every_figure(tmp_path):
     assert m["dkim_ms_per_email"] > 0 and m["dkim_vs_render"] > 0
     assert results["machine"]["nproc"] >= 1 and results["machine"]["cpu"]
     assert set(results["background_load"]) == {"server", "flow", "capture", "ceiling", "rerun"}
-    assert [t["metric"] for t in results["targets"]] == [metric for _, metric, _, _ in TARGETS]
+    assert [t["metric"] for t in results["targets"]] == [metric for _, metric, _, _ in TARGETS + LATENCY_TARGETS]
+    assert m["latency_bound_messages_per_second"] == pytest.approx(2 / 0.005)
+    assert 0 < m["delivery_vs_latency_bound"] <= 1.05 and m["ledger_ms_per_message"] > 0
     assert all(isinstance(t["met"], bool) for t in results["targets"])
 
     table = (out / "bench.md").read_text()

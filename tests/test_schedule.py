@@ -199,7 +199,7 @@ def test_served_deployment_run_mails_the_digests(workspace, prefect_harness, syn
         assert recipients == {"ada@example.org": 1, "grace@example.org": 1, "alan@example.org": 1}
         # the digests are for the date passed to the run, not for today
         assert {r.message["Message-ID"] for r in workspace.server.received} == {
-            message_id_for(email, workspace.day) for email in recipients}
+            message_id_for(email, workspace.day, "example.org") for email in recipients}
     finally:
         child.send_signal(signal.SIGINT)
         try:

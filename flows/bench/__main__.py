@@ -2,6 +2,7 @@
 
     python -m flows.bench [--subscribers 10000] [--papers 2000] [--keywords 3-10]
                           [--connections 4] [--render-processes N] [--dkim] [--out bench-results/]
+                          [--sink-latency-ms 50]
 """
 
 from __future__ import annotations
@@ -40,12 +41,15 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--premailer-sample", type=int, default=300, help="emails timed through premailer")
     parser.add_argument("--dkim", action="store_true", help="DKIM-sign every digest (a fresh 2048-bit key)")
     parser.add_argument("--workdir", type=Path, help="keep the generated inputs and database here")
+    parser.add_argument("--sink-latency-ms", type=float, default=0.0,
+                        help="the sink waits this long before answering each final dot, as a remote relay "
+                             "does; delivery is then bound by connections / latency")
     args = parser.parse_args(argv)
     return Options(subscribers=args.subscribers, papers=args.papers, keywords=args.keywords,
                    connections=args.connections, out=args.out, seed=args.seed, batch_size=args.batch_size,
                    premailer_sample=args.premailer_sample, workdir=args.workdir,
                    render_processes=args.render_processes, ceiling_runs=args.ceiling_runs,
-                   dkim=args.dkim)
+                   dkim=args.dkim, sink_latency_ms=args.sink_latency_ms)
 
 
 def main(argv: list[str] | None = None) -> int:

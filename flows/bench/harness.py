@@ -52,6 +52,7 @@ class Options:
     render_processes: int | None = None  # None: the settings default
     ceiling_runs: int = 3  # the ceiling is the median of this many blasts
     dkim: bool = False  # DKIM-sign every digest (a fresh 2048-bit key in the workspace)
+    sink_latency_ms: float = 0.0  # the sink waits this long before answering each final dot
 
 
 @dataclass
@@ -243,7 +244,7 @@ def _run(options: Options, space: Workspace) -> dict:
         meter.watch(server.server_process.pid)  # its CPU since it started counts as ours
     say("Prefect API up in %.1f s at %s", meter.phases["server"]["seconds"], server.api_url)
     try:
-        with SinkProcess() as sink:
+        with SinkProcess(latency_ms=f"{options.sink_latency_ms:g}") as sink:
             assert sink.process is not None
             meter.watch(sink.process.pid)
             env = paperboy_env(options, space, sink.port) | {"PREFECT_API_URL": server.api_url}
@@ -256,7 +257,7 @@ def _run(options: Options, space: Workspace) -> dict:
                     "batch_size": int(env.get("PAPERBOY_BATCH_SIZE") or _setting_default("batch_size")),
                     "render_processes": int(env.get("PAPERBOY_RENDER_PROCESSES")
                                             or _setting_default("render_processes")),
-                    "dkim": options.dkim, "seed": options.seed},
+                    "dkim": options.dkim, "seed": options.seed, "sink_latency_ms": options.sink_latency_ms},
         "machine": machine(), "inputs": inputs,
         "prefect_server_start_seconds": meter.phases["server"]["seconds"],
         **measured, "background_load": meter.phases,
@@ -356,10 +357,19 @@ def metrics(results: dict) -> dict:
                                                   ceiling["sent"]),
         "ceiling_client_cpu_ms_per_message": _ratio(ceiling.get("cpu_seconds", 0.0) * 1000, ceiling["sent"]),
         "task_runs": flow["task_runs"],
+        # With a sink latency L, connections x 1/L is the most any client can deliver.
+        "latency_bound_messages_per_second": _latency_bound(results["options"]),
+        "delivery_vs_latency_bound": _ratio(pipeline_rate, _latency_bound(results["options"])),
+        "ledger_ms_per_message": _ratio(stages.get("ledger", 0.0) * 1000, made),
         "rerun_seconds": results["rerun"]["process_seconds"],
         "rerun_sent": results["rerun"]["summary"]["sent"],
         "rerun_sink_messages": results["rerun"]["sink_messages"],
     }
+
+
+def _latency_bound(options: dict) -> float:
+    latency = options.get("sink_latency_ms", 0.0)
+    return options["connections"] * 1000.0 / latency if latency else 0.0
 
 
 def _ratio(part: float, whole: float) -> float:

@@ -20,9 +20,16 @@ TARGETS = (
 )
 
 
+# Only with --sink-latency-ms: a relay's latency bounds delivery at connections / latency.
+LATENCY_TARGETS = (
+    ("delivery rate / latency bound (connections / latency)", "delivery_vs_latency_bound", ">=", 0.9),
+)
+
+
 def evaluate(results: dict) -> list[dict]:
     out = []
-    for name, metric, comparison, limit in TARGETS:
+    targets = TARGETS + (LATENCY_TARGETS if results["options"].get("sink_latency_ms") else ())
+    for name, metric, comparison, limit in targets:
         value = results["metrics"][metric]
         met = value <= limit if comparison == "<=" else value >= limit
         out.append({"target": name, "metric": metric, "value": value, "limit": f"{comparison} {limit:g}",
@@ -165,6 +172,13 @@ def markdown(results: dict) -> str:
         shown = ", ".join(f"{name} {phase['other_cores']:.2f}" for name, phase in load.items())
         lines += ["", f"Other processes on the machine, average cores busy during each phase: {shown} "
                       "(0 = a quiet machine; compare runs only when these are alike)."]
+    if o.get("sink_latency_ms"):
+        lines += ["", f"Sink latency: {o['sink_latency_ms']:g} ms before each final dot's reply, so no client "
+                      f"can deliver more than {o['connections']} connections / {o['sink_latency_ms']:g} ms = "
+                      f"{m['latency_bound_messages_per_second']:.0f} msg/s; the sending phase delivered "
+                      f"{m['sending_messages_per_second']:.0f} msg/s = **{m['delivery_vs_latency_bound']:.2f}×** "
+                      f"the bound (the bare client: {m['ceiling_messages_per_second']:.0f} msg/s). Ledger "
+                      f"writes (in flight, then the outcome): {m['ledger_ms_per_message']:.3f} ms a message."]
     lines += [
         "",
         f"Messages: {m['messages_sent']:,} sent, {refs['mean_message_bytes'] / 1024:.1f} KB each on average; "

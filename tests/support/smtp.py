@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import random
 import ssl
 import threading
 import time
@@ -101,6 +102,8 @@ class RecordingSMTPServer:
         self._hold_after: int | None = None
         self._refuse_after: int | None = None
         self._refusal = ""
+        self._reply_delay: tuple[float, float] = (0.0, 0.0)  # seconds before answering the final dot
+        self.helo_names: list[str] = []  # the name each EHLO/HELO gave
         self._released = threading.Event()
         self.held = 0
         self._credentials: tuple[str, str] | None = None
@@ -187,6 +190,12 @@ class RecordingSMTPServer:
             self._drop_after = self._admitted + n_messages
             self._drops_left = times
 
+    def delay_replies(self, low: float, high: float | None = None) -> None:
+        """Wait between `low` and `high` seconds (uniformly drawn) before answering each final
+        dot, as a remote relay does; the message is taken (recorded) before the wait, so a
+        client that gives up waiting leaves it delivered."""
+        self._reply_delay = (low, low if high is None else high)
+
     def refuse_after(self, n_messages: int | None, code: int = 451, text: str | None = None) -> None:
         """After `n_messages` accepted, answer every MAIL with `code` (None: stop refusing)."""
         with self._lock:
@@ -270,7 +279,16 @@ class RecordingSMTPServer:
             self.received.append(received)
             for rcpt in received.rcpt_tos:
                 self.events.append(("received", rcpt, received.connection))
+        low, high = self._reply_delay
+        if high > 0:
+            await asyncio.sleep(random.uniform(low, high))
         return "250 OK"
+
+    async def on_ehlo(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+        with self._lock:
+            self.helo_names.append(hostname)
+        session.host_name = hostname
+        return responses
 
     def _take_fault(self, stage: str) -> str | None:
         with self._lock:
@@ -307,6 +325,7 @@ class _Hooks:
         self.handle_MAIL = recorder.on_mail
         self.handle_RCPT = recorder.on_rcpt
         self.handle_DATA = recorder.on_data
+        self.handle_EHLO = recorder.on_ehlo
 
 
 class _CountingController(LoopbackController):
@@ -362,6 +381,46 @@ def make_cert(directory: Path) -> TestCert:
         )
     )
     return TestCert(cert_file, key_file)
+
+
+def make_private_ca(directory: Path) -> tuple[Path, TestCert]:
+    """A private CA and a server certificate it signed for 127.0.0.1/localhost, as an
+    operator's internal relay has: (the CA's PEM file, the server's certificate and key)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Paperboy Test Private CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.internal")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_file, cert_file, key_file = directory / "ca.pem", directory / "relay.pem", directory / "relay.key"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return ca_file, TestCert(cert_file, key_file)
 
 
 def settings_for(server: RecordingSMTPServer, tmp_path: Path, **overrides: Any) -> Settings:
