@@ -298,9 +298,14 @@ def test_message_ids_carry_the_sender_domain(ready, workspace):
 # ------------------------------------------------------------------ issue 15.5: pacing
 
 async def test_the_send_rate_holds_within_5_percent(smtp_server, tmp_path):
-    rate, count = 50.0, 200
-    settings = settings_for(smtp_server, tmp_path, smtp_connections=4, smtp_rate=rate)
-    await send(readers(count), settings)
+    # 8 connections and finished bytes: capacity far above the rate even on a busy machine,
+    # so what is measured is the pacing
+    rate, count = 25.0, 150
+    raw = digest_message("x@example.org", DAY).as_bytes().replace(b"\n", b"\r\n")
+    items = [Outgoing(a, DAY, raw, ("2406.00001",), message_id=f"<{a}>") for a in readers(count)]
+    settings = settings_for(smtp_server, tmp_path, smtp_connections=8, smtp_rate=rate)
+    outcomes: list[Outcome] = []
+    await deliver(items, settings, outcomes.append)
     times = sorted(r.at for r in smtp_server.received)
     measured = (len(times) - 1) / (times[-1] - times[0])
     print(f"rate: asked {rate:g}/s, measured {measured:.2f}/s over {count} messages")

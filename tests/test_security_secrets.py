@@ -15,7 +15,7 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
-from flows.deliver import Outgoing, deliver_sync
+from flows.deliver import Outgoing, RelayError, deliver_sync
 from flows.redact import encodings, redact_values
 from flows.settings import Settings
 from flows.store import Store
@@ -40,13 +40,11 @@ def test_a_relay_echoing_the_base64_auth_line_leaks_nothing(smtp_server, tmp_pat
                             smtp_connections=1, smtp_retries=1)
     outcomes = []
     item = Outgoing("ada@example.org", DAY, digest_message("ada@example.org", DAY), ("2611.00001",))
-    deliver_sync([item], settings, on_outcome=outcomes.append)
-    assert [o.status for o in outcomes] == ["failed"]
-    assert "535" in outcomes[0].error
-    with Store(tmp_path / "ledger.db") as store:
-        store.record_outcome(outcomes[0])
-        ledger = repr(store.digest_rows())
-    for where, text in {"outcome": outcomes[0].error, "log": caplog.text, "ledger": ledger}.items():
+    # a refused login stops the run (the relay circuit breaker): one error, no digest marked failed
+    with pytest.raises(RelayError) as raised:
+        deliver_sync([item], settings, on_outcome=outcomes.append)
+    assert outcomes == [] and "535" in str(raised.value)
+    for where, text in {"error": str(raised.value), "log": caplog.text}.items():
         assert not leaks(text, PASSWORD), (where, leaks(text, PASSWORD))
 
 

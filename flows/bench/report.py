@@ -148,7 +148,9 @@ def markdown(results: dict) -> str:
     lines = [
         f"Benchmark: {o['subscribers']:,} subscribers × {o['papers']:,} papers, {o['keywords'][0]}–"
         f"{o['keywords'][1]} keywords each, {o['connections']} SMTP connections, batch size "
-        f"{o['batch_size']}, seed {o['seed']}.",
+        f"{o['batch_size']}, seed {o['seed']}"
+        + (f", sink latency {o['sink_latency_ms']:g} ms" if o.get("sink_latency_ms") else "")
+        + (", DKIM signing on" if o.get("dkim") else "") + ".",
         f"Machine: {mc['nproc']} CPUs ({mc['cpu']}), {mc['ram_gb']} GB RAM; Python {mc['python']}, "
         f"Prefect {mc['prefect']}, aiosmtplib {mc['aiosmtplib']}, aiosmtpd sink {mc['aiosmtpd']} "
         "in its own process.",
