@@ -3,7 +3,6 @@ a private CA, refusals), a real SQLite ledger, the real pipeline stages."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 import threading
@@ -16,18 +15,16 @@ from email.parser import Parser
 import pytest
 from pydantic import ValidationError
 
-from flows.compose import renderer_for
 from flows.corpus import Corpus
 from flows.deliver import RELAY_4XX_LIMIT, Outgoing, RelayError, deliver
-from flows.fetch import fetch_dates
 from flows.models import Outcome, message_id_for
-from flows.send import plan_batch, run_batch, send_planned
+from flows.send import plan_batch
 from flows.settings import PROJECT_ROOT, Settings
-from flows.sources import build_source
 from flows.stopping import clear_stop, request_stop
 from flows.store import Store
 from flows.subscribers import load_all
 from tests.support.smtp import digest_message, make_private_ca, settings_for
+from tests.test_pipeline import batch, ready  # noqa: F401  (ready: a fixture)
 
 DAY = date(2025, 6, 13)
 
@@ -55,24 +52,6 @@ async def send(addresses: list[str], settings: Settings, **kwargs) -> list[Outco
 
 
 # ------------------------------------------------------------------ pipeline fixtures
-
-@pytest.fixture
-def ready(workspace):
-    """The workspace with its listings fetched into the store."""
-    settings = Settings()
-    with Store(settings.db_path) as store:
-        fetch_dates(store, build_source("snapshot", settings), [DAY - timedelta(days=1), DAY])
-    return settings
-
-
-def batch(settings: Settings, day: date = DAY, **kw):
-    subscribers, errors = load_all(settings.subscribers_dir)
-    assert not errors
-    with Store(settings.db_path) as store:
-        corpus = Corpus.load(store, settings, day)
-        return run_batch(subscribers, store=store, corpus=corpus, renderer=renderer_for(settings),
-                         settings=settings, **kw)
-
 
 def statuses(settings: Settings, day: date = DAY) -> dict[str, str]:
     with Store(settings.db_path) as store:
