@@ -50,6 +50,7 @@ def web(
 
 EXIT_PARTIAL = 1  # the run finished but some digests or listing dates failed
 EXIT_CONFIG = 2  # nothing ran: fix the configuration or input first
+EXIT_STOPPED = 3  # stopped early on request (SIGTERM/SIGINT): what was sent is recorded; rerun for the rest
 
 
 def fail(message: str, code: int = EXIT_CONFIG) -> None:
@@ -94,6 +95,8 @@ def print_summary(result: dict) -> int:
     problems += [f"subscriber file {e}" for e in result["subscriber_errors"]]
     for line in problems:
         typer.secho(f"  ! {line}", fg="yellow", err=True)
+    if result.get("stopped"):
+        return EXIT_STOPPED
     return EXIT_PARTIAL if (result["failed"] or result["deferred"] or result["dates_failed"]) else 0
 
 
