@@ -118,7 +118,8 @@ def hostile_feed(title: str) -> bytes:
 
 
 @pytest.mark.parametrize("title", ["&#xD800;", "&#55296;", "&#0;", "&#x110000;", "\x1b[31m", "\x00",
-                                   "&#xDFFF;\x0b&#x1B;"])
+                                   "&#xDFFF;\x0b&#x1B;", "&#191999775047;", "&#x" + "F" * 40 + ";",
+                                   "&#" + "9" * 5000 + ";"])
 def test_a_hostile_arxiv_entry_leaves_the_feed_readable(title, http_replay, tmp_path):
     http_replay.route("/atom/cs.LG", Reply(200, hostile_feed(title), "application/atom+xml"))
     http_replay.route("/atom/cs.AI", Reply.file(ARXIV / "atom_cs.AI_2025-06-04.atom"))

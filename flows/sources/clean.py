@@ -164,7 +164,7 @@ def _one_item(chunk: bytes, deepest: int, items: list[Any]) -> int:
     return 0
 
 
-_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9A-Fa-f]{1,8})|([0-9]{1,10}));")
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9A-Fa-f]+)|([0-9]+));")
 _XML_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
@@ -180,6 +180,9 @@ def xml_safe(content: bytes) -> bytes:
 
 def _safe_ref(found: re.Match[bytes]) -> bytes:
     hex_digits, decimal = found.groups()
+    digits = (hex_digits or decimal).lstrip(b"0") or b"0"
+    if len(digits) > 7:  # past U+10FFFF either way (and int() of a long run is slow)
+        return b"&#xFFFD;"
     code = int(hex_digits, 16) if hex_digits else int(decimal)
     allowed = code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0x10FFFF
     return found.group() if allowed and code not in (0xFFFE, 0xFFFF) else b"&#xFFFD;"
