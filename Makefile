@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 export PREFECT_HOME := $(CURDIR)/var/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: venv demo demo-reset test test-fast fuzz bench eval clean
+.PHONY: venv demo demo-reset test test-fast fuzz bench soak eval digest-check email-lint clean
 
 # The venv is rebuilt when the dependencies change; versions come from .ci/constraints.txt
 # (the full, tested set) so every machine gets the same packages.
@@ -44,6 +44,16 @@ bench: $(STAMP)
 # count duplicates and missing digests (a few minutes; not part of `make test`).
 soak: $(STAMP)
 	$(BIN)/python -m flows.bench.soak $(SOAK_ARGS)
+
+# What a digest weighs and how it lays out (bytes, highlights, card heights at 375/1200 px)
+digest-check: $(STAMP)
+	$(BIN)/python -m flows.bench.digest --out var/digest-check
+
+# The digest's and sign-up mails' HTML against caniemail.com's data (needs node and npm)
+email-lint: $(STAMP)
+	$(BIN)/python -m flows.bench.digest --no-browser --out var/digest-check
+	cd tools/email-lint && npm ci --no-audit --no-fund --silent
+	node tools/email-lint/lint.js var/digest-check/*.html
 
 # Relevance on a judged set (default tests/data/eval/judged.json): make eval EVAL_SET=path/to/set.json
 eval: $(STAMP)

@@ -311,7 +311,7 @@ def term_spans(text: str, terms: Iterable[str]) -> list[tuple[int, int]]:
 
 def highlight(text: str, terms: Iterable[str], *, style: str = "",
               limit: int | None = None) -> Markup:
-    """``text`` HTML-escaped, with whole-word, case-insensitive matches of ``terms`` in <mark>
+    """``text`` HTML-escaped, with whole-word, case-insensitive matches of ``terms`` in <span class="hl">
     (the first ``limit`` of them, if given)."""
     spans = term_spans(text, terms)
     return _marked(text, spans if limit is None else spans[:limit], style)
@@ -367,11 +367,12 @@ def _styled(style: str) -> str:
 
 def _marked(text: str, spans: Iterable[tuple[int, int]], style: str) -> Markup:
     # class "hl": the dark-mode styles recolour it (a <style> rule with !important)
-    opening = f'<mark class="hl"{_styled(style)}>'
+    # a <span>, not <mark>: Outlook's Word engine does not know HTML5's elements
+    opening = f'<span class="hl"{_styled(style)}>'
     pieces: list[str] = []
     position = 0
     for start, end in spans:
-        pieces += (escape(text[position:start]), opening, escape(text[start:end]), "</mark>")
+        pieces += (escape(text[position:start]), opening, escape(text[start:end]), "</span>")
         position = end
     pieces.append(escape(text[position:]))
     return Markup("".join(pieces))

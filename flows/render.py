@@ -194,7 +194,7 @@ def _restore(inlined: str, originals: list[str]) -> str:
 # One element of each kind that Python builds (flows.cards), in the context the template
 # gives it: inlining this once tells their styles.
 _PROBE = ('<html><body><p class="chips"><span class="chip">x</span> <span class="chip-related">x</span> '
-          '<span class="chip-more">x</span></p><p class="text"><mark class="hl">x</mark></p>'
+          '<span class="chip-more">x</span></p><p class="text"><span class="hl">x</span></p>'
           '<p class="links"><a class="link" href="https://example.org/">x</a></p></body></html>')
 _PROBED = {"link": "link", "chip": "chip", "chip_related": "chip-related", "chip_more": "chip-more", "mark": "hl"}
 

@@ -15,16 +15,13 @@ import os
 import re
 import socket
 from collections.abc import Iterator
-from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from flows.bench.corpus import FIRST_NAMES, LAST_NAMES
-from flows.models import Paper
-from flows.settings import SAMPLE_SNAPSHOT_DIR, Settings
-from flows.sources.snapshot import SnapshotSource
+from flows.bench.digest import typical_papers
+from flows.settings import Settings
 from flows.store import Store
 from flows.subscribers import find
 from tests.support.browser import (
@@ -92,21 +89,6 @@ CONTRAST = """() => {
   }
   return runs;
 }"""
-
-
-def typical_papers(day: date) -> list[Paper]:
-    source = SnapshotSource(SAMPLE_SNAPSHOT_DIR)
-    papers = [p for listed in source.available_dates() for p in source.fetch(listed).papers]
-    typical = []
-    for n, paper in enumerate(papers):
-        arxiv = f"2512.{10000 + n:05d}"
-        names = tuple(f"{FIRST_NAMES[(n + i) % len(FIRST_NAMES)]} {LAST_NAMES[(n * 3 + i) % len(LAST_NAMES)]}"
-                      for i in range(len(paper.authors) or 3))
-        first_sentence = paper.abstract.split(". ")[0][:180].rstrip(" .") + "."
-        typical.append(replace(paper, id=arxiv, url=f"https://huggingface.co/papers/{arxiv}", listed=day,
-                               authors=names, ai_summary=first_sentence if n % 3 == 0 else "",
-                               upvotes=paper.upvotes or n % 40, comments=n % 4))
-    return typical
 
 
 @pytest.fixture

@@ -207,7 +207,7 @@ def test_hostile_title_and_abstract_are_escaped_text(renderer, subscriber):
     assert 'We show <img src=x onerror="alert(2)"> that A & B < C holds.' in text
     assert "&lt;script&gt;" in html and "A &amp; B &lt; C" in html
     assert [" ".join(m.text_content().split()) for m in doc.find_class("chip")] == ["script"]
-    assert not list(doc.iter("mark"))  # titles are never highlighted; the snippet has no match
+    assert not list(doc.find_class("hl"))  # titles are never highlighted; the snippet has no match
 
 
 def test_non_http_links_are_never_linked(renderer, subscriber):
@@ -252,24 +252,24 @@ def test_bad_unsubscribe_link_is_refused(renderer, subscriber):
 
 def test_highlight_is_whole_word_and_case_insensitive():
     out = highlight("RL in the real world: rl, RL-based, WORLDRL", ["RL"])
-    assert str(out).count("<mark") == 3
+    assert str(out).count('class="hl"') == 3
     assert "the real world: " in str(out) and "WORLDRL" in str(out)
-    assert re.findall(r"<mark[^>]*>(.*?)</mark>", str(out)) == ["RL", "rl", "RL"]
+    assert re.findall(r'<span class="hl"[^>]*>(.*?)</span>', str(out)) == ["RL", "rl", "RL"]
 
 
 def test_highlight_escapes_everything_else_and_prefers_longest_term():
     out = str(highlight("Model-based  RL <b>beats</b> model-free & co", ["RL", "model-based RL"]))
     assert "&lt;b&gt;beats&lt;/b&gt;" in out and "&amp; co" in out
-    assert re.findall(r"<mark[^>]*>(.*?)</mark>", out) == ["Model-based  RL"]
+    assert re.findall(r'<span class="hl"[^>]*>(.*?)</span>', out) == ["Model-based  RL"]
     assert str(highlight("a <i> b", [])) == "a &lt;i&gt; b"
 
 
 def test_chips_say_what_matched_and_only_snippet_words_are_marked(renderer, subscriber):
     doc = parse(renderer.render_html(twenty_paper_digest(), subscriber, LINKS))
     first = doc.find_class("card-cell")[0]
-    assert not list(first.find_class("title")[0].iter("mark"))
+    assert not list(first.find_class("title")[0].find_class("hl"))
     assert [c.text for c in first.find_class("chip")] == ["reinforcement learning", "RL"]
-    marks = [m.text for m in first.find_class("text")[0].iter("mark")]
+    marks = [m.text for m in first.find_class("text")[0].find_class("hl")]
     assert marks and set(m.lower() for m in marks) <= {"reinforcement learning", "rl", "mbrl"}
     text = renderer.render_text(twenty_paper_digest(), subscriber, LINKS)
     assert "Matched: reinforcement learning (title, abstract), RL (abstract)" in " ".join(text.split())
@@ -279,11 +279,11 @@ def test_at_most_a_few_highlights_per_card():
     abstract = " ".join(["RL beats RL, and reinforcement learning helps RL."] * 8)
     item = ranked(make_paper(0, abstract=abstract))
     card = paper_card(item)
-    assert str(card["text_html"]).count("<mark") == MAX_MARKS == 3
+    assert str(card["text_html"]).count('class="hl"') == MAX_MARKS == 3
     digest = digest_of([ranked(make_paper(i, abstract=abstract)) for i in range(20)])
     html = Renderer(TEMPLATES, settings=Settings(public_base_url="https://x.example")).render_html(
         digest, Subscriber(email="ada@example.com", keywords=["RL"]), LINKS)
-    assert html.count("<mark") <= 3 * 20
+    assert html.count('class="hl"') <= 3 * 20
 
 
 def test_precomputed_snippet_is_used(renderer, subscriber):
@@ -296,7 +296,7 @@ def test_precomputed_snippet_is_used(renderer, subscriber):
     doc = parse(renderer.render_html(digest_of([item]), subscriber, LINKS))
     snippet = doc.find_class("text")[0]
     assert snippet.text_content().startswith("…treats this approach as online RL")
-    assert [m.text for m in snippet.iter("mark")] == ["RL"]
+    assert [m.text for m in snippet.find_class("hl")] == ["RL"]
 
 
 def test_abstract_snippet_cuts_at_a_word():
@@ -347,7 +347,7 @@ def test_the_tldr_replaces_the_snippet_and_says_what_it_is(renderer, subscriber)
     text = doc.find_class("text")[0]
     assert " ".join(text.text_content().split()) == f"AI summary: {summary}"
     assert text.find_class("label")[0].text == "AI summary:"
-    assert [m.text for m in text.iter("mark")] == ["RL"]
+    assert [m.text for m in text.find_class("hl")] == ["RL"]
 
 
 def test_a_related_match_gets_its_own_chip_and_feedback_links_fit(renderer, subscriber):

@@ -172,7 +172,7 @@ def test_the_preview_follows_the_edited_keywords_and_writes_nothing(client, fold
     assert rl["ok"] and curriculum["ok"]
     assert "Value Gradient weighted Model-Based Reinforcement Learning" in rl["html"]
     assert "CLIMB: Curriculum Learning for Infant-inspired Model Building" in curriculum["html"]
-    assert re.search(r"<mark class=\"hl\">curriculum learning</mark>", curriculum["html"], re.I)  # in the snippet
+    assert re.search(r"<span class=\"hl\">curriculum learning</span>", curriculum["html"], re.I)  # in the snippet
     assert "CLIMB" not in rl["html"]
     assert curriculum["count"] == 2 and "2 of 12 papers" in curriculum["summary"]
     excluded = client.post(url, data={**form, "keywords": "curriculum learning", "exclude": "infant"}).json()

@@ -100,7 +100,7 @@ def test_a_subscriber_tunes_keywords_and_unsubscribes_from_a_received_digest(sit
         # the debounced fetch replaces the list while nothing is saved yet
         expect(results).to_contain_text("RewardAnything", timeout=5000)
         expect(results).not_to_contain_text("Value Gradient weighted")
-        expect(page.locator("#preview-results mark").first).to_have_text(re.compile("reward model", re.I))
+        expect(page.locator("#preview-results .hl").first).to_have_text(re.compile("reward model", re.I))
         assert find(folder, "ada@example.org")[1].keywords == ["reinforcement learning"]
 
         page.click("button[type=submit]")

@@ -123,7 +123,7 @@ def preview(subscriber: Subscriber, cache: CorpusCache, today: date, key: str) -
     counts, related = keyword_counts(every)
     papers = []
     for ranked in shown:
-        # No inline styles (the page's CSP forbids them): its stylesheet styles <mark>.
+        # No inline styles (the page's CSP forbids them): its stylesheet styles .hl and .chip.
         papers.append({**paper_card(ranked), "already_sent": ranked.paper.id in sent})
     return Preview(papers, [trending_item(p) for p in extra], len(every), subscriber.max_papers,
                    candidates, days, keyword_table(list(subscriber.keywords), dict(counts), candidates),
