@@ -384,3 +384,17 @@ def test_the_confirmation_and_welcome_mails_share_the_look_and_pass_contrast(sch
         assert [c.text for c in doc.find_class("chip")] == ["world models", "RL"]
         runs = text_colours(html, scheme)
         assert runs and [r for r in runs if contrast(r[1], r[2]) < 4.5] == []
+
+
+def test_a_catch_up_digest_covers_its_range_and_says_so():
+    from flows.compose import compose
+    from flows.corpus import Corpus
+
+    settings = Settings(public_base_url="https://paperboy.example.org")
+    papers = [paper(n, listed=date(2026, 2, 1 + n)) for n in range(20)]
+    catch_up = compose(subscriber(), Corpus(papers, settings, date(2026, 2, 28), window=28), set())
+    assert (catch_up.period, catch_up.since) == ("catch-up", date(2026, 2, 1)) and len(catch_up.papers) == 20
+    context = digest_context(catch_up, subscriber(), LINKS)
+    assert context["subject"].endswith("20 papers to catch up on · 1–28 Feb 2026")
+    daily = compose(subscriber(), Corpus(papers, settings, date(2026, 2, 20)), set())
+    assert (daily.period, daily.since) == ("", None)

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from flows.links import make_confirm_token, make_token
+from flows.links import make_confirm_token, make_token, make_view_token
 from flows.models import Paper
 from flows.store import Store
 from flows.subscribers import find, load_all
@@ -560,6 +560,20 @@ def test_tokens_are_redacted_from_access_logs():
     RedactTokens().filter(record)
     assert secret not in record.getMessage()
     assert "/preferences/…/preview?x=1" in record.getMessage()
+    view = make_view_token(KEY, "ada@example.org", today())
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '"GET %s"', (f"/digest/{view}",), None)
+    RedactTokens().filter(record)
+    assert view not in record.getMessage() and "/digest/…" in record.getMessage()
+
+
+def test_a_web_view_of_a_digest_not_kept_says_so_and_a_bad_link_is_refused(client):
+    gone = client.get(f"/digest/{make_view_token(KEY, 'ada@example.org', today())}")  # never sent
+    assert gone.status_code == 404 and "not kept" in gone.text
+    old = client.get(f"/digest/{make_view_token(KEY, 'ada@example.org', today() - timedelta(days=91))}")
+    assert old.status_code == 404 and "90 days" in old.text
+    assert client.get(f"/digest/{token()}").status_code == 403  # a preferences token is not a view token
+    forged = make_view_token("another-deployment-key-0123456789-abcdef", "ada@example.org", today())
+    assert client.get(f"/digest/{forged}").status_code == 403
 
 
 def test_pages_served_under_a_path_prefix_link_within_it(settings):
