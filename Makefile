@@ -52,8 +52,8 @@ digest-check: $(STAMP)
 # The digest's and sign-up mails' HTML against caniemail.com's data (needs node and npm)
 email-lint: $(STAMP)
 	$(BIN)/python -m flows.bench.digest --no-browser --out var/digest-check
-	cd tools/email-lint && npm ci --no-audit --no-fund --silent
-	node tools/email-lint/lint.js var/digest-check/*.html
+	cd tests/email-lint && npm ci --no-audit --no-fund --silent
+	node tests/email-lint/lint.js var/digest-check/*.html
 
 # Relevance on a judged set (default tests/data/eval/judged.json): make eval EVAL_SET=path/to/set.json
 eval: $(STAMP)

@@ -44,6 +44,6 @@ for (const file of process.argv.slice(2)) {
   }
 }
 if (failed) {
-  console.log(`${failed} finding(s) not accepted: fix the template, or accept them in tools/email-lint/lint.js saying why`);
+  console.log(`${failed} finding(s) not accepted: fix the template, or accept them in tests/email-lint/lint.js saying why`);
   process.exit(1);
 }
