@@ -311,3 +311,18 @@ def test_plan_is_read_only_in_a_dry_run(ready):
         plan = plan_batch(subscribers, store, corpus, write=False)
         assert [r["status"] for r in store.uncertain_digests(DAY)] == ["in_flight"]
         assert len(plan.todo) == 3
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_cli_stops_with_one_message_and_exit_1_when_the_relay_refuses_everything(workspace, monkeypatch):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.setenv("PAPERBOY_SMTP_TLS", "starttls")  # the test server offers no STARTTLS
+    result = CliRunner().invoke(app, ["run", "--date", DAY.isoformat()])
+    assert result.exit_code == 1, result.output
+    assert f"127.0.0.1:{workspace.server.port} (STARTTLS)" in result.output
+    assert "Nothing was marked failed" in result.output
+    with Store(workspace.db_path) as store:
+        assert store.digest_rows(DAY) == []  # every digest left for the rerun

@@ -76,13 +76,13 @@ def write_trial_subscribers(directory: Path, trial: int, count: int, pool: list[
     return emails
 
 
-def paperboy_env(root: Path, port: int, connections: int, api_url: str) -> dict[str, str]:
+def paperboy_env(root: Path, port: int, connections: int, api_url: str, smtp_timeout: float) -> dict[str, str]:
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("PAPERBOY_")}
     return inherited | {
         "PAPERBOY_DB_PATH": str(root / "paperboy.db"), "PAPERBOY_SOURCES": "snapshot",
         "PAPERBOY_SNAPSHOT_DIR": str(root / "snapshot"), "PAPERBOY_SNAPSHOT_REPLAY": "false",
         "PAPERBOY_SMTP_HOST": HOST, "PAPERBOY_SMTP_PORT": str(port), "PAPERBOY_SMTP_TLS": "none",
-        "PAPERBOY_SMTP_CONNECTIONS": str(connections), "PAPERBOY_SMTP_TIMEOUT": "30",
+        "PAPERBOY_SMTP_CONNECTIONS": str(connections), "PAPERBOY_SMTP_TIMEOUT": f"{smtp_timeout:g}",
         "PAPERBOY_MAIL_FROM": "Paperboy <paperboy@soak.example.org>",
         "PAPERBOY_PUBLIC_BASE_URL": "https://soak.example.org",
         "PAPERBOY_SECRET_KEY": "soak-signing-key-0123456789-abcdefghijkl",
@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--latency-ms", default="5-20", help="the sink's wait before each final dot")
     parser.add_argument("--signals", default="SIGTERM,SIGINT,SIGKILL")
+    parser.add_argument("--smtp-timeout", type=float, default=30.0,
+                        help="PAPERBOY_SMTP_TIMEOUT; below the sink latency, every slow reply to a final dot "
+                             "would have been retried (a duplicate) before PAPERBOY_SMTP_DATA_TIMEOUT")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--workdir", type=Path, help="keep the database, subscribers and logs here")
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     log = root / "runs.log"
     try:
         with SinkProcess(latency_ms=args.latency_ms) as sink:
-            env = paperboy_env(root, sink.port, args.connections, server.api_url)
+            env = paperboy_env(root, sink.port, args.connections, server.api_url, args.smtp_timeout)
             for number in range(args.trials):
                 trial = Trial(number, signals[number % len(signals)], args.subscribers)
                 one_trial(trial, root, env, sink, pool, rng, log)
@@ -200,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     print(f"soak: {len(trials)} trials x {args.subscribers} subscribers, {args.connections} SMTP connections, "
-          f"sink latency {args.latency_ms} ms per message")
+          f"sink latency {args.latency_ms} ms per message, PAPERBOY_SMTP_TIMEOUT {args.smtp_timeout:g} s")
     print(table(trials))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soak.json").write_text(json.dumps(
