@@ -52,11 +52,20 @@ class Listing:
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """One keyword that matched a paper, and where."""
+    """One keyword that matched a paper, where, and how.
+
+    ``tier`` says how: ``exact`` (the keyword, or a variant of it: hyphen, joined,
+    acronym), ``partial`` (only part of a multi-word keyword; ``via`` names the part, or
+    its words apart joined by " … "), ``related`` (only words the corpus relates to the
+    keyword; ``via`` lists them), ``liked`` / ``disliked`` (like a paper the subscriber
+    marked; ``via`` holds its title).
+    """
 
     keyword: str
     fields: tuple[str, ...]  # "title", "abstract"
     terms: tuple[str, ...] = ()  # surface forms to highlight
+    tier: str = "exact"
+    via: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

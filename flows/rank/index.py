@@ -24,11 +24,14 @@ import numpy as np
 from flows.models import Match, Paper
 from flows.rank.acronyms import AcronymTable, learn_acronyms, load_acronyms
 from flows.rank.excerpt import Excerpts
+from flows.rank.graded import WINDOW, Part, graded_parts
 from flows.rank.query import FIELDS, Term
+from flows.rank.related import EXPANSION, RelatedModel
 from flows.rank.text import stem, stems_and_spans
 
 MAX_VARIANTS = 32  # stem sequences tried per keyword; real keywords need a handful
-MAX_SHOWN = 5  # spellings per stem sequence and field reported for highlighting
+MAX_SHOWN = 5
+RELIABLE_DF = 10  # spellings per stem sequence and field reported for highlighting
 
 SEPARATOR, BREAK = "\x1f", "\x1e"  # never inside a stem: stems are letters, digits, apostrophes
 EMPTY: dict[int, int] = {}
@@ -124,12 +127,17 @@ class PaperIndex:
     _reverse_acronyms: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
     _hits: dict[str, Hits] = field(default_factory=dict)
     _matches: dict[tuple[str, str], dict[int, Match]] = field(default_factory=dict)
-    _interned: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Match] = field(default_factory=dict)
+    _interned: dict[tuple, Match] = field(default_factory=dict)
     _scaled_logs: dict[float, np.ndarray] = field(default_factory=dict)
     _excerpts: Excerpts | None = None
     _vocabulary: frozenset[str] | None = None
     _splits: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     _readings: dict[tuple[str, bool], tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    related: RelatedModel | None = None  # learned from the stored corpus, if there is one
+    _graded: dict[str, tuple[tuple[Part, Hits], ...]] = field(default_factory=dict)
+    _df: dict[tuple[str, ...], int] = field(default_factory=dict)
+    _expansions: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
+    _unit_papers: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -144,6 +152,113 @@ class PaperIndex:
             found = self._hits[term.key] = self._find(term)
         return found
 
+    def graded(self, term: Term) -> tuple[tuple[Part, Hits], ...]:
+        """The keyword's partial matches (see :mod:`flows.rank.graded`) with where each occurs."""
+        found = self._graded.get(term.key)
+        if found is None:
+            if self.related is not None and self.related.documents:
+                parts = graded_parts(term.keyword, self.corpus_frequency, self.related.documents)
+            else:
+                parts = graded_parts(term.keyword, self.document_frequency, len(self.papers))
+            found = self._graded[term.key] = tuple((part, self._part_hits(term, part)) for part in parts)
+        return found
+
+    def corpus_frequency(self, words: tuple[str, ...]) -> int:
+        """How many stored papers hold these words (a word, a pair, or every pair of a longer
+        sequence at least), from the related model's statistics."""
+        assert self.related is not None
+        stems = [stem(word) for word in words]
+        pairs = [f"{a} {b}" for a, b in zip(stems, stems[1:])] if len(stems) > 1 else stems
+        return min((self.related.document_frequency(unit) or 0 for unit in pairs), default=0)
+
+    def expansion(self, term: Term) -> tuple[tuple[str, float], ...]:
+        """The keyword's related units and their weights (summing to 1), strongest first:
+        its units' associations in the related model, mixed by each unit's idf, less any
+        unit that shares a stem with a spelling of the keyword."""
+        found = self._expansions.get(term.key)
+        if found is None:
+            found = self._expansions[term.key] = self._expand(term)
+        return found
+
+    def _expand(self, term: Term) -> tuple[tuple[str, float], ...]:
+        model = self.related
+        if model is None or not model.documents:
+            return ()
+        variants = self.variants(term.words)
+        own = {stem for variant in variants for stem in variant}
+        sources: dict[str, float] = {}
+        for variant in variants:
+            units = [" ".join(variant)] if len(variant) <= 2 else [
+                f"{a} {b}" for a, b in zip(variant, variant[1:])]
+            for unit in units:
+                if model.document_frequency(unit):
+                    sources[unit] = max(sources.get(unit, 0.0), _source_weight(model, unit))
+        if not sources:  # no pair known: fall back on the content words themselves
+            for variant in variants:
+                for unit in variant:
+                    if model.document_frequency(unit):
+                        sources[unit] = max(sources.get(unit, 0.0), _source_weight(model, unit))
+        mixed: dict[str, float] = {}
+        total = sum(sources.values())
+        for unit, weight in sources.items():
+            for neighbour, strength in model.neighbours(unit):
+                if own.isdisjoint(neighbour.split()):
+                    mixed[neighbour] = mixed.get(neighbour, 0.0) + weight / total * strength
+        best = sorted(mixed.items(), key=lambda item: (-item[1], item[0]))[:EXPANSION]
+        mass = sum(weight for _, weight in best)
+        return tuple((unit, weight / mass) for unit, weight in best)
+
+    def unit_papers(self, unit: str) -> np.ndarray:
+        """The papers holding a unit (a stem or "stem stem") in the title or the abstract."""
+        found = self._unit_papers.get(unit)
+        if found is None:
+            if " " in unit:
+                first, second = unit.split(" ", 1)
+                entries = [index.pairs.get((first, second), EMPTY) for index in self.fields]
+            else:
+                entries = [index.words.get(unit, EMPTY) for index in self.fields]
+            numbers = entries[0].keys() | entries[1].keys()
+            found = np.fromiter(sorted(numbers), np.intp, len(numbers))
+            found.flags.writeable = False
+            self._unit_papers[unit] = found
+        return found
+
+    def spell(self, number: int, unit: str) -> str | None:
+        """How the paper writes a unit (title first), or None."""
+        needle = _needle(tuple(unit.split(" ")))
+        for f, text in enumerate((self.papers[number].title, self.papers[number].abstract)):
+            index = self.fields[f]
+            where = (text, index.joined[number], index.starts[number], index.begins[number], index.ends[number])
+            found = _spellings(where, needle, unit.count(" "), True)
+            if found:
+                return found[0]
+        return None
+
+    def document_frequency(self, words: tuple[str, ...]) -> int:
+        """How many papers hold these words (any variant) in the title or the abstract."""
+        found = self._df.get(words)
+        if found is None:
+            hits = self.hits(Term(" ".join(words), words))
+            found = self._df[words] = len(hits.title.keys() | hits.abstract.keys())
+        return found
+
+    def _part_hits(self, term: Term, part: Part) -> Hits:
+        if part.kind == "part":
+            return self.hits(Term(part.label, part.words, term.field))
+        units = [self.hits(Term(" ".join(unit), unit, term.field)) for unit in part.units]
+        counts: list[dict[int, int]] = []
+        for f, name in enumerate(FIELDS):
+            if term.field not in (None, name):
+                counts.append(EMPTY)
+                continue
+            each = [hits.abstract if f else hits.title for hits in units]
+            candidates = reduce(lambda found, entry: found & entry.keys(), each[1:], each[0].keys())
+            index = self.fields[f]
+            counts.append({number: 1 for number in sorted(candidates)
+                           if _close_together(index, number, units)})
+        variants = tuple(dict.fromkeys(variant for hits in units for variant in hits.variants))
+        return Hits(counts[0], counts[1], variants)
+
     def match(self, term: Term, number: int) -> Match:
         """Why one paper matched one term: the fields, and the words as the paper spells them."""
         explained = self.explained(term)
@@ -152,11 +267,33 @@ class PaperIndex:
             found = explained[number] = self.explain(term, self.hits(term), number)
         return found
 
-    def explained(self, term: Term) -> dict[int, Match]:
-        """The term's explanations so far (paper number → Match), for callers to fill in."""
-        found = self._matches.get((term.keyword, term.key))
+    def explained(self, term: Term, *, graded: bool | None = False) -> dict[int, Match]:
+        """The term's explanations so far (paper number → Match), for callers to fill in
+        (``graded=None``: its related-terms explanations)."""
+        key = (term.keyword, term.key if graded is False else f"\x00{term.key}" if graded else f"\x01{term.key}")
+        found = self._matches.get(key)
         if found is None:
-            found = self._matches[term.keyword, term.key] = {}
+            found = self._matches[key] = {}
+        return found
+
+    def explain_levels(self, term: Term, levels: list[tuple[str, float, Any, Hits]], number: int) -> Match:
+        """Why one paper matched a keyword with graded phrases, given the level that scored
+        each field (see ``flows.rank.score.level_scores``)."""
+        fields = tuple(name for name, _, _, _ in levels)
+        spelled: list[str] = []
+        parts: list[str] = []
+        for name, _, part, hits in levels:
+            f = FIELDS.index(name)
+            count = (hits.abstract if f else hits.title)[number]
+            spelled.extend(self._spelled(number, f, hits, count))
+            if part is not None:
+                parts.append(part.label if part.kind == "part" else " … ".join(
+                    " ".join(unit) for unit in part.units))
+        tier = "partial" if len(parts) == len(levels) else "exact"
+        key = (term.keyword, fields, tuple(dict.fromkeys(spelled)), tier, tuple(dict.fromkeys(parts)))
+        found = self._interned.get(key)
+        if found is None:
+            found = self._interned[key] = Match(*key)
         return found
 
     @property
@@ -285,12 +422,43 @@ def _spellings(
     return (spelled,) if again == spelled else (spelled, again)
 
 
+def _source_weight(model: RelatedModel, unit: str) -> float:
+    """How much a unit's associations count in a keyword's related terms: its specificity
+    (idf), discounted where few papers taught them (RELIABLE_DF papers count half)."""
+    df = model.document_frequency(unit) or 0
+    return model.idf(unit) * df / (df + RELIABLE_DF)
+
+
+def _close_together(index: FieldIndex, number: int, units: list[Hits]) -> bool:
+    """Whether the field holds one occurrence of every unit within ``WINDOW`` words."""
+    joined, starts = index.joined[number], index.starts[number]
+    occurrences: list[tuple[int, int, int]] = []  # first slot, last slot, unit
+    for u, hits in enumerate(units):
+        for needle, variant in zip(hits.needles, hits.variants):
+            for at in _finds(joined, needle, 50):
+                slot = bisect_left(starts, at)
+                occurrences.append((slot, slot + len(variant) - 1, u))
+    occurrences.sort()
+    wanted = len(units)
+    for i, (first, _, _) in enumerate(occurrences):
+        seen: dict[int, int] = {}
+        for slot, last, u in occurrences[i:]:
+            if last - first >= WINDOW:
+                break
+            seen[u] = last
+            if len(seen) == wanted:
+                return True
+    return False
+
+
 def _needle(sequence: tuple[str, ...]) -> str:
     return f"{SEPARATOR}{SEPARATOR.join(sequence)}{SEPARATOR}"
 
 
-def build_index(papers: Sequence[Paper], *, acronyms: AcronymTable | None = None) -> PaperIndex:
-    """Tokenise every paper once and learn the acronyms its abstracts define."""
+def build_index(papers: Sequence[Paper], *, acronyms: AcronymTable | None = None,
+                related: RelatedModel | None = None) -> PaperIndex:
+    """Tokenise every paper once and learn the acronyms its abstracts define; ``related``
+    is the model learned from the stored corpus (:func:`flows.rank.related.learn_related`)."""
     unique: dict[str, Paper] = {}
     for paper in papers:
         unique.setdefault(paper.id, paper)
@@ -319,6 +487,7 @@ def build_index(papers: Sequence[Paper], *, acronyms: AcronymTable | None = None
         log_upvotes=log_upvotes,
         max_log_upvotes=max(log_upvotes, default=0.0),
         _reverse_acronyms=table.acronyms_by_long_form(),
+        related=related,
     )
 
 

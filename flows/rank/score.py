@@ -38,13 +38,23 @@ ABSTRACT_WEIGHT = 1.0
 PHRASE_BOOST = 1.5  # phrases and acronyms are more specific than single words
 POPULARITY_SCALE = 0.25  # times Subscriber.popularity times ln(1 + upvotes)
 MIN_SCORE = 0.5
+# Related papers (see flows.rank.related): a keyword's related evidence r in a paper is the
+# share of its related terms' weight the paper holds (0 to 1); it adds RELATED_WEIGHT · r ·
+# the keyword's weight to the score. A paper that no keyword matches enters only if that
+# sum reaches the subscriber's threshold: "near" (calibrated for precision) or "far".
+RELATED_WEIGHT = 4.0
+RELATED_FLOOR = 0.05  # evidence below this share is noise, and dropped
+RELATED_THRESHOLDS = {"near": 1.6, "far": 1.0}
+RELATED_SHOWN = 3  # related terms named per keyword in an explanation
+RELATED_LEVELS = ("off", "near", "far")
 # Scores compare rounded to 6 decimals; an unrounded total this far below another's can
 # still round to the same or a higher value, so candidates within it are kept.
 _ROUNDING_SLACK = 2e-6
 
 # Per term of a query: the papers it matches and its scores there times its weight (aligned
-# arrays), the term, its hits, its explanations so far.
-_Looked = tuple[np.ndarray, np.ndarray, Term, Hits, dict[int, Match]]
+# arrays), the term, its hits, its explanations so far, and with graded phrases its score
+# per paper (None: exact matching, where the hits say which papers matched).
+_Looked = tuple[np.ndarray, np.ndarray, Term, Hits, dict[int, Match], "dict[int, float] | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,9 @@ class _Prepared:
 
     terms: tuple[_Looked, ...]
     excluded: np.ndarray  # paper numbers (intp)
+    # Per term, its related evidence: (papers, RELATED_WEIGHT · weight · r) aligned arrays;
+    # empty without related papers.
+    related: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
 
 
 def rank(
@@ -62,25 +75,39 @@ def rank(
     exclude_ids: Collection[str] = frozenset(),
     limit: int | None = None,
     min_score: float = MIN_SCORE,
+    graded: bool = True,
+    related: str | None = None,
 ) -> list[RankedPaper]:
     """The subscriber's best papers, best first, each with the keywords that matched.
 
     ``exclude_ids`` are papers the subscriber already received; ``limit`` defaults to
     ``subscriber.max_papers``. Each paper carries a snippet of its abstract centred on
-    the terms that matched there. Raises :class:`QueryError` for a keyword that does
-    not parse.
+    the terms that matched there. ``graded`` gives parts of multi-word keywords partial
+    credit (see :mod:`flows.rank.graded`); without it only whole keywords match.
+    ``related`` (``off``, ``near``, ``far``; default: the subscriber's ``related``
+    setting) adds papers that only the keywords' related terms find, when the index has
+    a related model. ``graded=False, related="off"`` is the exact-match ranking.
+    Raises :class:`QueryError` for a keyword that does not parse.
     """
-    key = (tuple(subscriber.keywords), tuple(subscriber.exclude))
+    level = related if related is not None else getattr(subscriber, "related", "near")
+    use_related = level != "off" and index.related is not None
+    key = (tuple(subscriber.keywords), tuple(subscriber.exclude), graded, use_related)
     prepared = index.queries.get(key)
     if prepared is None:  # many subscribers share a keyword list: parse and look it up once
-        prepared = index.queries[key] = _prepare(index, parse_query(*key))
+        prepared = index.queries[key] = _prepare(index, parse_query(*key[:2]), graded, use_related)
     limit = subscriber.max_papers if limit is None else limit
     if limit <= 0 or not prepared.terms:
         return []
     relevance = _relevance(len(index.papers), prepared.terms)
+    evidence = None
+    if prepared.related:
+        evidence = _related_evidence(len(index.papers), prepared.related)
+        # A matched paper gains its related evidence; an unmatched one needs enough of it.
+        entering = (relevance == 0.0) & (evidence >= RELATED_THRESHOLDS[level])
+        relevance = np.where((relevance > 0.0) | entering, relevance + evidence, 0.0)
     _drop_excluded(index, relevance, prepared.excluded, exclude_ids)
     best = _best(index, relevance, subscriber.popularity * POPULARITY_SCALE, min_score, limit)
-    return _ranked(index, prepared.terms, best)
+    return _ranked(index, prepared, best)
 
 
 def rank_many(
@@ -89,6 +116,7 @@ def rank_many(
     *,
     delivered: Mapping[str, Collection[str]] | None = None,
     limit: int | None = None,
+    graded: bool = True,
 ) -> dict[str, list[RankedPaper]]:
     """:func:`rank` for a batch of subscribers (keyed by email); ``delivered`` by email too.
 
@@ -101,7 +129,8 @@ def rank_many(
     gc.disable()
     try:
         return {
-            reader.email: rank(index, reader, exclude_ids=delivered.get(reader.email, ()), limit=limit)
+            reader.email: rank(index, reader, exclude_ids=delivered.get(reader.email, ()), limit=limit,
+                               graded=graded)
             for reader in subscribers
         }
     finally:
@@ -121,6 +150,60 @@ def term_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
         values = _read_only(np.fromiter(scores.values(), np.float64, len(scores)))
         cached = index.term_scores[term.key] = (numbers, values)
     return cached
+
+
+def graded_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray, dict[int, float] | None]:
+    """:func:`term_scores` with partial credit for parts of the keyword; per paper too (None:
+    the keyword has no parts, so its scores are :func:`term_scores`')."""
+    key = f"\x00{term.key}"  # never a plain key: those start with the field name or ":"
+    cached = index.term_scores.get(key)
+    if cached is not None:
+        return cached  # type: ignore[return-value]
+    levels = index.graded(term)
+    if not levels:
+        numbers, values = term_scores(index, term)
+        found: tuple = (numbers, values, None)
+    else:
+        hits = index.hits(term)
+        scores = _best_of_levels(hits.abstract, hits.abstract_phrase, levels, 1, ABSTRACT_WEIGHT)
+        for number, score in _best_of_levels(hits.title, hits.title_phrase, levels, 0, TITLE_WEIGHT).items():
+            scores[number] = scores.get(number, 0.0) + score
+        numbers = _read_only(np.fromiter(scores.keys(), np.intp, len(scores)))
+        values = _read_only(np.fromiter(scores.values(), np.float64, len(scores)))
+        found = (numbers, values, scores)
+    index.term_scores[key] = found  # type: ignore[assignment]
+    return found
+
+
+def _best_of_levels(counts: dict[int, int], in_phrase: AbstractSet[int], levels, f: int,
+                    weight: float) -> dict[int, float]:
+    """Per paper, the field's best score: the whole keyword's, or a part's times its credit."""
+    best = _field_scores(counts, in_phrase, weight)
+    for part, hits in levels:
+        part_counts, part_phrase = (hits.abstract, hits.abstract_phrase) if f else (hits.title, hits.title_phrase)
+        for number, score in _field_scores(part_counts, part_phrase, weight * part.credit).items():
+            if score > best.get(number, 0.0):
+                best[number] = score
+    return best
+
+
+def level_scores(index: PaperIndex, term: Term, number: int) -> list[tuple[str, float, object, Hits]]:
+    """Per field of one paper, the level that scored it: (field, score, part or None, hits)."""
+    hits = index.hits(term)
+    found = []
+    for f, (name, weight) in enumerate(zip(("title", "abstract"), (TITLE_WEIGHT, ABSTRACT_WEIGHT))):
+        best: tuple[str, float, object, Hits] | None = None
+        for part, level in ((None, hits), *index.graded(term)):
+            counts, phrase = (level.abstract, level.abstract_phrase) if f else (level.title, level.title_phrase)
+            tf = counts.get(number)
+            if tf:
+                credit = 1.0 if part is None else part.credit
+                score = weight * credit * (PHRASE_BOOST if number in phrase else 1.0) * saturate(tf)
+                if best is None or score > best[1]:
+                    best = (name, score, part, level)
+        if best is not None:
+            found.append(best)
+    return found
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -164,23 +247,69 @@ def _field_scores(counts: dict[int, int], in_phrase: AbstractSet[int], weight: f
     return {number: (boosted if number in in_phrase else plain)[tf] for number, tf in counts.items()}
 
 
-def _prepare(index: PaperIndex, query: Query) -> _Prepared:
+def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool) -> _Prepared:
     excluded: set[int] = set()
-    for term in query.exclusions:
+    for term in query.exclusions:  # exclusions stay exact: only the whole keyword excludes
         hits = index.hits(term)
         excluded.update(hits.title, hits.abstract)
-    looked = tuple(_look_up(index, term) for term in query.terms)
-    return _Prepared(looked, np.fromiter(sorted(excluded), np.intp, len(excluded)))
+    looked = tuple(_look_up(index, term, graded) for term in query.terms)
+    related = tuple(_weighted_related(index, term) for term in query.terms) if use_related else ()
+    if related and not any(numbers.size for numbers, _ in related):
+        related = ()
+    return _Prepared(looked, np.fromiter(sorted(excluded), np.intp, len(excluded)), related)
 
 
-def _look_up(index: PaperIndex, term: Term) -> _Looked:
-    found = index.looked_up.get((term.keyword, term.key, term.weight))
+def related_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
+    """The papers holding at least ``RELATED_FLOOR`` of the keyword's related-term weight,
+    and that share (cached per index: subscribers share keywords)."""
+    key = f"\x01{term.key}"
+    cached = index.term_scores.get(key)
+    if cached is None:
+        expansion = index.expansion(term)
+        size = len(index.papers)
+        if expansion:
+            postings = [index.unit_papers(unit) for unit, _ in expansion]
+            numbers = np.concatenate(postings)
+            weights = np.repeat(np.fromiter((w for _, w in expansion), np.float64, len(expansion)),
+                                [p.size for p in postings])
+            share = np.bincount(numbers, weights, size)
+            kept = np.flatnonzero(share >= RELATED_FLOOR)
+            cached = (_read_only(kept), _read_only(share[kept]))
+        else:
+            cached = (_read_only(np.zeros(0, np.intp)), _read_only(np.zeros(0)))
+        index.term_scores[key] = cached
+    return cached
+
+
+def _weighted_related(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
+    key = (term.keyword, f"\x01{term.key}", term.weight)
+    found = index.looked_up.get(key)
     if found is None:
-        numbers, scores = term_scores(index, term)
+        numbers, share = related_scores(index, term)
+        found = index.looked_up[key] = (numbers, _read_only((RELATED_WEIGHT * term.weight) * share))
+    return found
+
+
+def _related_evidence(size: int, related: tuple[tuple[np.ndarray, np.ndarray], ...]) -> np.ndarray:
+    """Paper number → Σ over keywords of RELATED_WEIGHT · weight · related share."""
+    numbers = np.concatenate([entry[0] for entry in related])
+    values = np.concatenate([entry[1] for entry in related])
+    return np.bincount(numbers, values, size)
+
+
+def _look_up(index: PaperIndex, term: Term, graded: bool) -> _Looked:
+    key = (term.keyword, term.key, term.weight) if not graded else (term.keyword, f"\x00{term.key}", term.weight)
+    found = index.looked_up.get(key)
+    if found is None:
+        if graded:
+            numbers, scores, per_paper = graded_scores(index, term)
+        else:
+            (numbers, scores), per_paper = term_scores(index, term), None
         if term.weight != 1:  # elementwise, each product rounded as the same product of Python floats
             scores = _read_only(term.weight * scores)
-        found = (numbers, scores, term, index.hits(term), index.explained(term))
-        index.looked_up[term.keyword, term.key, term.weight] = found
+        explained = index.explained(term, graded=per_paper is not None)
+        found = (numbers, scores, term, index.hits(term), explained, per_paper)
+        index.looked_up[key] = found
     return found
 
 
@@ -250,19 +379,29 @@ def _near_the_top(relevance: np.ndarray, totals: np.ndarray, min_score: float, l
     return numbers
 
 
-def _ranked(index: PaperIndex, terms: tuple[_Looked, ...], best: list[tuple[float, int]]) -> list[RankedPaper]:
+def _ranked(index: PaperIndex, prepared: _Prepared, best: list[tuple[float, int]]) -> list[RankedPaper]:
     """The best papers with their explanations (worked out once per keyword and paper) and snippets."""
+    terms = prepared.terms
     matches: dict[int, list[Match]] = {number: [] for _, number in best}
     winners = matches.keys()
-    for _, _, term, hits, explained in terms:
-        found = winners & hits.title.keys()
-        if hits.abstract:  # empty for a title: keyword
-            found |= winners & hits.abstract.keys()
+    for _, _, term, hits, explained, per_paper in terms:
+        if per_paper is not None:
+            found = winners & per_paper.keys()
+        else:
+            found = winners & hits.title.keys()
+            if hits.abstract:  # empty for a title: keyword
+                found |= winners & hits.abstract.keys()
         for number in found:
             match = explained.get(number)
             if match is None:
-                match = explained[number] = index.explain(term, hits, number)
+                if per_paper is None:
+                    match = explained[number] = index.explain(term, hits, number)
+                else:
+                    match = explained[number] = index.explain_levels(term, level_scores(index, term, number), number)
             matches[number].append(match)
+    if prepared.related:
+        for number in [number for number, found in matches.items() if not found]:
+            matches[number] = _related_matches(index, prepared, number)
     papers, snippet, found_papers = index.papers, index.excerpts.snippet, []
     for total, number in best:
         these = matches[number]
@@ -272,6 +411,36 @@ def _ranked(index: PaperIndex, terms: tuple[_Looked, ...], best: list[tuple[floa
             shown = tuple(chain.from_iterable(match.terms for match in these if "abstract" in match.fields))
         found_papers.append(RankedPaper(papers[number], total, tuple(these), snippet(number, shown)))
     return found_papers
+
+
+def _related_matches(index: PaperIndex, prepared: _Prepared, number: int) -> list[Match]:
+    """Why a paper no keyword matched was included: per keyword with related evidence in
+    it, strongest first, the related terms it holds (as the paper spells them)."""
+    evidence = []
+    for looked, (numbers, values) in zip(prepared.terms, prepared.related):
+        at = np.searchsorted(numbers, number)
+        if at < numbers.size and numbers[at] == number:
+            evidence.append((-float(values[at]), looked[2].keyword, looked[2]))
+    evidence.sort(key=lambda item: (item[0], item[1]))
+    return [_related_match(index, term, number) for _, _, term in evidence]
+
+
+def _related_match(index: PaperIndex, term: Term, number: int) -> Match:
+    explained = index.explained(term, graded=None)
+    found = explained.get(number)
+    if found is None:
+        shown: list[str] = []
+        fields: set[str] = set()
+        for unit, _ in index.expansion(term):
+            spelled = index.spell(number, unit)
+            if spelled and spelled.lower() not in {s.lower() for s in shown}:
+                shown.append(spelled)
+                fields.add("title" if spelled in index.papers[number].title else "abstract")
+                if len(shown) == RELATED_SHOWN:
+                    break
+        where = tuple(name for name in ("title", "abstract") if name in fields)
+        found = explained[number] = Match(term.keyword, where, tuple(shown), "related", tuple(shown))
+    return found
 
 
 def trending(index: PaperIndex, *, exclude_ids: Collection[str], n: int) -> list[Paper]:

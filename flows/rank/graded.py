@@ -1,0 +1,148 @@
+"""Graded phrase matching: which parts of a multi-word keyword earn partial credit, and how much.
+
+A keyword of several words (``deep reinforcement learning``) matches fully only where a
+paper writes the whole phrase (or a variant: hyphen, joined, acronym). Papers on the same
+subject often write only part of it ("reinforcement learning", "RL") or its words apart
+("a deep network trained by reinforcement learning"). Those earn partial credit, always
+less than the whole phrase:
+
+* **parts**: every shorter run of the keyword's words (a hyphenated or joined word such as
+  ``multi-task`` is one unit, never split), scored like a keyword of its own and
+  multiplied by its credit::
+
+      credit(part) = PART_CREDIT · (idf(part) / idf(keyword)) · (1 if it holds the head else MODIFIER)
+
+  English puts the head of a noun phrase last ("deep reinforcement *learning*"), or
+  before its first preposition ("*mixture* of experts"): a part that holds the head
+  names a broader subject that contains the keyword's ("reinforcement learning"), a
+  part without it only a modifier ("deep"). The idf ratio says how much of the
+  keyword's specificity the part keeps: a part nearly as rare as the whole phrase keeps
+  nearly all of it, a word that most papers use ("learning") keeps nearly none. Parts
+  below ``MIN_CREDIT`` earn nothing. A single word earns credit on its own only if it is
+  a compound ("multi-task", "model-based": one concept), or the head, used by at most
+  ``MAX_SHARE`` of the papers, and not the head of an idiom with a linking word
+  ("*mixture* of experts"): a plain modifier ("deep", "continual") says too little alone.
+* **words**: all the keyword's units close together (within ``WINDOW`` words in one
+  field) but not as the phrase: ``WORDS_CREDIT``, less for two-unit keywords, whose words
+  meet by chance more often.
+
+Per field, a keyword scores its best level (the whole phrase, or the best-credited part
+or words match there); levels never add up, so partial credit can never exceed the
+whole phrase's score. Document frequencies come from the stored corpus when the index
+has it, else from the index itself; an index too small to tell (fewer than
+``MIN_DOCUMENTS`` papers) counts every word as equally specific.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flows.rank.text import words
+
+PART_CREDIT = 0.8
+MODIFIER = 0.5  # a part without the head keeps this share of its credit
+MIN_CREDIT = 0.2
+MAX_SHARE = 0.25  # a part in more than this share of papers is too common to count
+WORDS_CREDIT = 0.7  # all units close together, not as the phrase (three or more units)
+WORDS_CREDIT_PAIR = 0.5  # the same for a two-unit keyword
+WINDOW = 8  # words from the first to the last unit of a "words" match
+MIN_DOCUMENTS = 30
+MAX_UNITS = 6  # longer keywords get their prefixes and suffixes only
+
+# Words that link a head to what follows it ("mixture of experts"); never a part's edge.
+LINKS = frozenset("of for from in on with to by via under over as at into onto between".split())
+FUNCTION_WORDS = LINKS | frozenset("a an and or the its their our".split())
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One way to match a keyword partly."""
+
+    label: str  # as written in the keyword ("reinforcement learning")
+    words: tuple[str, ...]  # its normalised words
+    credit: float  # share of the whole phrase's score it earns, below 1
+    kind: str  # "part" (a shorter run of the keyword) or "words" (all units, apart)
+    units: tuple[tuple[str, ...], ...] = ()  # "words": the units that must all occur
+
+
+def keyword_units(label: str) -> list[tuple[str, tuple[str, ...]]]:
+    """The keyword's units: each whitespace-separated chunk with its normalised words."""
+    found = []
+    for chunk in label.split():
+        chunk_words = tuple(words(chunk))
+        if chunk_words:
+            found.append((chunk, chunk_words))
+    return found
+
+
+def head_unit(units: list[tuple[str, tuple[str, ...]]]) -> int:
+    """Index of the head: the unit before the first linking word, else the last one."""
+    for i, (_, unit_words) in enumerate(units):
+        if i > 0 and len(unit_words) == 1 and unit_words[0] in LINKS:
+            return i - 1
+    return len(units) - 1
+
+
+def graded_parts(
+    label: str, df: Callable[[tuple[str, ...]], int], documents: int
+) -> tuple[Part, ...]:
+    """The partial matches of a keyword, best credited first; () for a one-unit keyword.
+
+    ``df`` gives the number of papers holding a word sequence (any of its variants), out
+    of ``documents``.
+    """
+    units = keyword_units(label)
+    if len(units) < 2:
+        return ()
+    head = head_unit(units)
+    linked = any(len(unit_words) == 1 and unit_words[0] in LINKS for _, unit_words in units)
+    all_words = tuple(word for _, unit_words in units for word in unit_words)
+    idf = _idf(df, documents)
+    whole = idf(all_words)
+    found: list[Part] = []
+    for start, end in _runs(len(units)):
+        run = units[start:end]
+        if run[0][1][0] in FUNCTION_WORDS or run[-1][1][-1] in FUNCTION_WORDS:
+            continue
+        part_words = tuple(word for _, unit_words in run for word in unit_words)
+        if len(run) == 1 and not _alone(run[0][1], start == head, linked, df, documents):
+            continue
+        credit = PART_CREDIT * min(1.0, idf(part_words) / whole) * (1.0 if start <= head < end else MODIFIER)
+        if credit >= MIN_CREDIT:
+            found.append(Part(" ".join(chunk for chunk, _ in run), part_words, round(credit, 6), "part"))
+    content = tuple(unit_words for _, unit_words in units if unit_words[0] not in FUNCTION_WORDS)
+    if len(content) >= 2:
+        credit = WORDS_CREDIT if len(content) >= 3 else WORDS_CREDIT_PAIR
+        found.append(Part(label, all_words, credit, "words", content))
+    found.sort(key=lambda part: -part.credit)
+    return tuple(found)
+
+
+def _alone(unit: tuple[str, ...], is_head: bool, linked: bool,
+           df: Callable[[tuple[str, ...]], int], documents: int) -> bool:
+    """Whether one unit of a keyword may earn credit on its own: a compound ("multi-task",
+    "model-based") names a concept by itself; a plain word only if it is the head, not
+    common, and not the head of an idiom with a linking word ("mixture" of experts)."""
+    if len(unit) >= 2:
+        return True
+    if not is_head or linked:
+        return False
+    return documents < MIN_DOCUMENTS or df(unit) <= MAX_SHARE * documents
+
+
+def _runs(count: int) -> list[tuple[int, int]]:
+    """Shorter contiguous runs of ``count`` units (start, end); only prefixes and suffixes
+    of a long keyword."""
+    if count > MAX_UNITS:
+        return [(0, end) for end in range(1, count)] + [(start, count) for start in range(1, count)]
+    return [(start, end) for start in range(count) for end in range(start + 1, count + 1)
+            if end - start < count]
+
+
+def _idf(df: Callable[[tuple[str, ...]], int], documents: int) -> Callable[[tuple[str, ...]], float]:
+    if documents < MIN_DOCUMENTS:
+        # Too few papers to tell a common word from a rare one: each word counts alike.
+        return lambda sequence: float(len([w for w in sequence if w not in FUNCTION_WORDS]) or 1)
+    return lambda sequence: math.log((documents + 1) / (df(sequence) + 0.5))

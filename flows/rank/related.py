@@ -1,0 +1,241 @@
+"""Related terms, learned from the stored corpus: what else papers on a keyword's subject say.
+
+A researcher following ``deep reinforcement learning`` also wants the paper that only
+says "policy gradient", "reward shaping" and "actor-critic". Keywords alone never find
+it; the corpus can. :func:`learn_related` reads every stored paper's title and abstract
+once and learns, for each *unit* (a word stem, or two adjacent stems within a clause)
+used by at least ``MIN_DF`` papers, the units that papers using it use far more often
+than the other papers (pseudo-relevance feedback over the whole corpus). For units a
+and b, with co(a, b) the papers holding both::
+
+    w(a → b) = ln( p(b | a) / p(b | not a) )     (counts smoothed by ½; kept if ≥ ln 2 and co ≥ 2)
+
+Each unit keeps the ``NEIGHBOURS`` associations whose 2×2 table is the most significant
+(Dunning's G²: a strong ratio seen in few papers counts less than a clear one seen in
+many), their weights scaled to sum to 1; a unit never relates to a unit that shares a
+stem with it. Nothing is downloaded:
+the model is a few numpy arrays, stored in SQLite by the store and rebuilt when the
+corpus has grown.
+
+At ranking time (see ``flows.rank.score``) a keyword's related terms are its units'
+associations, mixed by each unit's specificity (idf); a paper's related evidence for
+the keyword is the share of that mixture it holds (0 to 1).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from flows.rank.text import stems
+
+MIN_DF = 3  # a unit needs this many papers to be learned from or related to
+MIN_CO = 2  # papers two units must share to be related
+NEIGHBOURS = 40  # associations kept per unit
+MAX_SOURCE_PAPERS = 400  # papers read per unit (its first ones): enough to estimate p(b | a)
+LIFT = 2.0  # p(b | a) must be at least this times b's base rate
+EXPANSION = 20  # related terms used per keyword
+
+# Function words and the boilerplate of abstracts: they follow every subject alike.
+STOPWORDS = frozenset(
+    """a about above across after again against all almost along also although always am among an and another
+    any are around as at be because been before being below between both but by can cannot could did do does
+    doing done down during each either else et etc even ever every few for from further had has have having
+    here how however i if in into is it its itself just less let like may might more most much must my neither
+    no nor not now of off often on once one only onto or other others otherwise our ours out over own per
+    rather same several shall she should since so some such than that the their theirs them themselves then
+    there thereby therefore these they this those though through thus to together too toward towards under
+    unless until up upon us very via was we well were what whatever when where whereas whether which while who
+    whom whose why will with within without would yet you your
+    paper propose proposed present show shows shown demonstrate result results approach method methods new
+    novel based using use used via work existing extensive experiments experiment experimental state art
+    significantly significant furthermore moreover specifically respectively finally first second third
+    recent recently including include includes well achieve achieves achieved performance outperforms
+    """.split()
+)
+_STOP_STEMS: frozenset[str] | None = None
+
+
+def stop_stems() -> frozenset[str]:
+    global _STOP_STEMS
+    if _STOP_STEMS is None:
+        _STOP_STEMS = frozenset(s for word in STOPWORDS for s in stems(word) if s)
+    return _STOP_STEMS
+
+
+def units_of(text: str) -> set[str]:
+    """The units of one text: its content stems and its adjacent pairs of them ("reinforc learn")."""
+    stop = stop_stems()
+    found: set[str] = set()
+    previous: str | None = None
+    for stem in stems(text):
+        if stem is None or stem in stop or len(stem) < 2 or stem.isdigit():
+            previous = None
+            continue
+        found.add(stem)
+        if previous is not None:
+            found.add(f"{previous} {stem}")
+        previous = stem
+    return found
+
+
+@dataclass(frozen=True, eq=False)
+class RelatedModel:
+    """Per unit, the units related to it, strongest first (CSR arrays over unit numbers)."""
+
+    units: tuple[str, ...]  # unit number → unit ("polici", "polici gradient")
+    df: np.ndarray  # unit number → papers holding it (int32)
+    documents: int  # papers learned from
+    indptr: np.ndarray  # unit number → its associations in indices/weights[indptr[n]:indptr[n+1]]
+    indices: np.ndarray  # associated unit numbers (int32)
+    weights: np.ndarray  # their weights (float32), summing to 1 per unit
+    ids: dict[str, int] = field(default_factory=dict, repr=False)
+    seconds: float = 0.0  # how long learning took
+
+    def __post_init__(self) -> None:
+        if not self.ids:
+            self.ids.update((unit, number) for number, unit in enumerate(self.units))
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def __repr__(self) -> str:
+        return f"<RelatedModel of {len(self.units)} units from {self.documents} papers>"
+
+    def neighbours(self, unit: str) -> list[tuple[str, float]]:
+        """The units related to ``unit``, strongest first, with their weights."""
+        number = self.ids.get(unit)
+        if number is None:
+            return []
+        start, end = self.indptr[number], self.indptr[number + 1]
+        return [(self.units[i], float(w)) for i, w in zip(self.indices[start:end].tolist(),
+                                                           self.weights[start:end].tolist())]
+
+    def document_frequency(self, unit: str) -> int | None:
+        number = self.ids.get(unit)
+        return None if number is None else int(self.df[number])
+
+    def idf(self, unit: str) -> float:
+        df = self.document_frequency(unit) or 0
+        return math.log((self.documents + 1) / (df + 0.5))
+
+    # -- storage ---------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """The model as one compressed blob (numpy's npz), for the store."""
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer, units=np.array("\n".join(self.units)), df=self.df, documents=np.array(self.documents),
+            indptr=self.indptr, indices=self.indices, weights=self.weights,
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> "RelatedModel":
+        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+            text = str(data["units"])
+            return cls(
+                units=tuple(text.split("\n")) if text else (), df=data["df"], documents=int(data["documents"]),
+                indptr=data["indptr"], indices=data["indices"], weights=data["weights"],
+            )
+
+
+def learn_related(texts: Iterable[str]) -> RelatedModel:
+    """Learn unit associations from papers' texts (title and abstract of one paper per item)."""
+    started = time.perf_counter()
+    vocabulary: dict[str, int] = {}
+    documents: list[np.ndarray] = []
+    for text in texts:
+        found = units_of(text)
+        documents.append(np.fromiter((vocabulary.setdefault(u, len(vocabulary)) for u in found), np.int32,
+                                     len(found)))
+    n = len(documents)
+    if not n:
+        return _empty(time.perf_counter() - started)
+    lengths = np.fromiter(map(len, documents), np.int64, n)
+    flat = np.concatenate(documents) if documents else np.zeros(0, np.int32)
+    df_all = np.bincount(flat, minlength=len(vocabulary))
+    # Keep the units enough papers use; renumber them densely.
+    kept = np.flatnonzero(df_all >= MIN_DF)
+    renumber = np.full(len(vocabulary), -1, np.int64)
+    renumber[kept] = np.arange(len(kept))
+    names = np.empty(len(vocabulary), dtype=object)
+    for unit, number in vocabulary.items():
+        names[number] = unit
+    units = tuple(names[kept].tolist())
+    df = df_all[kept].astype(np.int32)
+    # Documents as rows of kept unit numbers (CSR), and units as columns (their documents).
+    mapped = renumber[flat]
+    doc_of = np.repeat(np.arange(n), lengths)
+    keep = mapped >= 0
+    mapped, doc_of = mapped[keep], doc_of[keep]
+    row_ptr = np.concatenate(([0], np.cumsum(np.bincount(doc_of, minlength=n))))
+    order = np.argsort(mapped, kind="stable")
+    col_docs = doc_of[order]
+    col_ptr = np.concatenate(([0], np.cumsum(np.bincount(mapped, minlength=len(units)))))
+    indptr, indices, weights = _associate(units, df, n, mapped, row_ptr, col_docs, col_ptr)
+    return RelatedModel(units, df, n, indptr, indices, weights, seconds=time.perf_counter() - started)
+
+
+def _associate(units, df, n, row_units, row_ptr, col_docs, col_ptr):
+    """Each unit's strongest associations (see the module docstring)."""
+    size = len(units)
+    df = df.astype(np.float64)
+    stem_sets = [set(unit.split()) for unit in units]
+    indptr = np.zeros(size + 1, np.int64)
+    all_indices: list[np.ndarray] = []
+    all_weights: list[np.ndarray] = []
+    for a in range(size):
+        docs = col_docs[col_ptr[a]:col_ptr[a + 1]]
+        sample = docs[:MAX_SOURCE_PAPERS]
+        starts, ends = row_ptr[sample], row_ptr[sample + 1]
+        together = np.concatenate([row_units[s:e] for s, e in zip(starts.tolist(), ends.tolist())])
+        co = np.bincount(together, minlength=size).astype(np.float64)
+        if len(sample) < len(docs):  # estimated from a sample of a's papers
+            co *= len(docs) / len(sample)
+        co[a] = 0.0
+        candidates = np.flatnonzero(co >= MIN_CO)
+        if not candidates.size:
+            continue
+        weight, significance = _evidence(co[candidates], float(len(docs)), df[candidates], float(n))
+        good = weight >= math.log(LIFT)
+        candidates, weight, significance = candidates[good], weight[good], significance[good]
+        order = np.argsort(-significance, kind="stable")
+        mine = stem_sets[a]
+        chosen = [i for i in order[:NEIGHBOURS * 2].tolist() if mine.isdisjoint(stem_sets[candidates[i]])]
+        chosen = chosen[:NEIGHBOURS]
+        if chosen:
+            w = weight[chosen]
+            all_indices.append(candidates[chosen].astype(np.int32))
+            all_weights.append((w / w.sum()).astype(np.float32))
+            indptr[a + 1] = len(chosen)
+    indptr = np.cumsum(indptr)
+    indices = np.concatenate(all_indices) if all_indices else np.zeros(0, np.int32)
+    weights = np.concatenate(all_weights) if all_weights else np.zeros(0, np.float32)
+    return indptr, indices, weights
+
+
+def _evidence(co: np.ndarray, df_a: float, df_b: np.ndarray, n: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate b of unit a: the log likelihood ratio of b between a's papers and the
+    others (smoothed by 0.5), and Dunning's G² of the 2×2 table: how sure the association is."""
+    inside = (co + 0.5) / (df_a + 1.0)
+    outside = (df_b - co + 0.5) / (n - df_a + 1.0)
+    weight = np.log(inside / outside)
+    table = (co, df_a - co, df_b - co, n - df_a - df_b + co)
+    expected = (df_a * df_b / n, df_a * (n - df_b) / n, (n - df_a) * df_b / n, (n - df_a) * (n - df_b) / n)
+    g2 = np.zeros_like(co)
+    for observed, wanted in zip(table, expected):
+        observed = np.maximum(observed, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g2 += np.where(observed > 0, observed * np.log(observed / np.maximum(wanted, 1e-12)), 0.0)
+    return weight, 2.0 * g2
+
+
+def _empty(seconds: float = 0.0) -> RelatedModel:
+    return RelatedModel((), np.zeros(0, np.int32), 0, np.zeros(1, np.int64), np.zeros(0, np.int32),
+                        np.zeros(0, np.float32), seconds=seconds)
