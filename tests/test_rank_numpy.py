@@ -36,32 +36,36 @@ def draw(rng: random.Random, vocabulary: list[str], ids: list[str], n: int):
     return reader, (set if rng.random() < 0.5 else list)(delivered), rng.choice(LIMITS)
 
 
-def check(index, rng: random.Random, count: int) -> int:
+def check(index, rng: random.Random, count: int, graded: bool = False) -> int:
     ids, vocabulary, compared = [paper.id for paper in index.papers], corpus_vocabulary(), 0
     readers, histories = [], {}
+    mode = {"graded": graded, "related": "off"}
     for n in range(count):
         reader, delivered, limit = draw(rng, vocabulary, ids, n)
         for min_score in (0.5, 0.0):
-            expected = reference_rank(index, reader, delivered, limit=limit, min_score=min_score)
-            got = rank(index, reader, exclude_ids=delivered, limit=limit, min_score=min_score)
+            expected = reference_rank(index, reader, delivered, limit=limit, min_score=min_score, graded=graded)
+            got = rank(index, reader, exclude_ids=delivered, limit=limit, min_score=min_score, **mode)
             assert shown(got) == shown(expected), (reader.keywords, reader.exclude, limit)
             assert got == expected
             compared += len(expected)
         readers.append(reader)
         histories[reader.email] = delivered
-    batch = rank_many(index, readers, delivered=histories)
+    batch = rank_many(index, readers, delivered=histories, **mode)
     for reader in readers:
-        assert shown(batch[reader.email]) == shown(reference_rank(index, reader, histories[reader.email]))
+        assert shown(batch[reader.email]) == shown(
+            reference_rank(index, reader, histories[reader.email], graded=graded))
     return compared
 
 
-def test_rank_equals_the_reference_for_random_subscribers_on_the_seed_papers():
-    assert check(index(), random.Random(1), 300) > 1000  # enough papers compared to mean something
+@pytest.mark.parametrize("graded", [False, True], ids=["exact", "graded"])
+def test_rank_equals_the_reference_for_random_subscribers_on_the_seed_papers(graded):
+    assert check(index(), random.Random(1), 300, graded) > 1000  # enough papers compared to mean something
 
 
-def test_rank_equals_the_reference_where_ties_and_upvotes_crowd_the_cut():
+@pytest.mark.parametrize("graded", [False, True], ids=["exact", "graded"])
+def test_rank_equals_the_reference_where_ties_and_upvotes_crowd_the_cut(graded):
     seeds = [{"title": p.title, "abstract": p.abstract, "upvotes": p.upvotes} for p in papers()]
-    assert check(build_index(synthetic_papers(seeds, 300, random.Random(3))), random.Random(2), 60) > 500
+    assert check(build_index(synthetic_papers(seeds, 300, random.Random(3))), random.Random(2), 60, graded) > 500
 
 
 def test_limits_at_the_edges():
@@ -109,9 +113,9 @@ def test_relevance_sums_terms_in_query_order_bit_for_bit():
     for numbers, scores in terms:
         for number, score in zip(numbers.tolist(), scores.tolist()):
             expected[number] += score  # left to right, as the reference adds
-    found = _relevance(50, tuple((*term, None, None, None) for term in terms))
+    found = _relevance(50, tuple((*term, None, None, None, None) for term in terms))
     assert found.tolist() == expected
-    assert _relevance(50, ((*terms[1], None, None, None),)).tolist() == [
+    assert _relevance(50, ((*terms[1], None, None, None, None),)).tolist() == [
         dict(zip(terms[1][0].tolist(), terms[1][1].tolist())).get(n, 0.0) for n in range(50)]
 
 

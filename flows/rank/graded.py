@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from flows.rank.text import words
 
 PART_CREDIT = 0.8
-MODIFIER = 0.5  # a part without the head keeps this share of its credit
+MODIFIER = 0.3  # a part without the head keeps this share of its credit
 MIN_CREDIT = 0.2
 MAX_SHARE = 0.25  # a part in more than this share of papers is too common to count
 WORDS_CREDIT = 0.7  # all units close together, not as the phrase (three or more units)

@@ -26,7 +26,7 @@ from flows.rank.acronyms import AcronymTable, learn_acronyms, load_acronyms
 from flows.rank.excerpt import Excerpts
 from flows.rank.graded import WINDOW, Part, graded_parts
 from flows.rank.query import FIELDS, Term
-from flows.rank.related import EXPANSION, RelatedModel
+from flows.rank.related import EXPANSION, TITLE_BOOST, RelatedModel, units_of_stems
 from flows.rank.text import stem, stems_and_spans
 
 MAX_VARIANTS = 32  # stem sequences tried per keyword; real keywords need a handful
@@ -137,7 +137,8 @@ class PaperIndex:
     _graded: dict[str, tuple[tuple[Part, Hits], ...]] = field(default_factory=dict)
     _df: dict[tuple[str, ...], int] = field(default_factory=dict)
     _expansions: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
-    _unit_papers: dict[str, np.ndarray] = field(default_factory=dict)
+    _unit_papers: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _paper_norms: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -205,23 +206,45 @@ class PaperIndex:
                 if own.isdisjoint(neighbour.split()):
                     mixed[neighbour] = mixed.get(neighbour, 0.0) + weight / total * strength
         best = sorted(mixed.items(), key=lambda item: (-item[1], item[0]))[:EXPANSION]
-        mass = sum(weight for _, weight in best)
-        return tuple((unit, weight / mass) for unit, weight in best)
+        length = math.sqrt(sum(weight * weight for _, weight in best))
+        return tuple((unit, weight / length) for unit, weight in best)
 
-    def unit_papers(self, unit: str) -> np.ndarray:
-        """The papers holding a unit (a stem or "stem stem") in the title or the abstract."""
+    def unit_papers(self, unit: str) -> tuple[np.ndarray, np.ndarray]:
+        """The papers holding a unit (a stem or "stem stem") and its weight in each paper's
+        vector (idf, more in the title, over the paper's length; see flows.rank.related)."""
         found = self._unit_papers.get(unit)
         if found is None:
+            assert self.related is not None
             if " " in unit:
                 first, second = unit.split(" ", 1)
                 entries = [index.pairs.get((first, second), EMPTY) for index in self.fields]
             else:
                 entries = [index.words.get(unit, EMPTY) for index in self.fields]
-            numbers = entries[0].keys() | entries[1].keys()
-            found = np.fromiter(sorted(numbers), np.intp, len(numbers))
-            found.flags.writeable = False
-            self._unit_papers[unit] = found
+            numbers = np.fromiter(sorted(entries[0].keys() | entries[1].keys()), np.intp)
+            boost = np.fromiter((TITLE_BOOST if n in entries[0] else 1.0 for n in numbers.tolist()), np.float64,
+                                numbers.size)
+            weights = self.related.idf(unit) * boost / self.paper_norms[numbers]
+            numbers.flags.writeable = weights.flags.writeable = False
+            found = self._unit_papers[unit] = (numbers, weights)
         return found
+
+    @property
+    def paper_norms(self) -> np.ndarray:
+        """Per paper, the length of its vector over the related model's units."""
+        if self._paper_norms is None:
+            assert self.related is not None
+            model, norms = self.related, []
+            for number in range(len(self.papers)):
+                heading = units_of_stems(_slots(self.fields[0].joined[number]))
+                found = heading | units_of_stems(_slots(self.fields[1].joined[number]))
+                total = 0.0
+                for unit in found:
+                    if unit in model.ids:
+                        weight = model.idf(unit) * (TITLE_BOOST if unit in heading else 1.0)
+                        total += weight * weight
+                norms.append(math.sqrt(total) or 1.0)
+            self._paper_norms = np.array(norms)
+        return self._paper_norms
 
     def spell(self, number: int, unit: str) -> str | None:
         """How the paper writes a unit (title first), or None."""
@@ -420,6 +443,11 @@ def _spellings(
     slot = bisect_left(starts, last)
     again = text[begins[slot]:ends[slot + last_word]]
     return (spelled,) if again == spelled else (spelled, again)
+
+
+def _slots(joined: str) -> list[str | None]:
+    """A field's stems back from its joined form (None where a clause breaks)."""
+    return [None if part == BREAK else part for part in joined.split(SEPARATOR)[1:-1]]
 
 
 def _source_weight(model: RelatedModel, unit: str) -> float:

@@ -35,11 +35,11 @@ import numpy as np
 from flows.rank.text import stems
 
 MIN_DF = 3  # a unit needs this many papers to be learned from or related to
-MIN_CO = 2  # papers two units must share to be related
-NEIGHBOURS = 40  # associations kept per unit
-MAX_SOURCE_PAPERS = 400  # papers read per unit (its first ones): enough to estimate p(b | a)
-LIFT = 2.0  # p(b | a) must be at least this times b's base rate
-EXPANSION = 20  # related terms used per keyword
+NEIGHBOURS = 40  # related units kept per unit
+MAX_SOURCE_PAPERS = 400  # papers a unit's centroid is read from (title mentions first)
+TITLE_BOOST = 1.5  # a unit in a paper's title weighs this much more in the paper's vector
+TITLE_SEED = 3.0  # a paper with the unit in its title counts this much more in the centroid
+EXPANSION = 20  # related units used per keyword
 
 # Function words and the boilerplate of abstracts: they follow every subject alike.
 STOPWORDS = frozenset(
@@ -70,10 +70,15 @@ def stop_stems() -> frozenset[str]:
 
 def units_of(text: str) -> set[str]:
     """The units of one text: its content stems and its adjacent pairs of them ("reinforc learn")."""
+    return units_of_stems(stems(text))
+
+
+def units_of_stems(sequence: Iterable[str | None]) -> set[str]:
+    """:func:`units_of` a text already cut into stems (None where a clause breaks)."""
     stop = stop_stems()
     found: set[str] = set()
     previous: str | None = None
-    for stem in stems(text):
+    for stem in sequence:
         if stem is None or stem in stop or len(stem) < 2 or stem.isdigit():
             previous = None
             continue
@@ -145,20 +150,24 @@ class RelatedModel:
             )
 
 
-def learn_related(texts: Iterable[str]) -> RelatedModel:
-    """Learn unit associations from papers' texts (title and abstract of one paper per item)."""
+def learn_related(texts: Iterable[tuple[str, str]]) -> RelatedModel:
+    """Learn each unit's related units from papers' (title, abstract) pairs."""
     started = time.perf_counter()
     vocabulary: dict[str, int] = {}
     documents: list[np.ndarray] = []
-    for text in texts:
-        found = units_of(text)
+    in_title: list[np.ndarray] = []
+    for title, abstract in texts:
+        heading = units_of(title)
+        found = heading | units_of(abstract)
         documents.append(np.fromiter((vocabulary.setdefault(u, len(vocabulary)) for u in found), np.int32,
                                      len(found)))
+        in_title.append(np.fromiter((u in heading for u in found), np.bool_, len(found)))
     n = len(documents)
     if not n:
         return _empty(time.perf_counter() - started)
     lengths = np.fromiter(map(len, documents), np.int64, n)
-    flat = np.concatenate(documents) if documents else np.zeros(0, np.int32)
+    flat = np.concatenate(documents)
+    titled = np.concatenate(in_title)
     df_all = np.bincount(flat, minlength=len(vocabulary))
     # Keep the units enough papers use; renumber them densely.
     kept = np.flatnonzero(df_all >= MIN_DF)
@@ -169,71 +178,57 @@ def learn_related(texts: Iterable[str]) -> RelatedModel:
         names[number] = unit
     units = tuple(names[kept].tolist())
     df = df_all[kept].astype(np.int32)
-    # Documents as rows of kept unit numbers (CSR), and units as columns (their documents).
     mapped = renumber[flat]
     doc_of = np.repeat(np.arange(n), lengths)
     keep = mapped >= 0
-    mapped, doc_of = mapped[keep], doc_of[keep]
+    mapped, doc_of, titled = mapped[keep], doc_of[keep], titled[keep]
+    # Each paper as a vector over the kept units: idf, more in the title, unit length.
+    idf = np.log((n + 1) / (df + 0.5))
+    weight = idf[mapped] * np.where(titled, TITLE_BOOST, 1.0)
+    norms = np.sqrt(np.bincount(doc_of, weight * weight, minlength=n))
+    weight = weight / np.maximum(norms[doc_of], 1e-12)
     row_ptr = np.concatenate(([0], np.cumsum(np.bincount(doc_of, minlength=n))))
     order = np.argsort(mapped, kind="stable")
-    col_docs = doc_of[order]
+    col_docs, col_titled = doc_of[order], titled[order]
     col_ptr = np.concatenate(([0], np.cumsum(np.bincount(mapped, minlength=len(units)))))
-    indptr, indices, weights = _associate(units, df, n, mapped, row_ptr, col_docs, col_ptr)
+    indptr, indices, weights = _centroids(units, mapped, weight, row_ptr, col_docs, col_titled, col_ptr)
     return RelatedModel(units, df, n, indptr, indices, weights, seconds=time.perf_counter() - started)
 
 
-def _associate(units, df, n, row_units, row_ptr, col_docs, col_ptr):
-    """Each unit's strongest associations (see the module docstring)."""
+def _centroids(units, row_units, row_weights, row_ptr, col_docs, col_titled, col_ptr):
+    """Per unit, the centroid of the papers that hold it (a title counts more), cut to its
+    ``NEIGHBOURS`` heaviest other units and scaled to unit length."""
     size = len(units)
-    df = df.astype(np.float64)
-    stem_sets = [set(unit.split()) for unit in units]
-    indptr = np.zeros(size + 1, np.int64)
+    stem_sets = [frozenset(unit.split()) for unit in units]
+    counts = np.zeros(size + 1, np.int64)
     all_indices: list[np.ndarray] = []
     all_weights: list[np.ndarray] = []
     for a in range(size):
         docs = col_docs[col_ptr[a]:col_ptr[a + 1]]
-        sample = docs[:MAX_SOURCE_PAPERS]
-        starts, ends = row_ptr[sample], row_ptr[sample + 1]
-        together = np.concatenate([row_units[s:e] for s, e in zip(starts.tolist(), ends.tolist())])
-        co = np.bincount(together, minlength=size).astype(np.float64)
-        if len(sample) < len(docs):  # estimated from a sample of a's papers
-            co *= len(docs) / len(sample)
-        co[a] = 0.0
-        candidates = np.flatnonzero(co >= MIN_CO)
-        if not candidates.size:
-            continue
-        weight, significance = _evidence(co[candidates], float(len(docs)), df[candidates], float(n))
-        good = weight >= math.log(LIFT)
-        candidates, weight, significance = candidates[good], weight[good], significance[good]
-        order = np.argsort(-significance, kind="stable")
+        strength = np.where(col_titled[col_ptr[a]:col_ptr[a + 1]], TITLE_SEED, 1.0)
+        if docs.size > MAX_SOURCE_PAPERS:  # the strongest seeds: papers with the unit in the title first
+            chosen = np.argsort(-strength, kind="stable")[:MAX_SOURCE_PAPERS]
+            docs, strength = docs[chosen], strength[chosen]
+        starts, ends = row_ptr[docs], row_ptr[docs + 1]
+        spans = [slice(s, e) for s, e in zip(starts.tolist(), ends.tolist())]
+        together = np.concatenate([row_units[span] for span in spans])
+        weighted = np.concatenate([row_weights[span] * k for span, k in zip(spans, strength.tolist())])
+        centroid = np.bincount(together, weighted, size)
+        centroid[a] = 0.0
+        top = np.argpartition(-centroid, min(size - 1, NEIGHBOURS * 2))[:NEIGHBOURS * 2]
+        top = top[np.argsort(-centroid[top], kind="stable")]
         mine = stem_sets[a]
-        chosen = [i for i in order[:NEIGHBOURS * 2].tolist() if mine.isdisjoint(stem_sets[candidates[i]])]
-        chosen = chosen[:NEIGHBOURS]
-        if chosen:
-            w = weight[chosen]
-            all_indices.append(candidates[chosen].astype(np.int32))
-            all_weights.append((w / w.sum()).astype(np.float32))
-            indptr[a + 1] = len(chosen)
-    indptr = np.cumsum(indptr)
+        chosen_units = [b for b in top.tolist() if centroid[b] > 0.0 and mine.isdisjoint(stem_sets[b])]
+        chosen_units = chosen_units[:NEIGHBOURS]
+        if chosen_units:
+            w = centroid[chosen_units]
+            all_indices.append(np.asarray(chosen_units, np.int32))
+            all_weights.append((w / np.sqrt((w * w).sum())).astype(np.float32))
+            counts[a + 1] = len(chosen_units)
+    indptr = np.cumsum(counts)
     indices = np.concatenate(all_indices) if all_indices else np.zeros(0, np.int32)
     weights = np.concatenate(all_weights) if all_weights else np.zeros(0, np.float32)
     return indptr, indices, weights
-
-
-def _evidence(co: np.ndarray, df_a: float, df_b: np.ndarray, n: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per candidate b of unit a: the log likelihood ratio of b between a's papers and the
-    others (smoothed by 0.5), and Dunning's G² of the 2×2 table: how sure the association is."""
-    inside = (co + 0.5) / (df_a + 1.0)
-    outside = (df_b - co + 0.5) / (n - df_a + 1.0)
-    weight = np.log(inside / outside)
-    table = (co, df_a - co, df_b - co, n - df_a - df_b + co)
-    expected = (df_a * df_b / n, df_a * (n - df_b) / n, (n - df_a) * df_b / n, (n - df_a) * (n - df_b) / n)
-    g2 = np.zeros_like(co)
-    for observed, wanted in zip(table, expected):
-        observed = np.maximum(observed, 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            g2 += np.where(observed > 0, observed * np.log(observed / np.maximum(wanted, 1e-12)), 0.0)
-    return weight, 2.0 * g2
 
 
 def _empty(seconds: float = 0.0) -> RelatedModel:

@@ -42,9 +42,10 @@ MIN_SCORE = 0.5
 # share of its related terms' weight the paper holds (0 to 1); it adds RELATED_WEIGHT · r ·
 # the keyword's weight to the score. A paper that no keyword matches enters only if that
 # sum reaches the subscriber's threshold: "near" (calibrated for precision) or "far".
-RELATED_WEIGHT = 4.0
+RELATED_WEIGHT = 8.0
 RELATED_FLOOR = 0.05  # evidence below this share is noise, and dropped
-RELATED_THRESHOLDS = {"near": 1.6, "far": 1.0}
+# Papers no keyword matches exactly (partial or related matches only) need this score.
+NON_EXACT_THRESHOLDS = {"near": 3.5, "far": 2.0, "off": 3.5}
 RELATED_SHOWN = 3  # related terms named per keyword in an explanation
 RELATED_LEVELS = ("off", "near", "far")
 # Scores compare rounded to 6 decimals; an unrounded total this far below another's can
@@ -66,6 +67,9 @@ class _Prepared:
     # Per term, its related evidence: (papers, RELATED_WEIGHT · weight · r) aligned arrays;
     # empty without related papers.
     related: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+    # With graded phrases or related papers: the papers some keyword matches exactly (they
+    # enter at MIN_SCORE; the others need the threshold of the subscriber's level).
+    exact: np.ndarray | None = None
 
 
 def rank(
@@ -99,12 +103,8 @@ def rank(
     if limit <= 0 or not prepared.terms:
         return []
     relevance = _relevance(len(index.papers), prepared.terms)
-    evidence = None
-    if prepared.related:
-        evidence = _related_evidence(len(index.papers), prepared.related)
-        # A matched paper gains its related evidence; an unmatched one needs enough of it.
-        entering = (relevance == 0.0) & (evidence >= RELATED_THRESHOLDS[level])
-        relevance = np.where((relevance > 0.0) | entering, relevance + evidence, 0.0)
+    if prepared.exact is not None:
+        relevance = _tiered(relevance, prepared, level)
     _drop_excluded(index, relevance, prepared.excluded, exclude_ids)
     best = _best(index, relevance, subscriber.popularity * POPULARITY_SCALE, min_score, limit)
     return _ranked(index, prepared, best)
@@ -117,6 +117,7 @@ def rank_many(
     delivered: Mapping[str, Collection[str]] | None = None,
     limit: int | None = None,
     graded: bool = True,
+    related: str | None = None,
 ) -> dict[str, list[RankedPaper]]:
     """:func:`rank` for a batch of subscribers (keyed by email); ``delivered`` by email too.
 
@@ -130,7 +131,7 @@ def rank_many(
     try:
         return {
             reader.email: rank(index, reader, exclude_ids=delivered.get(reader.email, ()), limit=limit,
-                               graded=graded)
+                               graded=graded, related=related)
             for reader in subscribers
         }
     finally:
@@ -256,7 +257,21 @@ def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool) -
     related = tuple(_weighted_related(index, term) for term in query.terms) if use_related else ()
     if related and not any(numbers.size for numbers, _ in related):
         related = ()
-    return _Prepared(looked, np.fromiter(sorted(excluded), np.intp, len(excluded)), related)
+    exact = None
+    if (graded or related) and looked:
+        exact = np.unique(np.concatenate([term_scores(index, looked[2])[0] for looked in looked]))
+    return _Prepared(looked, np.fromiter(sorted(excluded), np.intp, len(excluded)), related, exact)
+
+
+def _tiered(relevance: np.ndarray, prepared: _Prepared, level: str) -> np.ndarray:
+    """Add the related evidence; keep the papers a keyword matches exactly, and the others
+    (partial or related matches only) where their score reaches the level's threshold."""
+    if prepared.related:
+        relevance = relevance + _related_evidence(relevance.size, prepared.related)
+    threshold = NON_EXACT_THRESHOLDS.get(level, NON_EXACT_THRESHOLDS["near"])
+    keep = relevance >= threshold
+    keep[prepared.exact] = True
+    return np.where(keep, relevance, 0.0)
 
 
 def related_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
@@ -269,9 +284,8 @@ def related_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarra
         size = len(index.papers)
         if expansion:
             postings = [index.unit_papers(unit) for unit, _ in expansion]
-            numbers = np.concatenate(postings)
-            weights = np.repeat(np.fromiter((w for _, w in expansion), np.float64, len(expansion)),
-                                [p.size for p in postings])
+            numbers = np.concatenate([numbers for numbers, _ in postings])
+            weights = np.concatenate([weight * values for (_, values), (_, weight) in zip(postings, expansion)])
             share = np.bincount(numbers, weights, size)
             kept = np.flatnonzero(share >= RELATED_FLOOR)
             cached = (_read_only(kept), _read_only(share[kept]))
