@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 
 from flows.models import Paper
-from flows.rank import PaperIndex, build_index, load_acronyms
+from flows.rank import PaperIndex, RelatedModel, build_index, learn_related, load_acronyms
 from flows.settings import Settings
 from flows.store import Store
 from flows.subscribers import Subscriber
@@ -39,14 +39,32 @@ def _shared_indexes(token: str) -> dict[int, PaperIndex]:
     return _WORKER_INDEXES[token]
 
 
+def related_model(store: Store) -> RelatedModel:
+    """The related-terms model of every stored paper: the stored one while the corpus is as
+    it was learned from, else learned now (once per run at most) and stored."""
+    signature = store.corpus_signature()
+    stored = store.related_model()
+    if stored is not None and stored[0] == signature:
+        try:
+            return RelatedModel.from_bytes(stored[1])
+        except (ValueError, KeyError, OSError, EOFError):
+            pass  # unreadable (a crash mid-write, an older format): learn it again
+    model = learn_related(store.paper_texts())
+    store.save_related_model(signature, model.to_bytes(), papers=model.documents, seconds=model.seconds)
+    return model
+
+
 class Corpus:
     """The candidate papers of one run, loaded once and indexed once per window length
     (daily, weekly). Holds no database handle, so batch tasks on other threads or
     workers can share it."""
 
     def __init__(self, papers: Sequence[Paper], settings: Settings, digest_date: date,
-                 window: int | None = None, since: date | None = None):
+                 window: int | None = None, since: date | None = None, related: RelatedModel | None = None):
         self.papers, self.settings, self.digest_date = list(papers), settings, digest_date
+        # Learned from every stored paper (related papers and graded phrases use it); None
+        # ranks by the keywords alone.
+        self.related = related
         # A fixed window makes a catch-up digest: every active subscriber, the whole range.
         self.window = window
         # After an outage the run re-fetched listings from `since`: those are candidates too,
@@ -72,12 +90,13 @@ class Corpus:
         first = digest_date - timedelta(days=max(7, settings.recency_days) - 1)
         if since is not None:
             first = min(first, since)
-        return cls(store.papers_listed(first, digest_date), settings, digest_date, since=since)
+        return cls(store.papers_listed(first, digest_date), settings, digest_date, since=since,
+                   related=related_model(store))
 
     @classmethod
     def for_range(cls, store: Store, settings: Settings, start: date, end: date) -> "Corpus":
         days = (end - start).days + 1
-        return cls(store.papers_listed(start, end), settings, end, window=days)
+        return cls(store.papers_listed(start, end), settings, end, window=days, related=related_model(store))
 
     @property
     def catch_up(self) -> bool:
@@ -101,7 +120,7 @@ class Corpus:
         if days not in self._indexes:
             since = self.digest_date - timedelta(days=days - 1)
             papers = [p for p in self.papers if since <= p.listed <= self.digest_date]
-            self._indexes[days] = build_index(papers, acronyms=self.acronyms)
+            self._indexes[days] = build_index(papers, acronyms=self.acronyms, related=self.related)
         return self._indexes[days]
 
     def paper_ids(self) -> list[str]:

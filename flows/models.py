@@ -67,6 +67,24 @@ class Match:
     tier: str = "exact"
     via: tuple[str, ...] = ()
 
+    def describe(self) -> tuple[str, str]:
+        """The explanation around the keyword, as (before, after) plain text: "related to "
+        + keyword + ": policy gradient, reward", keyword + " (partly: reinforcement learning;
+        title)", "because you liked " + title, keyword + " (title, abstract)"."""
+        where = ", ".join(self.fields)
+        if self.tier == "related":
+            return "related to ", f": {', '.join(self.via)}" if self.via else ""
+        if self.tier == "liked":
+            return "because you liked ", f": {', '.join(self.terms)}" if self.terms else ""
+        if self.tier == "partial" and self.via:
+            return "", f" (partly: {', '.join(self.via)}{'; ' + where if where else ''})"
+        return "", f" ({where})" if where else ""
+
+    def explain(self) -> str:
+        """:meth:`describe` with the keyword, as one line of plain text."""
+        before, after = self.describe()
+        return f"{before}{self.keyword}{after}"
+
 
 @dataclass(frozen=True, slots=True)
 class RankedPaper:

@@ -43,7 +43,7 @@ def find_subscriber(settings: Settings, email: str) -> Subscriber:
 def explain(digest) -> list[str]:
     lines = []
     for n, ranked in enumerate(digest.papers, start=1):
-        why = ", ".join(f"{m.keyword} ({'+'.join(m.fields)})" for m in ranked.matches)
+        why = "; ".join(m.explain() for m in ranked.matches)
         lines.append(f"{n:2}. [{ranked.score:.2f}] {ranked.paper.title[:70]} — {why}")
     return lines
 

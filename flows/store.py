@@ -22,7 +22,7 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -184,8 +184,17 @@ def _m_delivery_window(db: sqlite_utils.Database) -> None:
     db["digests"].create_index(["updated_at"])  # the daily cap counts the last 24 hours
 
 
+def _m_related_models(db: sqlite_utils.Database) -> None:
+    # The related-terms model learned from every stored paper (flows/rank/related.py), one
+    # row: the corpus it was learned from (its signature), when, and the model as a blob.
+    db["related_models"].create(
+        {"id": int, "signature": str, "papers": int, "seconds": float, "learned_at": str, "model": bytes},
+        pk="id", not_null={"signature", "model"},
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _m1_initial, _m2_signups, _m3_signup_abuse, _m4_web_view, _m5_bounces, _m_delivery_window,
+    _m1_initial, _m2_signups, _m3_signup_abuse, _m4_web_view, _m5_bounces, _m_delivery_window, _m_related_models,
 ]
 
 
@@ -290,6 +299,45 @@ class Store:
 
     def paper_count(self) -> int:
         return self.db["papers"].count
+
+    def corpus_signature(self) -> str:
+        """Names the stored corpus as it is now: how many papers, and the latest change to one."""
+        count, latest = self.db.execute("SELECT COUNT(*), MAX(updated_at) FROM papers").fetchone()
+        return f"{count}:{latest or ''}"
+
+    def paper_texts(self, chunk: int = 2000) -> Iterator[tuple[str, str]]:
+        """(title, abstract) of every stored paper, read a chunk at a time (by rowid)."""
+        last = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT rowid, title, abstract FROM papers WHERE rowid > ? ORDER BY rowid LIMIT ?", [last, chunk]
+            ).fetchall()
+            if not rows:
+                return
+            for _, title, abstract in rows:
+                yield title or "", abstract or ""
+            last = rows[-1][0]
+
+    # -- related-terms model --------------------------------------------------------------
+
+    def related_model(self) -> tuple[str, bytes] | None:
+        """The stored related-terms model: (corpus signature it was learned from, blob)."""
+        row = self.db.execute("SELECT signature, model FROM related_models ORDER BY id DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else None
+
+    def save_related_model(self, signature: str, blob: bytes, *, papers: int, seconds: float) -> None:
+        """Keep this model (and only this one) for the corpus named by ``signature``."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("DELETE FROM related_models")
+            self.db.execute(
+                "INSERT INTO related_models (signature, papers, seconds, learned_at, model) VALUES (?, ?, ?, ?, ?)",
+                [signature, papers, seconds, _utcnow(), blob],
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     # -- fetches --------------------------------------------------------------------------
 

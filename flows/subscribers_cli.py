@@ -14,6 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from flows import subscribers as subs
+from flows.rank import RELATED_LEVELS
 from flows.settings import PROJECT_ROOT, Settings
 
 app = typer.Typer(
@@ -152,6 +153,8 @@ def add(
     max_papers: Optional[int] = typer.Option(None, "--max", help="at most this many papers per digest (1-100)"),
     weekly: Optional[str] = typer.Option(None, "--weekly", metavar="DAY", help="a weekly digest on this day"),
     trending: Optional[bool] = typer.Option(None, "--trending/--no-trending", help="add an 'also trending' section"),
+    related: Optional[str] = typer.Option(None, "--related", metavar="off|near|far",
+                                          help="papers only related terms find: off, near (default) or far"),
 ) -> None:
     """Create a subscriber file."""
     fields = {
@@ -159,6 +162,7 @@ def add(
         "exclude": keywords_option(exclude, "--exclude"),
         "max_papers": max_papers,
         "include_trending": trending,
+        "related": related_option(related),
     }
     if weekly is not None:
         fields.update(frequency="weekly", weekday=weekday_option(weekly))
@@ -184,9 +188,12 @@ def set_(
     weekday: Optional[str] = typer.Option(None, "--weekday", help="day of a weekly digest (implies --frequency weekly)"),
     trending: Optional[bool] = typer.Option(None, "--trending/--no-trending", help="the 'also trending' section"),
     active: Optional[bool] = typer.Option(None, "--active/--inactive", help="resume or pause the digests"),
+    related: Optional[str] = typer.Option(None, "--related", metavar="off|near|far",
+                                          help="papers only related terms find: off, near or far"),
 ) -> None:
     """Change some fields of a subscriber; the file keeps its comments and key order."""
     changes = {
+        "related": related_option(related),
         "keywords": keywords_option(keywords, "--keywords"),
         "exclude": keywords_option(exclude, "--exclude"),
         "name": name,
@@ -215,6 +222,16 @@ def set_(
         fail(str(exc))
     touched = sorted({*changes, *(["keywords"] if added or removed else [])})
     typer.echo(f"updated {subscriber.email}: " + ", ".join(touched))
+
+
+def related_option(value: str | None) -> str | None:
+    """--related, checked here so the message names the option."""
+    if value is None:
+        return None
+    level = value.strip().lower()
+    if level not in RELATED_LEVELS:
+        fail(f"--related {value!r}: use off, near or far")
+    return level
 
 
 def edit_keywords(current: list[str], added: list[str], removed: list[str]) -> list[str]:

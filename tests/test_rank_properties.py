@@ -16,7 +16,7 @@ from flows.models import Match, Paper, RankedPaper
 from flows.rank import MIN_SCORE, QueryError, build_index, parse_keyword, parse_query, rank, rank_many, snippet
 from flows.rank.excerpt import Excerpts
 from flows.rank.query import FIELDS, _parse_keyword
-from flows.rank.score import NON_EXACT_THRESHOLDS, level_scores, saturate
+from flows.rank.score import PARTIAL_MIN, level_scores, saturate
 from flows.rank.text import spans, stems, stems_and_spans
 from flows.bench.rank import synthetic_papers
 from flows.subscribers import Subscriber
@@ -196,7 +196,7 @@ def reference_rank(index, reader, exclude_ids=frozenset(), limit=None, min_score
             relevance += term.weight * score
             matches.append(reference_match(paper, term, hits, number) if not graded else
                            index.explain_levels(term, level_scores(index, term, number), number))
-        if graded and not exact and relevance < NON_EXACT_THRESHOLDS["near"]:
+        if graded and not exact and relevance < PARTIAL_MIN:
             continue
         total = round(relevance + reader.popularity * 0.25 * math.log1p(max(paper.upvotes, 0)), 6)
         if matches and paper.id not in excluded and total >= min_score:

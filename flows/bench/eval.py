@@ -36,7 +36,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from flows.models import Paper
-from flows.rank import QueryError, build_index, parse_query, rank
+from flows.rank import QueryError, build_index, learn_related, parse_query, rank
 from flows.store import FtsPhrase, FullTextIndex
 from flows.subscribers import Subscriber
 
@@ -234,26 +234,28 @@ def rank_bm25(papers: Sequence[Paper], profiles: Sequence[Profile]) -> dict[str,
         return digests
 
 
-def _product_digests(papers: Sequence[Paper], profiles: Sequence[Profile]) -> dict[str, list[str]]:
+def _product_digests(papers: Sequence[Paper], profiles: Sequence[Profile], **options) -> dict[str, list[str]]:
     """What the product mails: ``flows.rank`` with default settings, a subscriber with these
-    keywords and default preferences (max_papers 20, popularity 1), nothing delivered before."""
-    index = build_index(papers)
+    keywords and default preferences (max_papers 20, popularity 1, related near), nothing
+    delivered before. The set's papers are the stored corpus: the related-terms model is
+    learned from them, as a daily run learns it from every stored paper."""
+    related = learn_related((paper.title, paper.abstract) for paper in papers)
+    index = build_index(papers, related=related)
     digests = {}
     for profile in profiles:
         reader = Subscriber(email=EVAL_EMAIL, keywords=list(profile.keywords), exclude=list(profile.exclude),
                             max_papers=DIGEST_SIZE)
-        digests[profile.id] = [ranked.paper.id for ranked in rank(index, reader)]
+        digests[profile.id] = [ranked.paper.id for ranked in rank(index, reader, **options)]
     return digests
 
 
 def rank_exact(papers: Sequence[Paper], profiles: Sequence[Profile]) -> dict[str, list[str]]:
-    """Exact keyword matching, the ranking before issue 11. Today the product's default;
-    once the default changes, this must call today's behaviour explicitly."""
-    return _product_digests(papers, profiles)
+    """Exact keyword matching, the ranking before issue 11: no graded phrases, no related papers."""
+    return _product_digests(papers, profiles, graded=False, related="off")
 
 
 def rank_new(papers: Sequence[Paper], profiles: Sequence[Profile]) -> dict[str, list[str]]:
-    """The product's default ranking, whatever it is now."""
+    """The product's default ranking: graded phrases and related papers (near)."""
     return _product_digests(papers, profiles)
 
 

@@ -11,6 +11,10 @@ this process, which other load on the machine disturbs less. Every run starts
 cold: a new index, empty parse caches. Ranking goes through ``rank_many`` as the
 daily flow does; ``--loop`` calls ``rank`` once per subscriber instead.
 
+``--mode`` chooses the ranking: ``new`` (graded phrases and related papers, the related
+model learned from the same papers as if they were the stored corpus), ``exact`` (the
+ranking before issue 11), ``both`` (the default: each, one after the other).
+
 Keyword distributions: ``uniform`` draws every word and two-word phrase seen in at
 least 5 papers alike (few subscribers share a keyword: the most distinct work);
 ``shared`` draws them with Zipf popularity (a community whose topics overlap);
@@ -33,7 +37,7 @@ from itertools import accumulate
 from pathlib import Path
 
 from flows.models import Paper
-from flows.rank import BUILTIN_ACRONYMS, build_index, rank, rank_many
+from flows.rank import BUILTIN_ACRONYMS, build_index, learn_related, rank, rank_many
 from flows.rank.query import clear_caches
 from flows.settings import PROJECT_ROOT
 from flows.subscribers import Subscriber
@@ -113,20 +117,28 @@ def synthetic_subscribers(
     return subscribers
 
 
-def run(papers: list[Paper], subscribers: list[Subscriber], runs: int, *, loop: bool) -> dict[str, float]:
-    builds, rankings, cpu, included = [], [], [], 0
+def run(papers: list[Paper], subscribers: list[Subscriber], runs: int, *, loop: bool,
+        mode: str = "new") -> dict[str, float]:
+    """``mode``: "new" (graded phrases, related papers learned from these papers as the
+    stored corpus, each subscriber's level: near by default) or "exact" (before issue 11)."""
+    builds, rankings, cpu, included, learned = [], [], [], 0, []
+    options = {"graded": False, "related": "off"} if mode == "exact" else {}
+    related = None
+    if mode != "exact":
+        related = learn_related((paper.title, paper.abstract) for paper in papers)
+        learned.append(related.seconds)
     for _ in range(runs):
         clear_caches()
         index = None
         gc.collect()  # the previous run's index and caches, outside the timings
         start = time.perf_counter()
-        index = build_index(papers)
+        index = build_index(papers, related=related)
         builds.append(time.perf_counter() - start)
         start, started_cpu = time.perf_counter(), time.process_time()
         if loop:
-            included = sum(len(rank(index, subscriber)) for subscriber in subscribers)
+            included = sum(len(rank(index, subscriber, **options)) for subscriber in subscribers)
         else:
-            included = sum(map(len, rank_many(index, subscribers).values()))
+            included = sum(map(len, rank_many(index, subscribers, **options).values()))
         rankings.append(time.perf_counter() - start)
         cpu.append(time.process_time() - started_cpu)
     return {
@@ -135,6 +147,7 @@ def run(papers: list[Paper], subscribers: list[Subscriber], runs: int, *, loop: 
         "fastest": min(rankings),
         "cpu": statistics.median(cpu),
         "per_digest": included / len(subscribers),
+        "learn": learned[0] if learned else 0.0,
     }
 
 
@@ -146,19 +159,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--only", choices=DISTRIBUTIONS, help="run one keyword distribution")
     parser.add_argument("--loop", action="store_true", help="call rank() per subscriber, not rank_many()")
+    parser.add_argument("--mode", choices=("new", "exact", "both"), default="both",
+                        help="new: graded phrases + related papers (the default ranking); exact: before issue 11")
     args = parser.parse_args()
     papers = synthetic_papers(seed_papers(), args.papers, random.Random(args.seed))
     for distribution in [args.only] if args.only else DISTRIBUTIONS:
         pool, weights = keyword_pool(papers, distribution, random.Random(args.seed))
         subscribers = synthetic_subscribers(pool, weights, args.subscribers, random.Random(args.seed))
         distinct = len({k for s in subscribers for k in s.keywords})
-        result = run(papers, subscribers, args.runs, loop=args.loop)
-        print(
-            f"{distribution:8s} {args.papers} papers, {args.subscribers} subscribers "
-            f"({distinct} distinct keywords): index build {result['build']:.2f} s, "
-            f"ranking {result['rank']:.2f} s (CPU {result['cpu']:.2f} s, fastest {result['fastest']:.2f} s; "
-            f"medians of {args.runs}), {result['per_digest']:.1f} papers per digest"
-        )
+        for mode in ("exact", "new") if args.mode == "both" else (args.mode,):
+            result = run(papers, subscribers, args.runs, loop=args.loop, mode=mode)
+            learned = f", related model learned in {result['learn']:.2f} s" if mode == "new" else ""
+            print(
+                f"{distribution:8s} {mode:5s} {args.papers} papers, {args.subscribers} subscribers "
+                f"({distinct} distinct keywords): index build {result['build']:.2f} s, "
+                f"ranking {result['rank']:.2f} s (CPU {result['cpu']:.2f} s, fastest {result['fastest']:.2f} s; "
+                f"medians of {args.runs}), {result['per_digest']:.1f} papers per digest{learned}"
+            )
 
 
 if __name__ == "__main__":

@@ -70,7 +70,8 @@ from flows.rank.acronyms import (
 from flows.rank.excerpt import snippet
 from flows.rank.index import PaperIndex, build_index
 from flows.rank.query import MAX_WEIGHT, MIN_WEIGHT, Query, QueryError, Term, parse_keyword, parse_query
-from flows.rank.score import MIN_SCORE, rank, rank_many, trending
+from flows.rank.related import RelatedModel, learn_related
+from flows.rank.score import MIN_SCORE, RELATED_LEVELS, rank, rank_many, trending
 
 __all__ = [
     "BUILTIN_ACRONYMS",
@@ -82,9 +83,12 @@ __all__ = [
     "PaperIndex",
     "Query",
     "QueryError",
+    "RELATED_LEVELS",
+    "RelatedModel",
     "Term",
     "build_index",
     "learn_acronyms",
+    "learn_related",
     "load_acronyms",
     "parse_keyword",
     "parse_query",

@@ -30,7 +30,8 @@ Per field, a keyword scores its best level (the whole phrase, or the best-credit
 or words match there); levels never add up, so partial credit can never exceed the
 whole phrase's score. Document frequencies come from the stored corpus when the index
 has it, else from the index itself; an index too small to tell (fewer than
-``MIN_DOCUMENTS`` papers) counts every word as equally specific.
+``MIN_DOCUMENTS`` papers) counts every word as equally specific and credits no plain word
+on its own.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ from flows.rank.text import words
 
 PART_CREDIT = 0.8
 MODIFIER = 0.3  # a part without the head keeps this share of its credit
+COMPOUND_MODIFIER = 1.0  # the same for a lone compound modifier ("multi-task" of multi-task learning)
 MIN_CREDIT = 0.2
-MAX_SHARE = 0.25  # a part in more than this share of papers is too common to count
+MAX_SHARE = 0.05  # a single head word in more than this share of papers is too common to count
 WORDS_CREDIT = 0.7  # all units close together, not as the phrase (three or more units)
 WORDS_CREDIT_PAIR = 0.5  # the same for a two-unit keyword
 WINDOW = 8  # words from the first to the last unit of a "words" match
@@ -109,7 +111,11 @@ def graded_parts(
         part_words = tuple(word for _, unit_words in run for word in unit_words)
         if len(run) == 1 and not _alone(run[0][1], start == head, linked, df, documents):
             continue
-        credit = PART_CREDIT * min(1.0, idf(part_words) / whole) * (1.0 if start <= head < end else MODIFIER)
+        if start <= head < end:
+            role = 1.0
+        else:
+            role = COMPOUND_MODIFIER if len(run) == 1 and len(run[0][1]) >= 2 else MODIFIER
+        credit = PART_CREDIT * min(1.0, idf(part_words) / whole) * role
         if credit >= MIN_CREDIT:
             found.append(Part(" ".join(chunk for chunk, _ in run), part_words, round(credit, 6), "part"))
     content = tuple(unit_words for _, unit_words in units if unit_words[0] not in FUNCTION_WORDS)
@@ -127,9 +133,9 @@ def _alone(unit: tuple[str, ...], is_head: bool, linked: bool,
     common, and not the head of an idiom with a linking word ("mixture" of experts)."""
     if len(unit) >= 2:
         return True
-    if not is_head or linked:
+    if not is_head or linked or documents < MIN_DOCUMENTS:  # too few papers to tell a common word
         return False
-    return documents < MIN_DOCUMENTS or df(unit) <= MAX_SHARE * documents
+    return df(unit) <= MAX_SHARE * documents
 
 
 def _runs(count: int) -> list[tuple[int, int]]:

@@ -53,6 +53,10 @@ class FieldIndex:
     starts: list[array[int]] = field(default_factory=list)
     begins: list[array[int]] = field(default_factory=list)
     ends: list[array[int]] = field(default_factory=list)
+    # Built on first use by graded phrases: per stem, its slots in one numbering of every
+    # paper's slots (papers WINDOW apart, so no window spans two), and where each paper begins.
+    _positions: dict[str, np.ndarray] | None = None
+    _offsets: np.ndarray | None = None
 
     def add(self, number: int, stems: list[str | None], begins: list[int], ends: list[int]) -> None:
         joined = _joined(stems)
@@ -68,6 +72,25 @@ class FieldIndex:
                 del pairs[pair]
         _post(self.words, number, words)
         _post(self.pairs, number, pairs)
+
+    def positions(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Per stem its slots across all papers (ascending), and each paper's first slot."""
+        if self._positions is None or self._offsets is None:
+            found: dict[str, list[int]] = {}
+            offsets, at = [], 0
+            for joined in self.joined:
+                offsets.append(at)
+                slots = joined.split(SEPARATOR)[1:-1]
+                for i, stem in enumerate(slots):
+                    entry = found.get(stem)
+                    if entry is None:
+                        found[stem] = [at + i]
+                    else:
+                        entry.append(at + i)
+                at += len(slots) + WINDOW
+            self._positions = {stem: np.array(slots, np.int64) for stem, slots in found.items()}
+            self._offsets = np.array(offsets, np.int64)
+        return self._positions, self._offsets
 
     def counts(self, sequence: tuple[str, ...]) -> dict[int, int]:
         """Paper number → occurrences of the stem sequence (shared: do not modify)."""
@@ -139,6 +162,7 @@ class PaperIndex:
     _expansions: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
     _unit_papers: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _paper_norms: np.ndarray | None = None
+    _unit_neighbours: dict[str, list[tuple[str, float, tuple[str, ...]]]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -199,15 +223,31 @@ class PaperIndex:
                 for unit in variant:
                     if model.document_frequency(unit):
                         sources[unit] = max(sources.get(unit, 0.0), _source_weight(model, unit))
-        mixed: dict[str, float] = {}
-        total = sum(sources.values())
-        for unit, weight in sources.items():
-            for neighbour, strength in model.neighbours(unit):
-                if own.isdisjoint(neighbour.split()):
-                    mixed[neighbour] = mixed.get(neighbour, 0.0) + weight / total * strength
-        best = sorted(mixed.items(), key=lambda item: (-item[1], item[0]))[:EXPANSION]
+        if len(sources) == 1:  # most keywords: one unit's centroid, strongest first already
+            (unit,) = sources
+            best = [(n, w) for n, w, stems in self._neighbours(unit) if own.isdisjoint(stems)][:EXPANSION]
+        else:
+            mixed: dict[str, float] = {}
+            total = sum(sources.values())
+            for unit, weight in sources.items():
+                share = weight / total
+                for neighbour, strength, stems in self._neighbours(unit):
+                    if own.isdisjoint(stems):
+                        mixed[neighbour] = mixed.get(neighbour, 0.0) + share * strength
+            best = sorted(mixed.items(), key=lambda item: (-item[1], item[0]))[:EXPANSION]
+        if not best:
+            return ()
         length = math.sqrt(sum(weight * weight for _, weight in best))
         return tuple((unit, weight / length) for unit, weight in best)
+
+    def _neighbours(self, unit: str) -> list[tuple[str, float, tuple[str, ...]]]:
+        """A unit's related units with their weights and stems (cached: keywords share units)."""
+        found = self._unit_neighbours.get(unit)
+        if found is None:
+            assert self.related is not None
+            found = self._unit_neighbours[unit] = [
+                (neighbour, weight, tuple(neighbour.split(" "))) for neighbour, weight in self.related.neighbours(unit)]
+        return found
 
     def unit_papers(self, unit: str) -> tuple[np.ndarray, np.ndarray]:
         """The papers holding a unit (a stem or "stem stem") and its weight in each paper's
@@ -233,17 +273,25 @@ class PaperIndex:
         """Per paper, the length of its vector over the related model's units."""
         if self._paper_norms is None:
             assert self.related is not None
-            model, norms = self.related, []
-            for number in range(len(self.papers)):
-                heading = units_of_stems(_slots(self.fields[0].joined[number]))
-                found = heading | units_of_stems(_slots(self.fields[1].joined[number]))
-                total = 0.0
-                for unit in found:
-                    if unit in model.ids:
-                        weight = model.idf(unit) * (TITLE_BOOST if unit in heading else 1.0)
-                        total += weight * weight
-                norms.append(math.sqrt(total) or 1.0)
-            self._paper_norms = np.array(norms)
+            ids, df, documents = self.related.ids, self.related.df, self.related.documents
+            squares = np.zeros(len(self.papers))
+            titles, abstracts = self.fields
+            for postings in ((titles.words, abstracts.words), (titles.pairs, abstracts.pairs)):
+                for key in postings[0].keys() | postings[1].keys():
+                    unit = key if isinstance(key, str) else f"{key[0]} {key[1]}"
+                    number = ids.get(unit)
+                    if number is None:
+                        continue
+                    idf = math.log((documents + 1) / (df[number] + 0.5))
+                    in_title = postings[0].get(key, EMPTY)
+                    if in_title:
+                        squares[list(in_title)] += (idf * TITLE_BOOST) ** 2
+                    rest = [n for n in postings[1].get(key, EMPTY) if n not in in_title]
+                    if rest:
+                        squares[rest] += idf * idf
+            norms = np.sqrt(squares)
+            norms[norms == 0.0] = 1.0
+            self._paper_norms = norms
         return self._paper_norms
 
     def spell(self, number: int, unit: str) -> str | None:
@@ -275,8 +323,14 @@ class PaperIndex:
                 counts.append(EMPTY)
                 continue
             each = [hits.abstract if f else hits.title for hits in units]
-            candidates = reduce(lambda found, entry: found & entry.keys(), each[1:], each[0].keys())
+            if not all(each):
+                counts.append(EMPTY)
+                continue
             index = self.fields[f]
+            if len(units) == 2:
+                counts.append(_pairs_close_together(index, units))
+                continue
+            candidates = reduce(lambda found, entry: found & entry.keys(), each[1:], each[0].keys())
             counts.append({number: 1 for number in sorted(candidates)
                            if _close_together(index, number, units)})
         variants = tuple(dict.fromkeys(variant for hits in units for variant in hits.variants))
@@ -457,23 +511,55 @@ def _source_weight(model: RelatedModel, unit: str) -> float:
     return model.idf(unit) * df / (df + RELIABLE_DF)
 
 
+def _pairs_close_together(index: FieldIndex, units: list[Hits]) -> dict[int, int]:
+    """:func:`_close_together` for every paper at once, for two units: the papers where an
+    occurrence of one starts fewer than ``WINDOW`` slots from the start of one of the other."""
+    positions, offsets = index.positions()
+    first, second = (_starts(positions, hits.variants) for hits in units)
+    if not first.size or not second.size:
+        return EMPTY
+    at = np.searchsorted(second, first)
+    after = second[np.minimum(at, second.size - 1)]
+    before = second[np.maximum(at - 1, 0)]
+    close = (np.abs(after - first) < WINDOW) | (np.abs(first - before) < WINDOW)
+    papers = np.unique(np.searchsorted(offsets, first[close], side="right") - 1)
+    return dict.fromkeys(papers.tolist(), 1)
+
+
+_NOWHERE = np.zeros(0, np.int64)
+
+
+def _starts(positions: dict[str, np.ndarray], variants: tuple[tuple[str, ...], ...]) -> np.ndarray:
+    """Where any of the stem sequences starts, in the numbering of ``FieldIndex.positions``."""
+    found = []
+    for variant in variants:
+        starts = positions.get(variant[0], _NOWHERE)
+        for offset, stem in enumerate(variant[1:], start=1):
+            if not starts.size:
+                break
+            starts = np.intersect1d(starts, positions.get(stem, _NOWHERE) - offset, assume_unique=True)
+        found.append(starts)
+    if len(found) == 1:
+        return found[0]
+    return np.unique(np.concatenate(found)) if found else _NOWHERE
+
+
 def _close_together(index: FieldIndex, number: int, units: list[Hits]) -> bool:
-    """Whether the field holds one occurrence of every unit within ``WINDOW`` words."""
+    """Whether the field holds an occurrence of every unit, all starting within ``WINDOW``
+    slots of the first."""
     joined, starts = index.joined[number], index.starts[number]
-    occurrences: list[tuple[int, int, int]] = []  # first slot, last slot, unit
+    occurrences: list[tuple[int, int]] = []  # first slot, unit
     for u, hits in enumerate(units):
-        for needle, variant in zip(hits.needles, hits.variants):
-            for at in _finds(joined, needle, 50):
-                slot = bisect_left(starts, at)
-                occurrences.append((slot, slot + len(variant) - 1, u))
+        for needle in hits.needles:
+            occurrences.extend((bisect_left(starts, at), u) for at in _finds(joined, needle, 50))
     occurrences.sort()
     wanted = len(units)
-    for i, (first, _, _) in enumerate(occurrences):
-        seen: dict[int, int] = {}
-        for slot, last, u in occurrences[i:]:
-            if last - first >= WINDOW:
+    for i, (first, _) in enumerate(occurrences):
+        seen: set[int] = set()
+        for slot, u in occurrences[i:]:
+            if slot - first >= WINDOW:
                 break
-            seen[u] = last
+            seen.add(u)
             if len(seen) == wanted:
                 return True
     return False

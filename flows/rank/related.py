@@ -35,6 +35,7 @@ import numpy as np
 from flows.rank.text import stems
 
 MIN_DF = 3  # a unit needs this many papers to be learned from or related to
+MIN_PAPERS = 50  # fewer stored papers teach nothing reliable: the model then relates nothing
 NEIGHBOURS = 40  # related units kept per unit
 MAX_SOURCE_PAPERS = 400  # papers a unit's centroid is read from (title mentions first)
 TITLE_BOOST = 1.5  # a unit in a paper's title weighs this much more in the paper's vector
@@ -108,6 +109,10 @@ class RelatedModel:
 
     def __len__(self) -> int:
         return len(self.units)
+
+    def __reduce__(self):  # shipped to other processes without the lookup dict (rebuilt there)
+        return (type(self), (self.units, self.df, self.documents, self.indptr, self.indices, self.weights,
+                             {}, self.seconds))
 
     def __repr__(self) -> str:
         return f"<RelatedModel of {len(self.units)} units from {self.documents} papers>"
@@ -191,7 +196,10 @@ def learn_related(texts: Iterable[tuple[str, str]]) -> RelatedModel:
     order = np.argsort(mapped, kind="stable")
     col_docs, col_titled = doc_of[order], titled[order]
     col_ptr = np.concatenate(([0], np.cumsum(np.bincount(mapped, minlength=len(units)))))
-    indptr, indices, weights = _centroids(units, mapped, weight, row_ptr, col_docs, col_titled, col_ptr)
+    if n >= MIN_PAPERS:
+        indptr, indices, weights = _centroids(units, mapped, weight, row_ptr, col_docs, col_titled, col_ptr)
+    else:
+        indptr, indices, weights = np.zeros(len(units) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
     return RelatedModel(units, df, n, indptr, indices, weights, seconds=time.perf_counter() - started)
 
 

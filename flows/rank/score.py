@@ -44,8 +44,11 @@ MIN_SCORE = 0.5
 # sum reaches the subscriber's threshold: "near" (calibrated for precision) or "far".
 RELATED_WEIGHT = 8.0
 RELATED_FLOOR = 0.05  # evidence below this share is noise, and dropped
-# Papers no keyword matches exactly (partial or related matches only) need this score.
-NON_EXACT_THRESHOLDS = {"near": 3.5, "far": 2.0, "off": 3.5}
+# A paper no keyword matches exactly enters on its partial matches (graded phrases) if
+# they score PARTIAL_MIN, else on partial and related evidence together if that reaches
+# the subscriber's level's threshold.
+PARTIAL_MIN = 3.0
+NON_EXACT_THRESHOLDS = {"near": 3.5, "far": 2.0, "off": float("inf")}
 RELATED_SHOWN = 3  # related terms named per keyword in an explanation
 RELATED_LEVELS = ("off", "near", "far")
 # Scores compare rounded to 6 decimals; an unrounded total this far below another's can
@@ -264,13 +267,14 @@ def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool) -
 
 
 def _tiered(relevance: np.ndarray, prepared: _Prepared, level: str) -> np.ndarray:
-    """Add the related evidence; keep the papers a keyword matches exactly, and the others
-    (partial or related matches only) where their score reaches the level's threshold."""
+    """Add the related evidence; keep the papers a keyword matches exactly, those whose
+    partial matches reach PARTIAL_MIN, and those whose partial and related evidence
+    together reach the level's threshold."""
+    keep = relevance >= PARTIAL_MIN
+    keep[prepared.exact] = True
     if prepared.related:
         relevance = relevance + _related_evidence(relevance.size, prepared.related)
-    threshold = NON_EXACT_THRESHOLDS.get(level, NON_EXACT_THRESHOLDS["near"])
-    keep = relevance >= threshold
-    keep[prepared.exact] = True
+        keep |= relevance >= NON_EXACT_THRESHOLDS[level]
     return np.where(keep, relevance, 0.0)
 
 
@@ -285,7 +289,8 @@ def related_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarra
         if expansion:
             postings = [index.unit_papers(unit) for unit, _ in expansion]
             numbers = np.concatenate([numbers for numbers, _ in postings])
-            weights = np.concatenate([weight * values for (_, values), (_, weight) in zip(postings, expansion)])
+            weights = np.concatenate([values for _, values in postings])
+            weights *= np.repeat([weight for _, weight in expansion], [n.size for n, _ in postings])
             share = np.bincount(numbers, weights, size)
             kept = np.flatnonzero(share >= RELATED_FLOOR)
             cached = (_read_only(kept), _read_only(share[kept]))
@@ -447,7 +452,9 @@ def _related_match(index: PaperIndex, term: Term, number: int) -> Match:
         fields: set[str] = set()
         for unit, _ in index.expansion(term):
             spelled = index.spell(number, unit)
-            if spelled and spelled.lower() not in {s.lower() for s in shown}:
+            lowered = spelled.lower() if spelled else ""
+            # one name per idea: "reinforcement learning" makes "Reinforcement" redundant
+            if spelled and not any(lowered in s.lower() or s.lower() in lowered for s in shown):
                 shown.append(spelled)
                 fields.add("title" if spelled in index.papers[number].title else "abstract")
                 if len(shown) == RELATED_SHOWN:

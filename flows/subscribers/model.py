@@ -38,6 +38,7 @@ FIELD_HINTS = {
     "include_trending": "use true or false, e.g. include_trending: true",
     "popularity": "use a number from 0 (ignore upvotes) to 10, e.g. popularity: 1.0",
     "send_empty": "use true or false, e.g. send_empty: false",
+    "related": "use off (only your keywords), near (closely related papers) or far, e.g. related: near",
     "active": "use true or false, e.g. active: true",
     "sources": f"use a list of {', '.join(KNOWN_SOURCES)}, e.g. sources: [huggingface], or leave it out",
     "categories": "use a list of arXiv categories, e.g. categories: [cs.LG, cs.CL], or leave it out",
@@ -92,6 +93,9 @@ class Subscriber(BaseModel):
     include_trending: bool = False
     popularity: float = Field(1.0, ge=0, le=10)  # weight of log(upvotes) in the score; 0 ignores it
     send_empty: bool = False
+    # Papers only the keywords' related terms find (learned from the stored corpus): off,
+    # near (few, calibrated to stay precise) or far (more).
+    related: Literal["off", "near", "far"] = "near"
     active: bool = True
     sources: list[str] | None = None
     categories: list[str] | None = Field(None, max_length=MAX_CATEGORIES)

@@ -1,0 +1,150 @@
+"""Related papers: term associations learned from the stored corpus, the calibrated tier,
+its explanations, the subscriber's `related` level, and the model kept in SQLite."""
+
+import json
+import pickle
+from datetime import date
+from functools import cache
+
+import pytest
+
+from flows.corpus import Corpus, related_model
+from flows.models import Paper
+from flows.rank import RelatedModel, build_index, learn_related, rank
+from flows.rank.related import MIN_PAPERS, units_of
+from flows.settings import SAMPLE_SNAPSHOT_DIR, Settings
+from flows.store import Store
+from flows.subscribers import Subscriber
+
+
+@cache
+def sample() -> tuple[Paper, ...]:
+    """The bundled sample listings (186 real titles and abstracts)."""
+    papers = []
+    for path in sorted(SAMPLE_SNAPSHOT_DIR.glob("*.json")):
+        for item in json.loads(path.read_text(encoding="utf-8")):
+            found = item["paper"]
+            papers.append(Paper(id=found["id"], title=found["title"], abstract=found["summary"],
+                                listed=date(2025, 12, 12), upvotes=found.get("upvotes", 0)))
+    return tuple(papers)
+
+
+@cache
+def model() -> RelatedModel:
+    return learn_related((paper.title, paper.abstract) for paper in sample())
+
+
+def reader(*keywords, exclude=(), related="near") -> Subscriber:
+    return Subscriber(email="r@example.org", keywords=list(keywords), exclude=list(exclude), popularity=0,
+                      max_papers=100, related=related)
+
+
+def test_units_are_content_stems_and_their_adjacent_pairs():
+    assert units_of("Policy gradient methods for the agents.") == {
+        "polici", "gradient", "polici gradient", "agent"}  # "methods" and "for the" are boilerplate
+
+
+def test_the_corpus_teaches_what_else_papers_on_a_subject_say():
+    learned = model()
+    assert learned.documents == len(sample())
+    rl = dict(learned.neighbours("reinforc learn"))
+    assert {"reward", "polici", "rl"} <= rl.keys()
+    assert "reinforc" not in rl and "learn" not in rl  # never itself or a part of itself
+    continual = dict(learned.neighbours("continu learn"))
+    assert {"forget", "catastroph forget"} & continual.keys()
+    for unit in ("reinforc learn", "continu learn", "prefer"):
+        weights = [w for _, w in learned.neighbours(unit)]
+        assert weights == sorted(weights, reverse=True)
+        assert sum(w * w for w in weights) == pytest.approx(1.0, rel=1e-4)  # a unit-length centroid
+
+
+def test_a_corpus_too_small_relates_nothing_but_still_counts():
+    few = learn_related((paper.title, paper.abstract) for paper in sample()[:MIN_PAPERS - 1])
+    assert few.documents == MIN_PAPERS - 1 and len(few) > 0
+    assert all(not few.neighbours(unit) for unit in few.units)
+    assert learn_related([]).documents == 0
+
+
+def test_the_model_survives_storage_and_pickling():
+    learned = model()
+    for copy in (RelatedModel.from_bytes(learned.to_bytes()), pickle.loads(pickle.dumps(learned))):
+        assert copy.units == learned.units and copy.documents == learned.documents
+        assert copy.neighbours("reinforc learn") == learned.neighbours("reinforc learn")
+        assert copy.document_frequency("reinforc learn") == learned.document_frequency("reinforc learn")
+
+
+REASONING = ("LLM reasoning", "RLVR", "math reasoning")
+
+
+def test_related_papers_enter_above_the_threshold_and_say_why():
+    index = build_index(sample(), related=model())
+    found = rank(index, reader(*REASONING, related="far"))
+    related = [item for item in found if all(m.tier == "related" for m in item.matches)]
+    assert related, "the corpus should relate some paper that never says the keywords"
+    for item in related:
+        assert item.score >= 2.0  # the "far" threshold
+        for match in item.matches:
+            assert match.keyword in REASONING and match.via
+            text = f"{item.paper.title} {item.paper.abstract}"
+            assert all(term in text for term in match.via)  # named as the paper spells them
+            lowered = [term.lower() for term in match.via]
+            assert not any(a != b and a in b for a in lowered for b in lowered)  # one name per idea
+            assert match.explain().startswith(f"related to {match.keyword}: ")
+    exact = {item.paper.id for item in rank(index, reader(*REASONING), graded=False, related="off")}
+    assert exact <= {item.paper.id for item in found}  # nothing direct is lost
+
+
+def test_the_levels_reach_further_in_order():
+    index = build_index(sample(), related=model())
+    keywords = ("deep reinforcement learning", "offline RL")
+    found = {level: {item.paper.id for item in rank(index, reader(*keywords, related=level))}
+             for level in ("off", "near", "far")}
+    assert found["off"] <= found["near"] <= found["far"]
+    assert len(found["off"]) < len(found["far"])
+    off = rank(index, reader(*keywords, related="off"))
+    assert all(m.tier != "related" for item in off for m in item.matches)
+
+
+def test_exclusions_and_the_ledger_apply_to_related_papers():
+    index = build_index(sample(), related=model())
+    found = rank(index, reader(*REASONING, related="far"))
+    related = [item for item in found if item.matches[0].tier == "related"]
+    assert len(related) >= 2
+    first, second = related[0], related[1]
+    again = rank(index, reader(*REASONING, related="far"), exclude_ids={first.paper.id})
+    assert first.paper.id not in {item.paper.id for item in again}
+    assert second.paper.id in {item.paper.id for item in again}
+    word = next(w.strip(":,") for w in second.paper.title.split() if len(w) > 6)
+    excluded = rank(index, reader(*REASONING, exclude=[word], related="far"))
+    assert second.paper.id not in {item.paper.id for item in excluded}
+
+
+def test_without_a_model_there_are_no_related_papers():
+    index = build_index(sample())
+    assert all(m.tier != "related" for item in rank(index, reader(*REASONING, related="far"))
+               for m in item.matches)
+
+
+def test_the_store_keeps_the_model_until_the_corpus_changes(tmp_path):
+    store = Store(tmp_path / "p.db")
+    store.upsert_papers(sample()[:120])
+    first = related_model(store)
+    assert first.documents == 120
+    signature, blob = store.related_model()
+    assert signature == store.corpus_signature()
+    assert related_model(store).units == first.units  # loaded, not learned again
+    assert store.related_model()[1] == blob
+    store.upsert_papers(sample()[120:])
+    assert store.corpus_signature() != signature
+    assert related_model(store).documents == len(sample())  # learned again from every paper
+    corpus = Corpus.load(store, Settings(db_path=tmp_path / "p.db"), date(2025, 12, 12))
+    assert corpus.related is not None and corpus.related.documents == len(sample())
+    assert corpus.index(3).related is corpus.related
+
+
+def test_an_unreadable_stored_model_is_learned_again(tmp_path):
+    store = Store(tmp_path / "p.db")
+    store.upsert_papers(sample()[:60])
+    store.save_related_model(store.corpus_signature(), b"not a model", papers=60, seconds=0.0)
+    assert related_model(store).documents == 60
+    assert store.related_model()[1] != b"not a model"
