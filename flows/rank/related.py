@@ -37,7 +37,7 @@ from flows.rank.text import stems
 MIN_DF = 3  # a unit needs this many papers to be learned from or related to
 MIN_PAPERS = 50  # fewer stored papers teach nothing reliable: the model then relates nothing
 NEIGHBOURS = 40  # related units kept per unit
-MAX_SOURCE_PAPERS = 400  # papers a unit's centroid is read from (title mentions first)
+MAX_SOURCE_PAPERS = 100  # papers a unit's centroid is read from (title mentions first)
 TITLE_BOOST = 1.5  # a unit in a paper's title weighs this much more in the paper's vector
 TITLE_SEED = 3.0  # a paper with the unit in its title counts this much more in the centroid
 EXPANSION = 20  # related units used per keyword
@@ -211,23 +211,26 @@ def _centroids(units, row_units, row_weights, row_ptr, col_docs, col_titled, col
     counts = np.zeros(size + 1, np.int64)
     all_indices: list[np.ndarray] = []
     all_weights: list[np.ndarray] = []
+    row_lengths = np.diff(row_ptr)
     for a in range(size):
         docs = col_docs[col_ptr[a]:col_ptr[a + 1]]
         strength = np.where(col_titled[col_ptr[a]:col_ptr[a + 1]], TITLE_SEED, 1.0)
         if docs.size > MAX_SOURCE_PAPERS:  # the strongest seeds: papers with the unit in the title first
             chosen = np.argsort(-strength, kind="stable")[:MAX_SOURCE_PAPERS]
             docs, strength = docs[chosen], strength[chosen]
-        starts, ends = row_ptr[docs], row_ptr[docs + 1]
-        spans = [slice(s, e) for s, e in zip(starts.tolist(), ends.tolist())]
-        together = np.concatenate([row_units[span] for span in spans])
-        weighted = np.concatenate([row_weights[span] * k for span, k in zip(spans, strength.tolist())])
-        centroid = np.bincount(together, weighted, size)
+        # Every entry of the seed papers' rows at once: row starts repeated, plus 0, 1, 2, …
+        lengths = row_lengths[docs]
+        total = int(lengths.sum())
+        firsts = np.repeat(row_ptr[docs] - np.cumsum(lengths) + lengths, lengths)
+        entries = firsts + np.arange(total)
+        centroid = np.bincount(row_units[entries], row_weights[entries] * np.repeat(strength, lengths), size)
         centroid[a] = 0.0
-        top = np.argpartition(-centroid, min(size - 1, NEIGHBOURS * 2))[:NEIGHBOURS * 2]
-        top = top[np.argsort(-centroid[top], kind="stable")]
+        present = np.flatnonzero(centroid)
+        if present.size > NEIGHBOURS * 2:
+            present = present[np.argpartition(-centroid[present], NEIGHBOURS * 2)[:NEIGHBOURS * 2]]
+        present = present[np.argsort(-centroid[present], kind="stable")]
         mine = stem_sets[a]
-        chosen_units = [b for b in top.tolist() if centroid[b] > 0.0 and mine.isdisjoint(stem_sets[b])]
-        chosen_units = chosen_units[:NEIGHBOURS]
+        chosen_units = [b for b in present.tolist() if mine.isdisjoint(stem_sets[b])][:NEIGHBOURS]
         if chosen_units:
             w = centroid[chosen_units]
             all_indices.append(np.asarray(chosen_units, np.int32))
