@@ -559,7 +559,6 @@ def paper_card(ranked: RankedPaper, links: DigestLinks | None = None, styles: St
     label, text, text_html = _card_text(paper, getattr(ranked, "snippet", None),
                                         highlight_terms(ranked.matches), styles.mark)
     feedback = links.feedback if links is not None else ""
-    paper_path = quote(paper.id, safe="") if feedback else ""
     return Fields(
         id=paper.id,
         **part._asdict(),
@@ -567,8 +566,8 @@ def paper_card(ranked: RankedPaper, links: DigestLinks | None = None, styles: St
         text_label=label,
         text=text,
         text_html=text_html,
-        more_like=f"{feedback}/{paper_path}/more" if feedback else "",
-        less_like=f"{feedback}/{paper_path}/less" if feedback else "",
+        more_like=links.feedback_link(paper.id, "more") if feedback else "",  # signed per paper
+        less_like=links.feedback_link(paper.id, "less") if feedback else "",
     )
 
 

@@ -35,7 +35,8 @@ TRENDING_COUNT = 5
 def compose(subscriber: Subscriber, corpus: Corpus, seen: set[str]) -> Digest:
     """Rank the unseen candidates for one subscriber into a digest (possibly empty)."""
     index = corpus.index(corpus.window_for(subscriber))
-    ranked = rank(index, subscriber, exclude_ids=seen) if subscriber.keywords else []
+    ranked = (rank(index, subscriber, exclude_ids=seen, feedback=corpus.feedback_for(subscriber))
+              if subscriber.keywords else [])
     extra: list = []
     if subscriber.include_trending:
         mine = seen | {r.paper.id for r in ranked}

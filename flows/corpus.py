@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 
 from flows.models import Paper
-from flows.rank import PaperIndex, RelatedModel, build_index, learn_related, load_acronyms
+from flows.rank import Feedback, PaperIndex, RelatedModel, build_index, learn_related, load_acronyms
 from flows.settings import Settings
 from flows.store import Store
 from flows.subscribers import Subscriber
@@ -54,17 +54,28 @@ def related_model(store: Store) -> RelatedModel:
     return model
 
 
+def stored_feedback(store: Store) -> dict[str, tuple[Feedback, ...]]:
+    """Every subscriber's latest "more / less like this" verdicts, for ranking."""
+    return {subscriber: tuple(Feedback(*item) for item in items)
+            for subscriber, items in store.all_feedback().items()}
+
+
 class Corpus:
     """The candidate papers of one run, loaded once and indexed once per window length
     (daily, weekly). Holds no database handle, so batch tasks on other threads or
     workers can share it."""
 
     def __init__(self, papers: Sequence[Paper], settings: Settings, digest_date: date,
-                 window: int | None = None, since: date | None = None, related: RelatedModel | None = None):
+                 window: int | None = None, since: date | None = None, related: RelatedModel | None = None,
+                 feedback: dict[str, tuple[Feedback, ...]] | None = None):
         self.papers, self.settings, self.digest_date = list(papers), settings, digest_date
         # Learned from every stored paper (related papers and graded phrases use it); None
         # ranks by the keywords alone.
         self.related = related
+        # Per subscriber (lower-case address), the papers they marked "more" / "less like
+        # this", read from the store by the flow's process: it travels with the corpus to
+        # render processes and Dask workers, which never open SQLite.
+        self.feedback = feedback or {}
         # A fixed window makes a catch-up digest: every active subscriber, the whole range.
         self.window = window
         # After an outage the run re-fetched listings from `since`: those are candidates too,
@@ -91,12 +102,13 @@ class Corpus:
         if since is not None:
             first = min(first, since)
         return cls(store.papers_listed(first, digest_date), settings, digest_date, since=since,
-                   related=related_model(store))
+                   related=related_model(store), feedback=stored_feedback(store))
 
     @classmethod
     def for_range(cls, store: Store, settings: Settings, start: date, end: date) -> "Corpus":
         days = (end - start).days + 1
-        return cls(store.papers_listed(start, end), settings, end, window=days, related=related_model(store))
+        return cls(store.papers_listed(start, end), settings, end, window=days, related=related_model(store),
+                   feedback=stored_feedback(store))
 
     @property
     def catch_up(self) -> bool:
@@ -122,6 +134,10 @@ class Corpus:
             papers = [p for p in self.papers if since <= p.listed <= self.digest_date]
             self._indexes[days] = build_index(papers, acronyms=self.acronyms, related=self.related)
         return self._indexes[days]
+
+    def feedback_for(self, subscriber: Subscriber) -> tuple[Feedback, ...]:
+        """The papers this subscriber marked "more" or "less like this" (latest first)."""
+        return self.feedback.get(subscriber.email.lower(), ())
 
     def paper_ids(self) -> list[str]:
         return [p.id for p in self.papers]

@@ -8,6 +8,7 @@ nothing about an unconfirmed address is stored before its owner clicks.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
@@ -15,9 +16,11 @@ import logging
 import os
 import secrets
 import tempfile
-from dataclasses import dataclass
+import hmac
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from urllib.parse import quote
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
@@ -26,9 +29,11 @@ from flows.settings import KEY_ADVICE, Settings, key_weakness
 
 log = logging.getLogger(__name__)
 
-PURPOSES = ("prefs", "unsubscribe", "confirm", "view")
+PURPOSES = ("prefs", "unsubscribe", "confirm", "view", "feedback")
 # "view": a digest's web view, as long as the digest is kept (settings.web_view_days is shorter)
-MAX_AGE = {"prefs": 60 * 86400, "unsubscribe": 365 * 86400, "confirm": 2 * 86400, "view": 366 * 86400}
+MAX_AGE = {"prefs": 60 * 86400, "unsubscribe": 365 * 86400, "confirm": 2 * 86400, "view": 366 * 86400,
+           "feedback": 60 * 86400}
+FEEDBACK_VERDICTS = ("more", "less")
 
 
 class TokenError(Exception):
@@ -41,8 +46,20 @@ class DigestLinks:
     unsubscribe: str
     unsubscribe_mailto: str
     web_view: str = ""  # this digest in a browser ("" : no link)
-    # Per-paper feedback: "{feedback}/{paper id}/more" and ".../less" ("" : no feedback links)
+    # Per-paper feedback: "{feedback}/{paper id}/more" and ".../less" ("" : no feedback links);
+    # with a key, each link also carries a MAC over the address, the paper and the verdict.
     feedback: str = ""
+    feedback_key: bytes = field(default=b"", repr=False)
+    email: str = ""
+
+    def feedback_link(self, paper_id: str, verdict: str) -> str:
+        """The link that marks ``paper_id`` "more" or "less" like this ("" without feedback)."""
+        if not self.feedback:
+            return ""
+        url = f"{self.feedback}/{quote(paper_id, safe='')}/{verdict}"
+        if self.feedback_key:
+            url += f"?sig={feedback_mac(self.feedback_key, self.email, paper_id, verdict)}"
+        return url
 
 
 class SecretKeyError(ValueError):
@@ -198,4 +215,41 @@ def digest_links(settings: Settings, key: str, email: str, digest_date: date | N
         unsubscribe=f"{base}/unsubscribe/{make_token(key, email, 'unsubscribe')}",
         unsubscribe_mailto=f"mailto:{mail_from}?subject=unsubscribe",
         web_view=f"{base}/digest/{make_view_token(key, email, digest_date)}" if digest_date else "",
+        feedback=f"{base}/feedback/{make_token(key, email, 'feedback')}",
+        feedback_key=_feedback_key(key),
+        email=email.lower(),
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _feedback_key(key: str) -> bytes:
+    """The key of the per-paper MACs, derived from the signing key (never the key itself)."""
+    return hashlib.sha256(f"paperboy-feedback-mac|{key}".encode()).digest()
+
+
+def feedback_mac(mac_key: bytes, email: str, paper_id: str, verdict: str) -> str:
+    """22 characters that bind a feedback link to one address, paper and verdict."""
+    message = f"{email.lower()}\x1f{paper_id}\x1f{verdict}".encode()
+    digest = hmac.new(mac_key, message, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class FeedbackLink:
+    """What a "more / less like this" link says: who, which paper, which way."""
+
+    email: str
+    paper_id: str
+    verdict: str
+
+
+def read_feedback_link(key: str, token: str, verdict: str, paper_id: str, mac: str) -> FeedbackLink:
+    """Check a feedback link (its signed token, then the MAC over address, paper and
+    verdict); TokenError when anything is tampered with, expired or unknown."""
+    email = read_token(key, token, "feedback")
+    if verdict not in FEEDBACK_VERDICTS or not paper_id or len(paper_id) > 200:
+        raise TokenError("this link is not valid")
+    expected = feedback_mac(_feedback_key(key), email, paper_id, verdict)
+    if not hmac.compare_digest(expected, mac or ""):
+        raise TokenError("this link is not valid")
+    return FeedbackLink(email, paper_id, verdict)

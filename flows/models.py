@@ -67,6 +67,11 @@ class Match:
     tier: str = "exact"
     via: tuple[str, ...] = ()
 
+    @property
+    def label(self) -> str:
+        """The digest chip's words where the ranker words them itself ("" : the chip's own)."""
+        return f"because you liked “{self.keyword}”" if self.tier == "liked" else ""
+
     def describe(self) -> tuple[str, str]:
         """The explanation around the keyword, as (before, after) plain text: "related to "
         + keyword + ": policy gradient, reward", keyword + " (partly: reinforcement learning;

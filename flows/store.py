@@ -193,9 +193,20 @@ def _m_related_models(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m_feedback(db: sqlite_utils.Database) -> None:
+    # "More / less like this" from the digests: one verdict per subscriber (lower case) and paper.
+    db["feedback"].create(
+        {"subscriber": str, "paper_id": str, "verdict": str, "created_at": str},
+        pk=("subscriber", "paper_id"), not_null={"verdict", "created_at"},
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_initial, _m2_signups, _m3_signup_abuse, _m4_web_view, _m5_bounces, _m_delivery_window, _m_related_models,
+    _m_feedback,
 ]
+
+FEEDBACK_KEPT = 50  # a subscriber's latest verdicts that shape their ranking
 
 
 class Store:
@@ -300,6 +311,11 @@ class Store:
     def paper_count(self) -> int:
         return self.db["papers"].count
 
+    def paper(self, paper_id: str) -> Paper | None:
+        """One stored paper, or None."""
+        rows = list(self._rows_by_id([paper_id]))
+        return row_to_paper(rows[0]) if rows else None
+
     def corpus_signature(self) -> str:
         """Names the stored corpus as it is now: how many papers, and the latest change to one."""
         count, latest = self.db.execute("SELECT COUNT(*), MAX(updated_at) FROM papers").fetchone()
@@ -317,6 +333,52 @@ class Store:
             for _, title, abstract in rows:
                 yield title or "", abstract or ""
             last = rows[-1][0]
+
+    # -- feedback -------------------------------------------------------------------------
+
+    def record_feedback(self, subscriber: str, paper_id: str, verdict: str) -> None:
+        """Keep a subscriber's "more" or "less" for a paper (a later verdict replaces it)."""
+        if verdict not in ("more", "less"):
+            raise ValueError(f"verdict {verdict!r}: use 'more' or 'less'")
+        with self.db.conn:
+            self.db.execute(
+                "INSERT INTO feedback (subscriber, paper_id, verdict, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (subscriber, paper_id) DO UPDATE SET verdict = excluded.verdict,"
+                " created_at = excluded.created_at",
+                [subscriber.lower(), paper_id, verdict, _stamp(datetime.now(timezone.utc))],
+            )
+
+    def remove_feedback(self, subscriber: str, paper_id: str) -> bool:
+        """Forget a verdict (undo); True if there was one."""
+        with self.db.conn:
+            cursor = self.db.execute("DELETE FROM feedback WHERE subscriber = ? AND paper_id = ?",
+                                     [subscriber.lower(), paper_id])
+        return cursor.rowcount > 0
+
+    def feedback_of(self, subscriber: str) -> list[dict]:
+        """A subscriber's verdicts, newest first: paper_id, verdict, created_at, title, url."""
+        rows = self.db.execute(
+            "SELECT f.paper_id, f.verdict, f.created_at, p.title, p.url FROM feedback f "
+            "LEFT JOIN papers p ON p.id = f.paper_id WHERE f.subscriber = ? "
+            "ORDER BY f.created_at DESC, f.paper_id",
+            [subscriber.lower()],
+        ).fetchall()
+        return [{"paper_id": r[0], "verdict": r[1], "created_at": r[2], "title": r[3] or r[0], "url": r[4] or ""}
+                for r in rows]
+
+    def all_feedback(self, kept: int = FEEDBACK_KEPT) -> dict[str, list[tuple[str, str, str, str]]]:
+        """Per subscriber (lower case) with any: their latest ``kept`` verdicts as (paper_id,
+        verdict, title, abstract), for ranking; papers no longer stored are left out."""
+        found: dict[str, list[tuple[str, str, str, str]]] = {}
+        rows = self.db.execute(
+            "SELECT f.subscriber, f.paper_id, f.verdict, p.title, p.abstract FROM feedback f "
+            "JOIN papers p ON p.id = f.paper_id ORDER BY f.subscriber, f.created_at DESC, f.paper_id"
+        )
+        for subscriber, paper_id, verdict, title, abstract in rows:
+            items = found.setdefault(subscriber, [])
+            if len(items) < kept:
+                items.append((paper_id, verdict, title or "", abstract or ""))
+        return found
 
     # -- related-terms model --------------------------------------------------------------
 

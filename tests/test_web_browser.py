@@ -8,6 +8,7 @@ driven by playwright's Python package (no browser download).
 
 from __future__ import annotations
 
+import html as html_module
 import re
 import socket
 from collections.abc import Iterator
@@ -18,8 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flows.compose import compose
+from flows.corpus import Corpus
 from flows.models import Paper
 from flows.settings import Settings
+from flows.store import Store
 from flows.subscribers import find
 from tests.support.browser import (
     LiveServer,
@@ -149,3 +153,61 @@ def test_the_digest_list_unsubscribe_url_works_with_a_plain_one_click_post(site,
     report = run_digests(settings, tomorrow, [replace(climb, id="2506.20010")])  # would match Bob
     assert report.not_due == 1
     assert len(mail_to(smtp_server, "bob@example.org")) == 1
+
+
+@pytest.mark.browser
+def test_more_like_this_from_a_received_digest_changes_the_next_ranking_and_says_why(site, smtp_server, tmp_path):
+    api = playwright_api()
+    expect, sync_playwright = api.expect, api.sync_playwright
+
+    settings, folder = site
+    today = datetime.now(UTC).date()
+    yesterday = today - timedelta(days=1)
+    assert run_digests(settings, yesterday, listed_on(yesterday, DAY_ONE)).sent == 1
+    (digest,) = mail_to(smtp_server, "ada@example.org")
+    liked_title = "Value Gradient weighted Model-Based Reinforcement Learning"
+    html = html_of(digest)
+    more = re.search(r'href="(http://127\.0\.0\.1:\d+/feedback/[^"/]+/2506\.10001/more\?sig=[^"]+)"', html)
+    assert more, "every paper in the digest carries a signed 'More like this' link"
+    assert "Less like this" in html
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright, tmp_path / "chromium-profile")
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.goto(more.group(1).replace("&amp;", "&"))
+        expect(page.locator("h1")).to_have_text("More papers like this one?")
+        expect(page.locator(".paper-title")).to_contain_text(liked_title)
+        with Store(settings.db_path) as store:
+            assert store.feedback_of("ada@example.org") == []  # opening the link recorded nothing
+        page.click("#confirm-feedback")
+        expect(page.locator("h1")).to_have_text("Noted")
+        with Store(settings.db_path) as store:
+            assert [(i["paper_id"], i["verdict"]) for i in store.feedback_of("ada@example.org")] == [
+                ("2506.10001", "more")]
+        page.goto(link(digest, "preferences"))
+        expect(page.locator(".feedback-list")).to_contain_text(liked_title)
+        expect(page.locator(".feedback-list button.undo")).to_have_count(1)
+        assert errors == []
+        browser.close()
+
+    # The next morning: the same papers ranked with and without what Ada said.
+    with Store(settings.db_path) as store:
+        store.upsert_papers(listed_on(today, exclude=DAY_ONE))
+        corpus = Corpus.load(store, settings, today)
+    ada = find(folder, "ada@example.org")[1]
+    assert [item.paper_id for item in corpus.feedback_for(ada)] == ["2506.10001"]
+    with_feedback = {r.paper.id: r for r in compose(ada, corpus, set()).papers}
+    corpus.feedback = {}
+    without = {r.paper.id: r.score for r in compose(ada, corpus, set()).papers}
+    lifted = [pid for pid, ranked in with_feedback.items() if ranked.score > without.get(pid, 0.0)]
+    assert "2506.10009" in lifted  # "Model-Based Transfer Learning …": most like the liked paper
+    assert any(m.tier == "liked" for m in with_feedback["2506.10009"].matches)
+
+    report = run_digests_beside(settings, today, [])
+    assert report.sent >= 1
+    latest = html_of(mail_to(smtp_server, "ada@example.org")[-1])
+    assert "Model-Based Transfer Learning for Contextual Reinforcement Learning" in latest
+    chips = re.findall(r'class="chip-related"[^>]*>([^<]+)<', latest)
+    assert f"because you liked “{liked_title}”" in [html_module.unescape(c) for c in chips], chips

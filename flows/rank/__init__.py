@@ -68,6 +68,7 @@ from flows.rank.acronyms import (
     load_acronyms,
 )
 from flows.rank.excerpt import snippet
+from flows.rank.feedback import VERDICTS, Feedback
 from flows.rank.index import PaperIndex, build_index
 from flows.rank.query import MAX_WEIGHT, MIN_WEIGHT, Query, QueryError, Term, parse_keyword, parse_query
 from flows.rank.related import RelatedModel, learn_related
@@ -75,11 +76,13 @@ from flows.rank.score import MIN_SCORE, RELATED_LEVELS, rank, rank_many, trendin
 
 __all__ = [
     "BUILTIN_ACRONYMS",
+    "VERDICTS",
     "MAX_WEIGHT",
     "MIN_SCORE",
     "MIN_WEIGHT",
     "AcronymFileError",
     "AcronymTable",
+    "Feedback",
     "PaperIndex",
     "Query",
     "QueryError",

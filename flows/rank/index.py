@@ -162,6 +162,8 @@ class PaperIndex:
     _expansions: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
     _unit_papers: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _paper_norms: np.ndarray | None = None
+    # Per paper id a subscriber marked: today's papers like it and how much (flows.rank.feedback).
+    feedback_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _unit_neighbours: dict[str, list[tuple[str, float, tuple[str, ...]]]] = field(default_factory=dict)
 
     def __len__(self) -> int:

@@ -17,7 +17,7 @@ so 0.0 means that no keyword matched; excluded and delivered papers are reset to
 from __future__ import annotations
 
 import gc
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from itertools import chain
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flows.models import Match, Paper, RankedPaper
+from flows.rank.feedback import DISLIKED_WEIGHT, LIKED_WEIGHT, Feedback, best_likeness, liked_match
 from flows.rank.index import Hits, PaperIndex
 from flows.rank.query import Query, Term, parse_query
 
@@ -84,6 +85,7 @@ def rank(
     min_score: float = MIN_SCORE,
     graded: bool = True,
     related: str | None = None,
+    feedback: Sequence[Feedback] = (),
 ) -> list[RankedPaper]:
     """The subscriber's best papers, best first, each with the keywords that matched.
 
@@ -94,6 +96,8 @@ def rank(
     ``related`` (``off``, ``near``, ``far``; default: the subscriber's ``related``
     setting) adds papers that only the keywords' related terms find, when the index has
     a related model. ``graded=False, related="off"`` is the exact-match ranking.
+    ``feedback``: the papers the subscriber marked "more" or "less" like this (see
+    :mod:`flows.rank.feedback`; needs the related model).
     Raises :class:`QueryError` for a keyword that does not parse.
     """
     level = related if related is not None else getattr(subscriber, "related", "near")
@@ -106,11 +110,12 @@ def rank(
     if limit <= 0 or not prepared.terms:
         return []
     relevance = _relevance(len(index.papers), prepared.terms)
-    if prepared.exact is not None:
-        relevance = _tiered(relevance, prepared, level)
+    marked = _Marked.of(index, feedback)
+    if prepared.exact is not None or marked:
+        relevance = _tiered(relevance, prepared, level, index, marked, min_score)
     _drop_excluded(index, relevance, prepared.excluded, exclude_ids)
     best = _best(index, relevance, subscriber.popularity * POPULARITY_SCALE, min_score, limit)
-    return _ranked(index, prepared, best)
+    return _ranked(index, prepared, best, marked)
 
 
 def rank_many(
@@ -121,20 +126,22 @@ def rank_many(
     limit: int | None = None,
     graded: bool = True,
     related: str | None = None,
+    feedback: Mapping[str, Sequence[Feedback]] | None = None,
 ) -> dict[str, list[RankedPaper]]:
-    """:func:`rank` for a batch of subscribers (keyed by email); ``delivered`` by email too.
+    """:func:`rank` for a batch of subscribers (keyed by email); ``delivered`` and
+    ``feedback`` by email too.
 
     The results are exactly :func:`rank`'s. The cycle collector is paused for the batch:
     ranking allocates objects that live as long as the index and never form cycles, and
     the collector's full passes over them are otherwise wasted work.
     """
-    delivered = delivered or {}
+    delivered, feedback = delivered or {}, feedback or {}
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         return {
             reader.email: rank(index, reader, exclude_ids=delivered.get(reader.email, ()), limit=limit,
-                               graded=graded, related=related)
+                               graded=graded, related=related, feedback=feedback.get(reader.email, ()))
             for reader in subscribers
         }
     finally:
@@ -266,16 +273,53 @@ def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool) -
     return _Prepared(looked, np.fromiter(sorted(excluded), np.intp, len(excluded)), related, exact)
 
 
-def _tiered(relevance: np.ndarray, prepared: _Prepared, level: str) -> np.ndarray:
+@dataclass(frozen=True, slots=True)
+class _Marked:
+    """A subscriber's feedback in one index: what they liked and disliked, and per paper
+    its likeness to each (the best cosine)."""
+
+    liked: tuple[Feedback, ...]
+    disliked: tuple[Feedback, ...]
+    like: np.ndarray | None
+    unlike: np.ndarray | None
+
+    @classmethod
+    def of(cls, index: PaperIndex, feedback: Sequence[Feedback]) -> "_Marked | None":
+        if not feedback or index.related is None:
+            return None
+        liked = tuple(item for item in feedback if item.verdict == "more")
+        disliked = tuple(item for item in feedback if item.verdict == "less")
+        return cls(liked, disliked, best_likeness(index, liked) if liked else None,
+                   best_likeness(index, disliked) if disliked else None)
+
+
+def _tiered(relevance: np.ndarray, prepared: _Prepared, level: str, index: PaperIndex,
+            marked: _Marked | None, min_score: float) -> np.ndarray:
     """Add the related evidence; keep the papers a keyword matches exactly, those whose
-    partial matches reach PARTIAL_MIN, and those whose partial and related evidence
-    together reach the level's threshold."""
+    partial matches reach PARTIAL_MIN, and those whose partial and related evidence (and
+    likeness to liked papers) together reach the level's threshold. Likeness to disliked
+    papers then lowers a kept paper's score, never below the minimum: not an exclusion."""
     keep = relevance >= PARTIAL_MIN
-    keep[prepared.exact] = True
+    exact = prepared.exact if prepared.exact is not None else _exact_matches(index, prepared)
+    keep[exact] = True
+    threshold = NON_EXACT_THRESHOLDS[level]
     if prepared.related:
         relevance = relevance + _related_evidence(relevance.size, prepared.related)
-        keep |= relevance >= NON_EXACT_THRESHOLDS[level]
-    return np.where(keep, relevance, 0.0)
+    if marked is not None and marked.like is not None:
+        relevance = relevance + LIKED_WEIGHT * marked.like
+        threshold = min(threshold, NON_EXACT_THRESHOLDS["near"])  # they asked for these
+    if prepared.related or (marked is not None and marked.like is not None):
+        keep |= relevance >= threshold
+    relevance = np.where(keep, relevance, 0.0)
+    if marked is not None and marked.unlike is not None:
+        lowered = relevance - DISLIKED_WEIGHT * marked.unlike
+        relevance = np.where(keep, np.maximum(lowered, np.minimum(relevance, min_score)), 0.0)
+    return relevance
+
+
+def _exact_matches(index: PaperIndex, prepared: _Prepared) -> np.ndarray:
+    numbers = [term_scores(index, looked[2])[0] for looked in prepared.terms]
+    return np.unique(np.concatenate(numbers)) if numbers else np.zeros(0, np.intp)
 
 
 def related_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
@@ -398,7 +442,8 @@ def _near_the_top(relevance: np.ndarray, totals: np.ndarray, min_score: float, l
     return numbers
 
 
-def _ranked(index: PaperIndex, prepared: _Prepared, best: list[tuple[float, int]]) -> list[RankedPaper]:
+def _ranked(index: PaperIndex, prepared: _Prepared, best: list[tuple[float, int]],
+            marked: _Marked | None = None) -> list[RankedPaper]:
     """The best papers with their explanations (worked out once per keyword and paper) and snippets."""
     terms = prepared.terms
     matches: dict[int, list[Match]] = {number: [] for _, number in best}
@@ -421,6 +466,11 @@ def _ranked(index: PaperIndex, prepared: _Prepared, best: list[tuple[float, int]
     if prepared.related:
         for number in [number for number, found in matches.items() if not found]:
             matches[number] = _related_matches(index, prepared, number)
+    if marked is not None and marked.liked:
+        for number, found in matches.items():
+            why = liked_match(index, marked.liked, number)
+            if why is not None:
+                found.append(why)
     papers, snippet, found_papers = index.papers, index.excerpts.snippet, []
     for total, number in best:
         these = matches[number]

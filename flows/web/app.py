@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
@@ -29,6 +29,7 @@ from flows.links import (
     digest_links,
     make_token,
     read_confirm_link,
+    read_feedback_link,
     read_token,
     read_view_token,
     secret_key,
@@ -119,6 +120,26 @@ class Site:
     def directory(self) -> Path:
         return Path(self.settings.subscribers_dir)
 
+    # The store, for the feedback pages (called off the event loop).
+
+    def feedback_of(self, email: str) -> list[dict]:
+        with Store(self.settings.db_path) as store:
+            return store.feedback_of(email)
+
+    def record_feedback(self, email: str, paper_id: str, verdict: str) -> None:
+        with Store(self.settings.db_path) as store:
+            store.record_feedback(email, paper_id, verdict)
+
+    def forget_feedback(self, email: str, paper_id: str) -> None:
+        with Store(self.settings.db_path) as store:
+            store.remove_feedback(email, paper_id)
+
+    def paper_summary(self, paper_id: str) -> dict:
+        """Title and link of a stored paper (the id alone if it is not stored)."""
+        with Store(self.settings.db_path) as store:
+            found = store.paper(paper_id)
+        return {"id": paper_id, "title": found.title if found else paper_id, "url": found.url if found else ""}
+
     def today(self) -> date:
         return datetime.now(ZoneInfo(self.settings.timezone)).date()
 
@@ -187,6 +208,7 @@ def create_app(settings: Settings, *, rate_limit: RateLimit | None = None) -> Fa
     app.state.site = site
     _error_handlers(app, site)
     _preference_routes(app, site)
+    _feedback_routes(app, site)
     _unsubscribe_routes(app, site)
     _signup_routes(app, site)
     _web_view_routes(app, site)
@@ -258,13 +280,21 @@ def _error_handlers(app: FastAPI, site: Site) -> None:
 def _preference_routes(app: FastAPI, site: Site) -> None:
     def page(token: str, subscriber: Subscriber, values: dict[str, Any], status: int = 200, *,
              shown: Preview | None = None, error: forms.FormError | None = None,
-             saved: bool = False) -> HTMLResponse:
+             saved: bool = False, feedback: list[dict] | None = None) -> HTMLResponse:
         return site.page(
             "preferences.html.j2", status, subscriber=subscriber, values=values, error=error,
             saved=saved, preview=shown, token=token, csrf=csrf_token(site.key, token),
             unsubscribe_url=f"{site.root}/unsubscribe/{make_token(site.key, subscriber.email, 'unsubscribe')}",
-            weekdays=forms.WEEKDAYS,
+            weekdays=forms.WEEKDAYS, feedback=feedback or [],
         )
+
+    async def marked(email: str) -> list[dict]:
+        """The papers this subscriber marked more / less like this, newest first."""
+        try:
+            return await blocking(site.feedback_of, email)
+        except StoreError as exc:
+            log.warning("web: no feedback list, the database cannot be read: %s", exc)
+            return []
 
     async def first_preview(subscriber: Subscriber) -> Preview | None:
         """The preview rendered into the page itself; the page works without it."""
@@ -285,7 +315,17 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         _, subscriber = await blocking(find, site.directory, email)
         shown = await first_preview(subscriber)
         return page(token, subscriber, forms.Preferences.of(subscriber).as_form(), shown=shown,
-                    saved=saved == "1")
+                    saved=saved == "1", feedback=await marked(email))
+
+    @app.post("/preferences/{token}/feedback", response_class=HTMLResponse)
+    async def undo_feedback(token: str, request: Request) -> Response:
+        """Undo one "more / less like this" (the list's button), then show the page again."""
+        email = site.email_for(token, "prefs")
+        fields = await site.form(request, token)
+        paper_id = fields.get("paper", "")[:200]
+        await blocking(site.forget_feedback, email, paper_id)
+        log.info("web: feedback on %s undone for %s", paper_id, email)
+        return RedirectResponse(f"{site.root}/preferences/{token}#feedback-heading", status_code=303)
 
     @app.post("/preferences/{token}", response_class=HTMLResponse)
     async def save(token: str, request: Request) -> Response:
@@ -300,10 +340,10 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         except forms.FormError as exc:
             # The preview keeps showing the saved keywords; the page points at the bad line.
             return page(token, current, raw_values(fields), 422, error=exc,
-                        shown=await first_preview(current))
+                        shown=await first_preview(current), feedback=await marked(email))
         except SubscriberError as exc:
             return page(token, current, raw_values(fields), 422, error=edit_refused(exc),
-                        shown=await first_preview(current))
+                        shown=await first_preview(current), feedback=await marked(email))
         log.info("web: preferences saved for %s", saved.email)
         # POST/redirect/GET: reloading the page shows it again instead of sending the form again.
         return RedirectResponse(f"{site.root}/preferences/{token}?saved=1", status_code=303)
@@ -361,6 +401,41 @@ def _web_view_routes(app: FastAPI, site: Site) -> None:
         email, day = read_view_token(site.key, token)
         html = await blocking(render, email, day)
         return HTMLResponse(html, headers={"Content-Security-Policy": WEB_VIEW_POLICY})
+
+
+# -- "more / less like this" ------------------------------------------------------------------
+
+
+def _feedback_routes(app: FastAPI, site: Site) -> None:
+    def page(action: str, email: str, verdict: str, paper: dict, state: str, token: str,
+             status: int = 200) -> HTMLResponse:
+        prefs = f"{site.root}/preferences/{make_token(site.key, email, 'prefs')}"
+        return site.page("feedback.html.j2", status, email=email, verdict=verdict, paper=paper, state=state,
+                         action=action, csrf=csrf_token(site.key, token), preferences_url=prefs)
+
+    def check(token: str, paper_id: str, verdict: str, request: Request):
+        """The link's subscriber, paper and verdict (TokenError unless all are signed), and the
+        form's action: the very same link, so the POST is checked exactly like the GET."""
+        sig = request.query_params.get("sig", "")
+        link = read_feedback_link(site.key, token[:MAX_TOKEN], verdict, paper_id, sig)
+        action = f"{site.root}/feedback/{token}/{quote(paper_id, safe='')}/{verdict}?sig={quote(sig, safe='')}"
+        return link, action
+
+    @app.get("/feedback/{token}/{paper_id:path}/{verdict}", response_class=HTMLResponse)
+    async def ask(token: str, paper_id: str, verdict: str, request: Request) -> Response:
+        # Mail scanners fetch every link in a message: a GET only asks.
+        link, action = check(token, paper_id, verdict, request)
+        paper = await blocking(site.paper_summary, link.paper_id)
+        return page(action, link.email, verdict, paper, "ask", token)
+
+    @app.post("/feedback/{token}/{paper_id:path}/{verdict}", response_class=HTMLResponse)
+    async def record(token: str, paper_id: str, verdict: str, request: Request) -> Response:
+        link, action = check(token, paper_id, verdict, request)
+        await site.form(request, token)
+        await blocking(site.record_feedback, link.email, link.paper_id, link.verdict)
+        log.info("web: %s marked %s %s like this", link.email, link.paper_id, link.verdict)
+        paper = await blocking(site.paper_summary, link.paper_id)
+        return page(action, link.email, verdict, paper, "done", token)
 
 
 # -- unsubscribe ------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ MAX_EMAIL_CHARS = 254  # RFC 5321's limit on a forward path
 LABELS = {
     "email": "Email", "keywords": "Keywords", "exclude": "Leave out",
     "max_papers": "Papers per digest", "frequency": "Frequency", "weekday": "Weekday",
-    "include_trending": "Also trending",
+    "include_trending": "Also trending", "related": "Related papers",
 }
+RELATED_CHOICES = ("off", "near", "far")
 
 
 class FormError(ValueError):
@@ -44,11 +45,12 @@ class Preferences:
     frequency: str
     weekday: str
     include_trending: bool
+    related: str = "near"
 
     @classmethod
     def of(cls, subscriber: Subscriber) -> "Preferences":
         return cls(list(subscriber.keywords), list(subscriber.exclude), subscriber.max_papers,
-                   subscriber.frequency, subscriber.weekday, subscriber.include_trending)
+                   subscriber.frequency, subscriber.weekday, subscriber.include_trending, subscriber.related)
 
     def as_form(self) -> dict[str, Any]:
         """The values as the form shows them: one keyword per line."""
@@ -114,6 +116,7 @@ def parse_preferences(form: Mapping[str, Any]) -> Preferences:
         frequency=frequency,
         weekday=weekday,
         include_trending=text_field(form, "include_trending", 10) in ("on", "true", "1"),
+        related=text_field(form, "related", 10) or "near",
     )
 
 
@@ -139,6 +142,8 @@ def form_error(exc: ValidationError) -> FormError:
         message = "use a whole number from 1 to 100"
     elif first["type"] == "literal_error" and field == "weekday":
         message = f"choose one of {', '.join(WEEKDAYS)}"
+    elif first["type"] == "literal_error" and field == "related":
+        message = "choose off, near or far"
     elif first["type"] == "literal_error":
         message = "choose daily or weekly"
     elif not field and "keyword" in message:  # the model's own rule, worded for YAML
