@@ -165,6 +165,8 @@ class PaperIndex:
     # Per paper id a subscriber marked: today's papers like it and how much (flows.rank.feedback).
     feedback_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _unit_neighbours: dict[str, list[tuple[str, float, tuple[str, ...]]]] = field(default_factory=dict)
+    _variant_lists: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    expansion_scores: dict[tuple, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -318,24 +320,25 @@ class PaperIndex:
     def _part_hits(self, term: Term, part: Part) -> Hits:
         if part.kind == "part":
             return self.hits(Term(part.label, part.words, term.field))
-        units = [self.hits(Term(" ".join(unit), unit, term.field)) for unit in part.units]
+        # The words apart need only where each unit starts: no counts of the units themselves.
+        units = [tuple(self.variants(unit)) for unit in part.units]
         counts: list[dict[int, int]] = []
         for f, name in enumerate(FIELDS):
             if term.field not in (None, name):
-                counts.append(EMPTY)
-                continue
-            each = [hits.abstract if f else hits.title for hits in units]
-            if not all(each):
                 counts.append(EMPTY)
                 continue
             index = self.fields[f]
             if len(units) == 2:
                 counts.append(_pairs_close_together(index, units))
                 continue
-            candidates = reduce(lambda found, entry: found & entry.keys(), each[1:], each[0].keys())
+            positions, offsets = index.positions()
+            papers = [set((np.searchsorted(offsets, _starts(positions, variants), side="right") - 1).tolist())
+                      for variants in units]
+            candidates = reduce(set.intersection, papers[1:], papers[0])
+            needles = [tuple(map(_needle, variants)) for variants in units]
             counts.append({number: 1 for number in sorted(candidates)
-                           if _close_together(index, number, units)})
-        variants = tuple(dict.fromkeys(variant for hits in units for variant in hits.variants))
+                           if _close_together(index, number, needles)})
+        variants = tuple(dict.fromkeys(variant for unit in units for variant in unit))
         return Hits(counts[0], counts[1], variants)
 
     def match(self, term: Term, number: int) -> Match:
@@ -393,11 +396,16 @@ class PaperIndex:
 
     def variants(self, words: Sequence[str]) -> list[tuple[str, ...]]:
         """The stem sequences that count as these words, the plain one first."""
-        found = _variants(tuple(words), self, expand_acronyms=True)
-        if len(found) == 1:
-            return found
-        # A sequence extending another matches only where the shorter one does.
-        return [v for v in found if not any(len(o) < len(v) and v[:len(o)] == o for o in found)]
+        key = tuple(words)
+        cached = self._variant_lists.get(key)
+        if cached is not None:
+            return list(cached)
+        found = _variants(key, self, expand_acronyms=True)
+        if len(found) > 1:
+            # A sequence extending another matches only where the shorter one does.
+            found = [v for v in found if not any(len(o) < len(v) and v[:len(o)] == o for o in found)]
+        self._variant_lists[key] = tuple(found)
+        return found
 
     def readings(self, word: str, expand_acronyms: bool) -> tuple[tuple[str, ...], ...]:
         """Other stem sequences one word stands for: its splits, and its acronym's long forms."""
@@ -513,11 +521,11 @@ def _source_weight(model: RelatedModel, unit: str) -> float:
     return model.idf(unit) * df / (df + RELIABLE_DF)
 
 
-def _pairs_close_together(index: FieldIndex, units: list[Hits]) -> dict[int, int]:
-    """:func:`_close_together` for every paper at once, for two units: the papers where an
-    occurrence of one starts fewer than ``WINDOW`` slots from the start of one of the other."""
+def _pairs_close_together(index: FieldIndex, units: list[tuple[tuple[str, ...], ...]]) -> dict[int, int]:
+    """:func:`_close_together` for every paper at once, for two units (their stem sequences):
+    the papers where an occurrence of one starts fewer than ``WINDOW`` slots from one of the other."""
     positions, offsets = index.positions()
-    first, second = (_starts(positions, hits.variants) for hits in units)
+    first, second = (_starts(positions, variants) for variants in units)
     if not first.size or not second.size:
         return EMPTY
     at = np.searchsorted(second, first)
@@ -546,13 +554,13 @@ def _starts(positions: dict[str, np.ndarray], variants: tuple[tuple[str, ...], .
     return np.unique(np.concatenate(found)) if found else _NOWHERE
 
 
-def _close_together(index: FieldIndex, number: int, units: list[Hits]) -> bool:
-    """Whether the field holds an occurrence of every unit, all starting within ``WINDOW``
-    slots of the first."""
+def _close_together(index: FieldIndex, number: int, units: list[tuple[str, ...]]) -> bool:
+    """Whether the field holds an occurrence of every unit (its needles: stem sequences as
+    searched for in the joined stems), all starting within ``WINDOW`` slots of the first."""
     joined, starts = index.joined[number], index.starts[number]
     occurrences: list[tuple[int, int]] = []  # first slot, unit
-    for u, hits in enumerate(units):
-        for needle in hits.needles:
+    for u, needles in enumerate(units):
+        for needle in needles:
             occurrences.extend((bisect_left(starts, at), u) for at in _finds(joined, needle, 50))
     occurrences.sort()
     wanted = len(units)

@@ -175,26 +175,32 @@ def graded_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray
         numbers, values = term_scores(index, term)
         found: tuple = (numbers, values, None)
     else:
-        hits = index.hits(term)
-        scores = _best_of_levels(hits.abstract, hits.abstract_phrase, levels, 1, ABSTRACT_WEIGHT)
-        for number, score in _best_of_levels(hits.title, hits.title_phrase, levels, 0, TITLE_WEIGHT).items():
-            scores[number] = scores.get(number, 0.0) + score
-        numbers = _read_only(np.fromiter(scores.keys(), np.intp, len(scores)))
-        values = _read_only(np.fromiter(scores.values(), np.float64, len(scores)))
-        found = (numbers, values, scores)
+        hits, size = index.hits(term), len(index.papers)
+        abstract = _best_of_levels(hits.abstract, hits.abstract_phrase, levels, 1, ABSTRACT_WEIGHT, size)
+        title = _best_of_levels(hits.title, hits.title_phrase, levels, 0, TITLE_WEIGHT, size)
+        total = abstract + title  # abstract first, as the formula adds
+        numbers = _read_only(np.flatnonzero(total))
+        values = _read_only(total[numbers])
+        found = (numbers, values, dict.fromkeys(numbers.tolist()))
     index.term_scores[key] = found  # type: ignore[assignment]
     return found
 
 
 def _best_of_levels(counts: dict[int, int], in_phrase: AbstractSet[int], levels, f: int,
-                    weight: float) -> dict[int, float]:
-    """Per paper, the field's best score: the whole keyword's, or a part's times its credit."""
-    best = _field_scores(counts, in_phrase, weight)
-    for part, hits in levels:
-        part_counts, part_phrase = (hits.abstract, hits.abstract_phrase) if f else (hits.title, hits.title_phrase)
-        for number, score in _field_scores(part_counts, part_phrase, weight * part.credit).items():
-            if score > best.get(number, 0.0):
-                best[number] = score
+                    weight: float, size: int) -> np.ndarray:
+    """Per paper (dense), the field's best score: the whole keyword's, or a part's times its credit."""
+    best = np.zeros(size)
+    for level_counts, level_phrase, scale in (
+        (counts, in_phrase, weight),
+        *(((hits.abstract, hits.abstract_phrase) if f else (hits.title, hits.title_phrase)) + (weight * part.credit,)
+          for part, hits in levels),
+    ):
+        if not level_counts:
+            continue
+        scores = _field_scores(level_counts, level_phrase, scale)
+        numbers = np.fromiter(scores.keys(), np.intp, len(scores))
+        values = np.fromiter(scores.values(), np.float64, len(scores))
+        best[numbers] = np.maximum(best[numbers], values)
     return best
 
 
@@ -324,24 +330,29 @@ def _exact_matches(index: PaperIndex, prepared: _Prepared) -> np.ndarray:
 
 def related_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
     """The papers holding at least ``RELATED_FLOOR`` of the keyword's related-term weight,
-    and that share (cached per index: subscribers share keywords)."""
+    and that share (cached per index: subscribers share keywords, and keywords share
+    their related terms, "RL" and "reinforcement learning" for one)."""
     key = f"\x01{term.key}"
     cached = index.term_scores.get(key)
     if cached is None:
         expansion = index.expansion(term)
-        size = len(index.papers)
-        if expansion:
-            postings = [index.unit_papers(unit) for unit, _ in expansion]
-            numbers = np.concatenate([numbers for numbers, _ in postings])
-            weights = np.concatenate([values for _, values in postings])
-            weights *= np.repeat([weight for _, weight in expansion], [n.size for n, _ in postings])
-            share = np.bincount(numbers, weights, size)
-            kept = np.flatnonzero(share >= RELATED_FLOOR)
-            cached = (_read_only(kept), _read_only(share[kept]))
-        else:
-            cached = (_read_only(np.zeros(0, np.intp)), _read_only(np.zeros(0)))
+        cached = index.expansion_scores.get(expansion)
+        if cached is None:
+            cached = index.expansion_scores[expansion] = _expansion_scores(index, expansion)
         index.term_scores[key] = cached
     return cached
+
+
+def _expansion_scores(index: PaperIndex, expansion: tuple[tuple[str, float], ...]) -> tuple[np.ndarray, np.ndarray]:
+    if not expansion:
+        return _read_only(np.zeros(0, np.intp)), _read_only(np.zeros(0))
+    postings = [index.unit_papers(unit) for unit, _ in expansion]
+    numbers = np.concatenate([numbers for numbers, _ in postings])
+    weights = np.concatenate([values for _, values in postings])
+    weights *= np.repeat([weight for _, weight in expansion], [n.size for n, _ in postings])
+    share = np.bincount(numbers, weights, len(index.papers))
+    kept = np.flatnonzero(share >= RELATED_FLOOR)
+    return _read_only(kept), _read_only(share[kept])
 
 
 def _weighted_related(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
