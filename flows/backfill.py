@@ -11,28 +11,18 @@ from __future__ import annotations
 from datetime import date
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from flows.corpus import Corpus
-from flows.fetch import FetchReport, fetch_backfill, missing_dates
+from flows.fetch import BackfillRangeError, FetchReport, check_range, fetch_backfill, missing_dates  # noqa: F401
 from flows.progress import DateProgress
 from flows.report import BackfillSummary
 from flows.settings import Settings, restrict_umask
 from flows.sources import build_source
 from flows.store import Store
-from flows.tasks import ConfiguredTaskRunner, load_subscribers, send_batches, today_in
-
-
-class BackfillRangeError(ValueError):
-    """The requested date range is empty or reaches into the future."""
-
-
-def check_range(start: date, end: date, today: date) -> None:
-    if start > end:
-        raise BackfillRangeError(f"--from {start} is after --to {end}")
-    if end > today:
-        raise BackfillRangeError(f"--to {end} is in the future (today is {today}); listings do not exist yet")
+from flows.signals import stop_on_signals
+from flows.stopping import stop_requested
+from flows.tasks import ConfiguredTaskRunner, final_state, publish, load_subscribers, send_batches, today_in
 
 
 @task(name="fetch-range", cache_policy=NONE)
@@ -55,21 +45,32 @@ def fetch_range(settings: Settings, source_name: str, start: date, end: date, re
 @flow(name="backfill", task_runner=ConfiguredTaskRunner())
 def backfill(start: date, end: date, source: str | None = None, send: bool = False,
              refresh: bool = False) -> dict:
-    """Index the listings of [start, end]; with send, mail each subscriber one catch-up digest."""
+    """Index the listings of [start, end]; with send, mail each subscriber one catch-up digest.
+
+    Ends like the daily flow (flows/tasks.py `final_state`): Completed, Failed (every date
+    failed, or catch-up digests failed or were deferred) or Cancelled (a stop request: the
+    dates fetched so far are kept, the same backfill resumes)."""
     restrict_umask()  # the database, key and subscriber files it creates are private
-    settings = Settings()
+    with stop_on_signals():
+        return final_state(run_backfill(Settings(), start, end, source, send, refresh))
+
+
+def run_backfill(settings: Settings, start: date, end: date, source: str | None, send: bool,
+                 refresh: bool) -> dict:
     check_range(start, end, today_in(settings.timezone))
     fetched = FetchReport()
     for name in [source] if source else list(settings.sources):
+        if stop_requested():
+            break
         fetched.merge(fetch_range(settings, name, start, end, refresh))
-    sent = None
-    if send:
+    sent, errors = None, []
+    if send and not stop_requested():
         subscribers, errors = load_subscribers(settings, None)
         with Store(settings.db_path) as store:
             corpus = Corpus.for_range(store, settings, start, end)
         sent = send_batches(settings, subscribers, corpus, dry_run=False)
-    summary = BackfillSummary(start=start, end=end, fetch=fetched, batch=sent)
-    create_markdown_artifact(markdown=summary.markdown(), key="backfill-summary",
-                             description=f"Paperboy backfill {start} → {end}")
+    summary = BackfillSummary(start=start, end=end, fetch=fetched, batch=sent,
+                              subscriber_errors=[str(e) for e in errors])
+    publish(summary.markdown(), key="backfill-summary", description=f"Paperboy backfill {start} → {end}")
     get_run_logger().info(summary.line())
     return summary.as_dict()

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import shlex
+import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Optional
+from typing import Any, NoReturn, Optional
 
 import typer
 from pydantic import ValidationError
 
-from flows.settings import PROJECT_ROOT, Settings, restrict_umask
+from flows.settings import PROJECT_ROOT, SOURCE_NAMES, Settings, restrict_umask
 
 app = typer.Typer(
     help="Paperboy: the day's trending research papers, ranked by each subscriber's keywords.",
@@ -48,12 +52,14 @@ def web(
     load_settings()
     web_command(host=host, port=port)
 
-EXIT_PARTIAL = 1  # the run finished but some digests or listing dates failed
+EXIT_PARTIAL = 1  # the run finished, but digests failed or were deferred, or listing dates failed
 EXIT_CONFIG = 2  # nothing ran: fix the configuration or input first
-EXIT_STOPPED = 3  # stopped early on request (SIGTERM/SIGINT): what was sent is recorded; rerun for the rest
+EXIT_BROKEN_FILES = 3  # every digest went out, but some subscriber files are broken (they got none)
+# 130 (SIGINT) and 143 (SIGTERM): stopped on request, everything reached is recorded; see
+# flows/signals.py EXIT_CODES and the README's exit code table.
 
 
-def fail(message: str, code: int = EXIT_CONFIG) -> None:
+def fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(code)
 
@@ -68,20 +74,12 @@ def load_settings(**overrides: object) -> Settings:
             name = "PAPERBOY_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
             lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
         fail("invalid configuration\n  " + "\n  ".join(lines))
-        raise AssertionError("unreachable")
     if settings.secret_key is None:  # a weak key file beside the database is refused as early
         from flows.links import SecretKeyError, key_file, read_key_file
 
         try:
             read_key_file(key_file(settings))
         except SecretKeyError as exc:
-            fail(str(exc))
-    if settings.dkim_key_file is not None:  # a bad DKIM key stops the run before anything is sent
-        from flows.dkim import DkimError, signer_for
-
-        try:
-            signer_for(settings)
-        except DkimError as exc:
             fail(str(exc))
     return settings
 
@@ -95,9 +93,130 @@ def print_summary(result: dict) -> int:
     problems += [f"subscriber file {e}" for e in result["subscriber_errors"]]
     for line in problems:
         typer.secho(f"  ! {line}", fg="yellow", err=True)
-    if result.get("stopped"):
-        return EXIT_STOPPED
-    return EXIT_PARTIAL if (result["failed"] or result["deferred"] or result["dates_failed"]) else 0
+    if result["failed"] or result["deferred"] or result["dates_failed"]:
+        return EXIT_PARTIAL
+    return EXIT_BROKEN_FILES if result["subscriber_errors"] else 0
+
+
+def check_source(settings: Settings, source: str | None) -> None:
+    if source is not None and source not in SOURCE_NAMES:
+        fail(f"--source {source!r} is not a source; use one of {', '.join(SOURCE_NAMES)} "
+             f"(PAPERBOY_SOURCES is {','.join(settings.sources)})")
+
+
+def check_not_future_date(settings: Settings, day: date | None, option: str = "--date") -> None:
+    from flows.fetch import FutureDateError, check_not_future
+
+    if day is not None:
+        try:
+            check_not_future(day, settings.timezone, option)
+        except FutureDateError as exc:
+            fail(str(exc))
+
+
+def check_only(settings: Settings, only: str | None) -> None:
+    """--only must name a valid subscriber: otherwise the run would serve nobody, silently."""
+    if only is None:
+        return
+    from flows.subscribers import load_all
+    from flows.tasks import unknown_subscriber_message
+
+    subscribers, errors = load_all(settings.subscribers_dir)
+    if not any(s.email.lower() == only.lower() for s in subscribers):
+        fail(unknown_subscriber_message(only, settings, errors))
+
+
+def run_flow(start: Callable[[], Any], resume: str) -> int:
+    """Run a flow at the command's edge and exit with its outcome.
+
+    SIGINT/SIGTERM ask the run to stop (flows/signals.py); the flow then ends Cancelled with
+    what it reached recorded. Without PREFECT_API_URL the flow reports to a temporary Prefect
+    server started here, out of the terminal's reach, watched, and stopped last
+    (flows/tempserver.py). A configured PREFECT_API_URL must answer, or nothing runs."""
+    from flows.signals import exit_code, stop_on_signals
+    from flows.stopping import clear_stop, stop_requested
+    from flows.tempserver import (ServerError, ServerStartInterrupted, TemporaryServer, configured_api_url,
+                                  drain_prefect)
+
+    clear_stop()
+    server: TemporaryServer | None = None
+    interrupted = False
+    with stop_on_signals():
+        api_url = configured_api_url()
+        if api_url and not prefect_server_reachable(api_url):
+            fail(f"cannot reach the Prefect server at PREFECT_API_URL={api_url}: start it "
+                 "(`prefect server start`), or unset PREFECT_API_URL to use a temporary one")
+        try:
+            if not api_url:
+                try:
+                    server = TemporaryServer().start()
+                except ServerStartInterrupted as exc:
+                    typer.secho(f"interrupted ({exc}) before the run started: nothing was done",
+                                fg="yellow", err=True)
+                    return exit_code(str(exc)) or EXIT_PARTIAL
+                except ServerError as exc:
+                    fail(str(exc), EXIT_PARTIAL)
+                os.environ["PREFECT_API_URL"] = server.api_url
+            with api_url_setting(server.api_url if server else None):
+                try:
+                    state = start()
+                except KeyboardInterrupt:  # a second Ctrl-C: stopped at once
+                    interrupted, state = True, None
+                except Exception as exc:  # noqa: BLE001 - Prefect could not even report it
+                    if server is None or server.died is None:
+                        raise
+                    log_exception(exc)
+                    state = None
+                drain_prefect()
+        finally:
+            if server is not None:
+                server.stop()
+                os.environ.pop("PREFECT_API_URL", None)
+        reason = "SIGINT" if interrupted else stop_requested()
+    code = EXIT_PARTIAL
+    if state is not None:
+        from flows.tasks import summary_of
+
+        try:
+            code = print_summary(summary_of(state))
+        except Exception as exc:  # a crash: one line, the log above has the details
+            typer.secho(f"error: the run failed: {type(exc).__name__}: {exc}", fg="red", err=True)
+            code = EXIT_PARTIAL
+    if server is not None and server.died is not None:
+        typer.secho(f"the temporary Prefect server stopped during the run (exit {server.died}); "
+                    f"what was done is recorded: {resume}", fg="yellow", err=True)
+        return EXIT_PARTIAL
+    if reason:
+        typer.secho(f"interrupted ({reason}): what was done is recorded; {resume}", fg="yellow", err=True)
+        code = exit_code(reason) or code
+    return code
+
+
+def daily_flow() -> Any:
+    """The daily flow, imported when called: Prefect reads its settings once, at import, so
+    it is imported only after run_flow has set PREFECT_API_URL."""
+    from flows.daily import daily_digest
+
+    return daily_digest
+
+
+def log_exception(exc: BaseException) -> None:
+    import logging
+
+    logging.getLogger("paperboy").debug("the run ended with %s", exc, exc_info=exc)
+
+
+@contextmanager
+def api_url_setting(url: str | None) -> Iterator[None]:
+    """PREFECT_API_URL for Prefect inside the block, also when Prefect was imported before
+    (and froze its settings then)."""
+    if url is None or "prefect.settings" not in sys.modules:
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield
 
 
 @app.command()
@@ -108,17 +227,14 @@ def run(
     source: Optional[str] = typer.Option(None, "--source", help="just this source (huggingface, arxiv, snapshot)"),
 ) -> None:
     """Run the daily digest flow once, now."""
-    load_settings()  # fail early and clearly on a bad environment
+    settings = load_settings()  # fail early and clearly on a bad environment
     day = parse_date(digest_date) if digest_date else None
-    from flows.daily import daily_digest
-    from flows.deliver import RelayError
-
-    try:
-        result = daily_digest(digest_date=day, dry_run=dry_run, only=only, source=source)
-    except RelayError as exc:  # the circuit breaker: every message would fail the same way
-        fail(f"{exc}\nNothing was marked failed: run again once the relay works.", EXIT_PARTIAL)
-        return
-    raise typer.Exit(print_summary(result))
+    check_not_future_date(settings, day)
+    check_source(settings, source)
+    check_only(settings, only)
+    raise typer.Exit(run_flow(
+        lambda: daily_flow()(digest_date=day, dry_run=dry_run, only=only, source=source, return_state=True),
+        resume="run the same command again to finish (nothing is sent twice)"))
 
 
 @app.command()
@@ -130,22 +246,24 @@ def backfill(
     refresh: bool = typer.Option(False, "--refresh", help="fetch dates again even if already fetched"),
 ) -> None:
     """Fetch and index a range of listing dates; resumable (fetched dates are skipped)."""
-    load_settings()
+    settings = load_settings()
     first, last = parse_date(start, "--from"), parse_date(end, "--to")
-    from flows.backfill import BackfillRangeError, backfill as backfill_flow, check_range
-    from flows.tasks import today_in
+    check_source(settings, source)
+    from flows.fetch import BackfillRangeError, check_range, today_in
 
     try:
-        check_range(first, last, today_in(load_settings().timezone))
+        check_range(first, last, today_in(settings.timezone))
     except BackfillRangeError as exc:
         fail(str(exc))
-    try:
-        result = backfill_flow(start=first, end=last, source=source, send=send, refresh=refresh)
-    except KeyboardInterrupt:
-        typer.secho("interrupted: the dates fetched so far are kept; run the same command "
-                    "again to resume", fg="yellow", err=True)
-        raise typer.Exit(130)
-    raise typer.Exit(print_summary(result))
+    def start_backfill() -> Any:
+        from flows.backfill import backfill as backfill_flow  # Prefect: after the server is up
+
+        return backfill_flow(start=first, end=last, source=source, send=send, refresh=refresh,
+                             return_state=True)
+
+    raise typer.Exit(run_flow(
+        start_backfill,
+        resume="the dates fetched so far are kept; run the same command again to resume"))
 
 
 @app.command()
@@ -168,8 +286,28 @@ def serve() -> None:
              "`prefect server start` running there?")
     from flows.daily import serve_daily
 
-    typer.echo(f"serving daily-digest: cron '{settings.schedule}' in {settings.timezone}")
-    serve_daily(settings)
+    typer.echo(f"serving daily-digest: cron '{settings.schedule}' in {settings.timezone} "
+               "(Ctrl-C stops serving and pauses the schedule)")
+    interrupted: list[int] = []
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        # Prefect's runner stops on KeyboardInterrupt and pauses the schedule; a flow run in
+        # progress (its own process, in this terminal's process group) got the same Ctrl-C
+        # and stops after the work in hand, Cancelled (flows/signals.py).
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        serve_daily(settings)
+    except KeyboardInterrupt:
+        interrupted.append(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        typer.secho("interrupted (SIGINT): stopped serving; the schedule is paused until "
+                    "`paperboy serve` runs again", fg="yellow", err=True)
+        raise typer.Exit(130)
 
 
 def prefect_server_reachable(api_url: str, timeout: float = 5.0) -> bool:
@@ -187,21 +325,28 @@ def prefect_server_reachable(api_url: str, timeout: float = 5.0) -> bool:
 @app.command()
 def demo(
     fresh: bool = typer.Option(False, "--fresh", help="start from an empty demo database and mailbox"),
+    home: Path = typer.Option(PROJECT_ROOT / "var" / "demo", "--home",
+                              help="the demo's folder: database, signing key, Maildir, demo.env"),
 ) -> None:
     """Run the daily flow offline: bundled listings, a local SMTP server, a Maildir under var/demo."""
     import shutil
 
     from flows.mailsink import MaildirSink
 
-    home = PROJECT_ROOT / "var" / "demo"
+    home = home.resolve()
     if fresh and home.exists():
         shutil.rmtree(home)
+    home.mkdir(parents=True, exist_ok=True)
     maildir = home / "mail"
+    # What `paperboy preview`, `paperboy web` and `paperboy run` need to work on the demo's
+    # own database (and so its signing key, kept beside it): written for the operator to source.
+    shared = {"PAPERBOY_SOURCES": "snapshot", "PAPERBOY_SNAPSHOT_REPLAY": "true",
+              "PAPERBOY_DB_PATH": str(home / "paperboy.db")}
+    env_file = home / "demo.env"
+    env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in shared.items()), encoding="utf-8")
     with MaildirSink(maildir) as sink:
         os.environ.update({
-            "PAPERBOY_SOURCES": "snapshot",
-            "PAPERBOY_SNAPSHOT_REPLAY": "true",
-            "PAPERBOY_DB_PATH": str(home / "paperboy.db"),
+            **shared,
             "PAPERBOY_SMTP_HOST": "127.0.0.1",
             "PAPERBOY_SMTP_PORT": str(sink.port),
             "PAPERBOY_SMTP_TLS": "none",
@@ -209,21 +354,37 @@ def demo(
         })
         os.environ.pop("PAPERBOY_SMTP_USER", None)
         os.environ.pop("PAPERBOY_SMTP_PASSWORD", None)
+        settings = load_settings()
         typer.echo(f"demo SMTP server listening on 127.0.0.1:{sink.port}, storing mail in {maildir}")
-        from flows.daily import daily_digest
-
-        result = daily_digest()
+        code = run_flow(lambda: daily_flow()(return_state=True),
+                        resume="run `paperboy demo` again to finish")
         received = sink.received
-    code = print_summary(result)
     if received:
         typer.echo(f"{received} new messages delivered to the Maildir {maildir}")
         typer.echo(f"open the HTML digests in a browser: {maildir / 'html'}")
         for path in sorted((maildir / "html").glob("*.html"))[-received:]:
             typer.echo(f"  file://{path}")
-    else:
+    elif code == 0:
         typer.echo("0 new messages this time: every subscriber already has today's digest "
                    "(run `make demo-reset` or `paperboy demo --fresh` to start over)")
+    typer.echo(demo_next_steps(settings, env_file))
     raise typer.Exit(code)
+
+
+def demo_next_steps(settings: Settings, env_file: Path) -> str:
+    """The commands that work on the demo's database and key, exactly as to type them."""
+    from flows.subscribers import load_all
+
+    subscribers, _ = load_all(settings.subscribers_dir)
+    someone = subscribers[0].email if subscribers else "EMAIL"
+    cli = shlex.quote(str(Path(sys.argv[0]).resolve())) if Path(sys.argv[0]).name == "paperboy" else "paperboy"
+    return "\n".join([
+        f"next, on the demo's database and signing key ({env_file} sets them):",
+        f"  . {shlex.quote(str(env_file))}",
+        f"  {cli} preview {someone}       # one subscriber's digest, explained",
+        f"  {cli} web                    # the digests' 'Edit your keywords' and unsubscribe "
+        f"links open here ({settings.public_base_url})",
+    ])
 
 
 @app.command()

@@ -13,18 +13,20 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from flows.corpus import Corpus
-from flows.fetch import FetchReport, catch_up_dates, fetch_dates
+from flows.fetch import FetchReport, catch_up_dates, check_not_future, fetch_dates
 from flows.makers import close_pools, pool_for
 from flows.report import RunSummary
 from flows.settings import Settings, restrict_umask
 from flows.sources import build_source
 from flows.store import Store
 from flows.subscribers import subscriber_files
-from flows.tasks import ConfiguredTaskRunner, load_subscribers, send_batches, today_in
+from flows.send import BatchReport
+from flows.signals import stop_on_signals
+from flows.stopping import stop_requested
+from flows.tasks import ConfiguredTaskRunner, final_state, publish, load_subscribers, send_batches, today_in
 
 
 @task(name="fetch-listings", cache_policy=NONE)
@@ -34,8 +36,10 @@ def fetch_listings(settings: Settings, sources: Sequence[str], digest_date: date
     report = FetchReport()
     with Store(settings.db_path) as store:
         for name in sources:
+            if stop_requested():
+                break
             source = build_source(name, settings, replay_to=digest_date if settings.snapshot_replay else None)
-            caught_up = store.last_fetched(name) is not None
+            caught_up = store.last_fetched(name, until=digest_date) is not None
             days = catch_up_dates(store, name, digest_date, settings.lookback_days)
             logger.info("fetching %s for %s → %s", name, days[0], days[-1])
             fetched = fetch_dates(store, source, days)
@@ -49,16 +53,33 @@ def fetch_listings(settings: Settings, sources: Sequence[str], digest_date: date
 @flow(name="daily-digest", task_runner=ConfiguredTaskRunner())
 def daily_digest(digest_date: date | None = None, dry_run: bool = False,
                  only: str | None = None, source: str | None = None) -> dict:
-    """Fetch today's listings and mail every due subscriber their ranked digest, once."""
+    """Fetch today's listings and mail every due subscriber their ranked digest, once.
+
+    Ends Completed with the summary; Failed when every listing date failed or digests
+    failed or were deferred; Cancelled when a stop was requested (SIGINT, SIGTERM, a Prefect
+    cancellation). A direct call returns the summary or raises `RunNotCompleted` (its
+    `.summary`); see flows/tasks.py `final_state`."""
     restrict_umask()  # the database, key and subscriber files it creates are private
-    settings = Settings()
+    with stop_on_signals():
+        return final_state(run_daily(Settings(), digest_date, dry_run, only, source))
+
+
+def run_daily(settings: Settings, digest_date: date | None, dry_run: bool, only: str | None,
+              source: str | None) -> dict:
     day = digest_date or today_in(settings.timezone)
+    check_not_future(day, settings.timezone, "digest date")
     sources = [source] if source else list(settings.sources)
     fetched = fetch_listings(settings, sources, day)
+    if fetched.dates_failed:
+        # A source outage: "nothing new" would be untrue, and an empty digest sent now
+        # would stand in for the real one the rerun after recovery sends.
+        get_run_logger().warning("%d listing dates failed: no empty digests this run",
+                                 len(fetched.dates_failed))
+        settings = settings.model_copy(update={"send_empty": False})
     # The render processes, if the batches will use them, get ready (imports, the corpus,
     # the index) while this process reads the subscriber files; not on a rerun, where
     # (nearly) every digest of the day is already final.
-    prestart = settings.task_runner == "thread" and not dry_run and not only
+    prestart = settings.task_runner == "thread" and not dry_run and not only and not stop_requested()
     with Store(settings.db_path) as store:
         corpus = Corpus.load(store, settings, day, since=fetched.earliest)
         finished = len(store.finished_subscribers(day)) if prestart else 0
@@ -69,14 +90,16 @@ def daily_digest(digest_date: date | None = None, dry_run: bool = False,
             left = len(subscriber_files(settings.subscribers_dir)) - finished
             pool_for(corpus, settings, min(settings.batch_size, left))
         subscribers, errors = load_subscribers(settings, only)
-        outcome = send_batches(settings, subscribers, corpus, dry_run)
+        if fetched.dates_failed:
+            subscribers = [s.model_copy(update={"send_empty": False}) for s in subscribers]
+        outcome = (send_batches(settings, subscribers, corpus, dry_run) if not stop_requested()
+                   else BatchReport())
     finally:
         close_pools()
     summary = RunSummary(digest_date=day, dry_run=dry_run, fetch=fetched, batch=outcome,
                          subscriber_errors=[str(e) for e in errors],
                          candidates=len(corpus.papers))
-    create_markdown_artifact(markdown=summary.markdown(), key="daily-digest-summary",
-                             description=f"Paperboy daily digest {day}")
+    publish(summary.markdown(), key="daily-digest-summary", description=f"Paperboy daily digest {day}")
     get_run_logger().info(summary.line())
     return {**summary.as_dict(), "workers": outcome.workers}
 

@@ -19,10 +19,12 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from flows.models import Listing
 from flows.sources import Source, SourceError
+from flows.stopping import stop_requested
 from flows.store import Store
 
 log = logging.getLogger(__name__)
@@ -50,11 +52,47 @@ class FetchReport:
         return self
 
 
+class FutureDateError(ValueError):
+    """A listing or digest date after today: nothing is listed for it yet."""
+
+
+def today_in(timezone: str) -> date:
+    """Today's date in the operator's timezone (PAPERBOY_TIMEZONE)."""
+    return datetime.now(ZoneInfo(timezone)).date()
+
+
+def check_not_future(day: date, timezone: str, what: str = "--date") -> None:
+    """Refuse a date after today in the configured timezone, before anything is stored.
+
+    Today in PAPERBOY_TIMEZONE may be one day after UTC's today (zones reach UTC+14): that
+    is the slack, and the latest date a run may use. A later date would be recorded as
+    fetched (or its digest as sent) before it exists, and every run until then would build
+    on it."""
+    today = today_in(timezone)
+    if day > today:
+        raise FutureDateError(
+            f"{what} {day} is after today ({today} in PAPERBOY_TIMEZONE={timezone}): nothing is "
+            "listed for it yet; use a date up to today (or leave --date out for today)")
+
+
+class BackfillRangeError(ValueError):
+    """The requested date range is empty or reaches into the future."""
+
+
+def check_range(start: date, end: date, today: date) -> None:
+    if start > end:
+        raise BackfillRangeError(f"--from {start} is after --to {end}")
+    if end > today:
+        raise BackfillRangeError(f"--to {end} is in the future (today is {today}); listings do not exist yet")
+
+
 def catch_up_dates(store: Store, source: str, today: date, lookback_days: int) -> list[date]:
     """Listing dates a daily run fetches: from the last good fetch (again: a day's list grows
-    while the day lasts) through today, never further back than the lookback."""
+    while the day lasts) through today, never further back than the lookback. A fetch
+    recorded after `today` (another timezone, an old bug) is ignored, never a reason to
+    fetch nothing: the catch-up starts from the latest good fetch not after today."""
     earliest = today - timedelta(days=lookback_days - 1)
-    last = store.last_fetched(source)
+    last = store.last_fetched(source, until=today)
     start = max(earliest, last) if last else earliest
     return [start + timedelta(days=n) for n in range((today - start).days + 1)]
 
@@ -64,9 +102,13 @@ def fetch_dates(store: Store, source: Source, days: Iterable[date],
     """Fetch and store each date in turn; a failing date is recorded and the others go on."""
     report = FetchReport()
     for day in days:
+        if stop_requested():
+            break  # the dates not fetched yet are the next run's
         try:
             listing = source.fetch(day)
         except SourceError as exc:
+            if stop_requested():
+                break  # failed because the stop cut it short: not the source's fault
             _record_failure(store, source.name, day, str(exc), report)
             log.warning("fetch %s:%s failed: %s", source.name, day, exc)
             if progress:
@@ -113,6 +155,10 @@ def _record_failure(store: Store, source: str, day: date, reason: str, report: F
     report.dates_failed[f"{source}:{day.isoformat()}"] = reason
 
 
+def _unless_stopped(source: Source, day: date) -> Listing | None:
+    return None if stop_requested() else source.fetch(day)
+
+
 def fetch_backfill(store: Store, source: Source, days: Sequence[date], *, workers: int,
                    progress: Callable[[date, str], None] | None = None) -> FetchReport:
     """Fetch many dates: range queries where the source has them (arXiv's API), else several
@@ -123,29 +169,43 @@ def fetch_backfill(store: Store, source: Source, days: Sequence[date], *, worker
     fetch_range = getattr(source, "fetch_range", None)
     if fetch_range is not None:
         for first, last in _runs(days):
+            if stop_requested():
+                break
             pending = set(dates_between(first, last))
             try:
                 for listing in fetch_range(first, last):
+                    if stop_requested():
+                        break
                     if listing.listed in pending:
                         _store_listing(store, source.name, listing, report)
                         pending.discard(listing.listed)
                         note(listing.listed, "ok")
             except SourceError as exc:
+                if stop_requested():
+                    break
                 for day in sorted(pending):
                     _record_failure(store, source.name, day, str(exc), report)
                     note(day, "failed")
         return report
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"fetch-{source.name}")
     try:
-        futures = {pool.submit(source.fetch, day): day for day in days}
+        futures = {pool.submit(_unless_stopped, source, day): day for day in days}
         for future in as_completed(futures):
             day = futures[future]
             try:
-                _store_listing(store, source.name, future.result(), report)
-                note(day, "ok")
+                listing = future.result()
             except SourceError as exc:
-                _record_failure(store, source.name, day, str(exc), report)
-                note(day, "failed")
+                if not stop_requested():
+                    _record_failure(store, source.name, day, str(exc), report)
+                    note(day, "failed")
+                continue
+            if listing is not None:
+                _store_listing(store, source.name, listing, report)
+                note(day, "ok")
+            if stop_requested():
+                break  # dates in flight finish (below); the ones not started never start
     finally:
+        # Waits only for requests already in flight; with a stop requested their listings
+        # are dropped, and those dates are fetched again by the next run.
         pool.shutdown(wait=True, cancel_futures=True)
     return report

@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import types
 from collections import deque
@@ -32,6 +33,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
+from flows.children import die_with_parent, ignore_interrupts, interrupts_blocked
 from flows.deliver import Outgoing
 from flows.links import secret_key
 from flows.models import Outcome
@@ -58,8 +60,11 @@ class MessagePool:
         # inherit in whatever state they were in.
         self.executor = ProcessPoolExecutor(
             processes, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start, initargs=(corpus, settings, secret_key(settings)))
-        with _main_not_shipped():  # every process starts now (one per job submitted), none later
+            initializer=_start, initargs=(corpus, settings, secret_key(settings), os.getpid(),
+                                          threading.current_thread() is threading.main_thread()))
+        # They die with this process and ignore the terminal's Ctrl-C (flows/children.py);
+        # SIGINT stays blocked while they start, until they ignore it.
+        with _main_not_shipped(), interrupts_blocked():  # every process starts now, none later
             for _ in range(processes):
                 self.executor.submit(_ready)  # not waited for: they get ready while this one works
 
@@ -166,12 +171,14 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _start(corpus: Corpus, settings: Settings, key: str) -> None:
+def _start(corpus: Corpus, settings: Settings, key: str, parent: int, from_main_thread: bool) -> None:
     # Ctrl-C in a terminal and a service manager's SIGTERM reach the whole process group:
     # stopping is the sending process's decision (it finishes, records, then closes this
-    # pool), so a render process does not die under it mid-chunk.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # pool), so a render process does not die under it mid-chunk; and it dies with that
+    # process however that one ends (flows/children.py).
+    ignore_interrupts()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    die_with_parent(parent, kernel=from_main_thread)
     _WORKER.update(corpus=corpus, settings=settings, key=key, renderer=renderer_for(settings))
     seconds: dict[str, float] = {}
     with timed(seconds, "index"):

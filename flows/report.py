@@ -103,6 +103,7 @@ class BackfillSummary:
     end: date
     fetch: FetchReport
     batch: BatchReport | None = None
+    subscriber_errors: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         f = self.fetch
@@ -112,6 +113,10 @@ class BackfillSummary:
             b = self.batch
             text += (f"; catch-up digests: sent {b.sent}, skipped {b.skipped} (nothing new), "
                      f"already sent {b.already}, failed {len(b.failed)}")
+            if b.deferred:
+                text += f", deferred {len(b.deferred)} (will retry on rerun)"
+        if self.subscriber_errors:
+            text += f"; {len(self.subscriber_errors)} broken subscriber files"
         return text
 
     def markdown(self) -> str:
@@ -135,6 +140,6 @@ class BackfillSummary:
             "dates_fetched": f.dates_fetched, "dates_failed": f.dates_failed,
             "papers_fetched": f.papers_fetched, "papers_new": f.papers_new,
             "sent": b.sent if b else 0, "failed": dict(b.failed) if b else {},
-            "deferred": dict(b.deferred) if b else {}, "subscriber_errors": [],
+            "deferred": dict(b.deferred) if b else {}, "subscriber_errors": self.subscriber_errors,
             "line": self.line(),
         }

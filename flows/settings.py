@@ -24,6 +24,8 @@ SAMPLE_SNAPSHOT_DIR = PACKAGE_ROOT / "sample_data" / "huggingface"
 
 CommaList = Annotated[list[str], NoDecode]
 
+SOURCE_NAMES = ("huggingface", "arxiv", "snapshot")  # = flows.sources.SOURCE_NAMES (a test checks)
+
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 _HOSTNAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
 _ADDRESS_LITERAL = re.compile(r"\[(?:\d{1,3}(?:\.\d{1,3}){3}|IPv6:[0-9A-Fa-f:.]+)\]\Z")
@@ -215,6 +217,17 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in SOURCE_NAMES]
+        if unknown:
+            raise ValueError(f"{', '.join(map(repr, unknown))} is not a source; use a comma-separated "
+                             f"list of {', '.join(SOURCE_NAMES)}")
+        if not value:
+            raise ValueError(f"no source given; use a comma-separated list of {', '.join(SOURCE_NAMES)}")
+        return value
+
     @field_validator("public_base_url")
     @classmethod
     def _http_base(cls, value: str) -> str:
@@ -272,9 +285,10 @@ def restrict_umask() -> int:
 
 
 def prefect_env_defaults() -> dict[str, str]:
-    """Prefect state lives in the project (var/prefect) and sends no analytics, unless the
-    operator says otherwise in the environment."""
+    """Prefect state lives in the project (var/prefect) and sends no analytics (server and
+    client), unless the operator says otherwise in the environment."""
     return {
         "PREFECT_HOME": str(PROJECT_ROOT / "var" / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",  # the convention Prefect's client (and many tools) honour
     }

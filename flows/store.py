@@ -419,11 +419,39 @@ class Store:
         )
         return {date.fromisoformat(row["listed"]) for row in rows}
 
-    def last_fetched(self, source: str) -> date | None:
+    def last_fetched(self, source: str, until: date | None = None) -> date | None:
+        """The latest listing date fetched successfully (not after ``until``, if given)."""
         row = self.db.execute(
-            "SELECT MAX(listed) FROM fetches WHERE source = ? AND status = 'ok'", [source]
+            "SELECT MAX(listed) FROM fetches WHERE source = ? AND status = 'ok' AND listed <= ?",
+            [source, (until or date.max).isoformat()],
         ).fetchone()
         return date.fromisoformat(row[0]) if row and row[0] else None
+
+    def future_rows(self, after: date) -> dict[str, list[dict]]:
+        """Fetches and digests recorded for dates after ``after``: state a run with a future
+        date (or a clock or timezone since changed) left behind."""
+        day = after.isoformat()
+        return {
+            "fetches": list(self.db.query(
+                "SELECT source, listed, status FROM fetches WHERE listed > ? ORDER BY listed", [day])),
+            "digests": list(self.db.query(
+                "SELECT subscriber, digest_date, status FROM digests WHERE digest_date > ? "
+                "ORDER BY digest_date, subscriber", [day])),
+        }
+
+    def forget_future(self, after: date) -> dict[str, int]:
+        """Delete the fetches and digests recorded for dates after ``after`` (`paperboy doctor
+        --repair`). Papers and deliveries stay: a paper already sent is never sent again."""
+        day = after.isoformat()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            fetches = self.db.execute("DELETE FROM fetches WHERE listed > ?", [day]).rowcount
+            digests = self.db.execute("DELETE FROM digests WHERE digest_date > ?", [day]).rowcount
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return {"fetches": fetches, "digests": digests}
 
     # -- sign-up rate limit ----------------------------------------------------------------
 

@@ -33,8 +33,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
@@ -46,19 +45,17 @@ from pydantic import SecretStr
 from flows.bounces import apply_suppressions
 from flows.corpus import Corpus
 from flows.dkim import signer_for
+from flows.fetch import today_in  # noqa: F401  (the flows and the CLI take it from here too)
 from flows.links import secret_key
 from flows.makers import close_pools
 from flows.send import (BatchAborted, BatchPlan, BatchReport, BatchResult, in_flight_writer, plan_batch,
                         send_detached, send_planned)
 from flows.settings import Settings
+from flows.stopping import stop_requested
 from flows.store import Store
 from flows.subscribers import Subscriber, SubscriberFileError, load_all
 
 log = logging.getLogger(__name__)
-
-
-def today_in(timezone: str) -> date:
-    return datetime.now(ZoneInfo(timezone)).date()
 
 
 def task_runner_for(settings: Settings, api_url: str | None = None) -> TaskRunner:
@@ -124,7 +121,93 @@ def load_subscribers(settings: Settings, only: str | None) -> tuple[list[Subscri
     subscribers, errors = load_all(settings.subscribers_dir)
     if only:
         subscribers = [s for s in subscribers if s.email.lower() == only.lower()]
+        if not subscribers:
+            raise UnknownSubscriber(unknown_subscriber_message(only, settings, errors))
     return subscribers, errors
+
+
+class UnknownSubscriber(LookupError):
+    """--only names nobody among the valid subscriber files."""
+
+
+def unknown_subscriber_message(email: str, settings: Settings, errors: Sequence[SubscriberFileError]) -> str:
+    broken = [e for e in errors if email.lower() in str(e).lower()]
+    if broken:
+        return f"--only {email}: that subscriber's file is broken: {broken[0]}"
+    return (f"--only {email}: no subscriber with that address in {settings.subscribers_dir} "
+            "(see `paperboy subscribers list`)")
+
+
+class RunNotCompleted(Exception):
+    """A flow run that stopped early or reached failures; `.summary` is its summary dict.
+    A direct call of the flow raises it; the CLI reads it from the final state."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message, summary)  # both in args: it pickles
+        self.message, self.summary = message, summary
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def final_state(summary: dict) -> Any:
+    """What a flow returns: its summary when all went well, else a state that says why not.
+
+    * Cancelled: a stop was requested (a signal, a Prefect cancellation, the Prefect server
+      gone); what was reached is recorded and the rerun does the rest.
+    * Failed: every listing date failed, or digests failed or were deferred.
+    * Completed otherwise (broken subscriber files are in the summary and the message)."""
+    from prefect.states import Cancelled, Completed, Failed
+
+    reason = stop_requested()
+    if reason:
+        message = f"stopped ({reason}): {summary['line']}"
+        return Cancelled(message=message, data=RunNotCompleted(message, summary))
+    problems = run_problems(summary)
+    if problems:
+        message = "; ".join(problems)
+        return Failed(message=message, data=RunNotCompleted(message, summary))
+    if summary.get("subscriber_errors"):
+        return Completed(message=f"{len(summary['subscriber_errors'])} broken subscriber files "
+                                 "(those subscribers got nothing)", data=summary)
+    return summary
+
+
+def run_problems(summary: dict) -> list[str]:
+    """What makes a finished run a failure: no listing date fetched at all, failed or
+    deferred digests."""
+    problems = []
+    if summary.get("dates_failed") and not summary.get("dates_fetched"):
+        problems.append(f"all {len(summary['dates_failed'])} listing dates failed")
+    if summary.get("failed"):
+        problems.append(f"{len(summary['failed'])} digests failed")
+    if summary.get("deferred"):
+        problems.append(f"{len(summary['deferred'])} digests deferred")
+    return problems
+
+
+def publish(markdown: str, *, key: str, description: str) -> None:
+    """The run's summary as a Prefect markdown artifact; a Prefect API that went away meanwhile
+    costs the artifact, not the run (its outcomes are in the ledger)."""
+    from prefect.artifacts import create_markdown_artifact
+
+    try:
+        create_markdown_artifact(markdown=markdown, key=key, description=description)
+    except Exception as exc:  # noqa: BLE001 - httpx errors, Prefect's own
+        if not stop_requested():
+            raise
+        log.warning("summary artifact not saved: %s", exc)
+
+
+def summary_of(state: Any) -> dict:
+    """The summary dict of a flow run's final state (Completed, Failed or Cancelled); a crash
+    (any other exception) is raised."""
+    value = state.result(raise_on_failure=False)
+    if isinstance(value, RunNotCompleted):
+        return value.summary
+    if isinstance(value, BaseException):
+        raise value
+    return value
 
 
 @task(name="send-batch", cache_policy=NONE)
@@ -157,6 +240,8 @@ def send_batches(settings: Settings, subscribers: Sequence[Subscriber], corpus: 
                 total = BatchReport()
                 try:
                     for plan in plans:
+                        if stop_requested():
+                            break  # the rest is for the rerun
                         total.merge(send_batch(settings, plan, corpus, dry_run, record_here=True).report)
                 finally:
                     close_pools()  # the render processes, if the batches used them

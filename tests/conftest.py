@@ -74,3 +74,13 @@ def workspace(tmp_path: Path, smtp_server, monkeypatch):
         day = DAY
 
     return Workspace
+
+
+@pytest.fixture(autouse=True)
+def no_stop_request_left_over():
+    """A test that asks a run to stop (flows/stopping.py) leaves no request for the next."""
+    from flows.stopping import clear_stop
+
+    clear_stop()
+    yield
+    clear_stop()

@@ -9,6 +9,7 @@ import pytest
 
 from flows.daily import daily_digest
 from flows.store import Store
+from flows.tasks import summary_of
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -71,7 +72,9 @@ def test_broken_subscriber_file_is_reported_and_the_others_served(workspace):
 
 def test_permanent_rejection_fails_one_digest_and_the_rest_go_out(workspace):
     workspace.server.reject_recipient("grace@example.org", 550)
-    result = daily_digest(digest_date=workspace.day)
+    state = daily_digest(digest_date=workspace.day, return_state=True)
+    assert state.is_failed() and state.message == "1 digests failed"  # not "Completed" (issue 13)
+    result = summary_of(state)
     assert sorted(by_recipient(workspace.server)) == ["ada@example.org", "alan@example.org"]
     assert "550" in result["failed"]["grace@example.org"]
     with Store(workspace.db_path) as store:

@@ -1,0 +1,102 @@
+"""Child processes that die with the run that started them, and ignore the terminal's Ctrl-C.
+
+A run starts helpers: the temporary Prefect API server (flows/tempserver.py) and the render
+processes (flows/makers.py); multiprocessing adds its resource tracker. If the run is
+killed (SIGKILL, OOM killer, a crash), nothing would stop them: they lived on for minutes
+holding hundreds of MB. So each helper watches its parent:
+
+* on Linux the kernel sends it SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``;
+  strictly, when the parent *thread* that started it ends, so it is used only for children
+  started from the main thread);
+* everywhere, a daemon thread notices that its parent process changed (``os.getppid()``)
+  within half a second and exits.
+
+The resource tracker needs neither: it exits when the last process holding its pipe (the
+run and its render processes) is gone.
+
+A terminal's Ctrl-C goes to its whole foreground process group. The helpers must not take
+it: the run stops them itself, last, after recording what it reached (see flows/signals.py).
+The server gets a session of its own; render processes start with SIGINT blocked and then
+ignore it.
+
+``python -m flows.children PARENT_PID MODULE ARG…`` runs ``python -m MODULE ARG…`` as such a
+helper (the temporary server is uvicorn run that way).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import runpy
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+POLL_SECONDS = 0.5
+
+
+def parent_death_signal(signum: int = signal.SIGKILL) -> bool:
+    """Ask the kernel to send ``signum`` to this process when its parent thread ends (Linux);
+    True if it accepted."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def die_with_parent(parent: int, *, kernel: bool = True, poll: float = POLL_SECONDS) -> None:
+    """Exit this process when ``parent`` (the pid that started it) is gone.
+
+    ``kernel``: also the Linux parent-death signal (only right when the parent started this
+    process from its main thread, see the module docstring)."""
+    if kernel:
+        parent_death_signal()
+    if os.getppid() != parent:  # it died before the kernel was asked: nobody would tell us
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+def ignore_interrupts() -> None:
+    """SIGINT ignored (and unblocked: it may arrive blocked, see `interrupts_blocked`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextmanager
+def interrupts_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread while it starts child processes: they inherit the mask,
+    so a Ctrl-C during their start-up (before they can ignore it) cannot kill them with a
+    traceback. The process still gets the signal: another thread handles it."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def main(argv: list[str]) -> None:
+    """``python -m flows.children PARENT_PID MODULE ARG…``"""
+    if len(argv) < 3:
+        sys.exit("usage: python -m flows.children PARENT_PID MODULE [ARG…]")
+    parent, module = int(argv[1]), argv[2]
+    die_with_parent(parent)
+    sys.argv = [module, *argv[3:]]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
