@@ -388,6 +388,77 @@ def demo_next_steps(settings: Settings, env_file: Path) -> str:
 
 
 @app.command()
+def doctor(
+    repair: bool = typer.Option(False, "--repair", help="fix what can be fixed (asks first at a terminal)"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="with --repair: do not ask"),
+) -> None:
+    """Check the state for what would trouble later runs, and offer to repair it.
+
+    Finds listings or digests recorded for dates after today (a run with a future --date, a
+    changed clock or timezone), digests left in flight by a killed run, broken subscriber
+    files, and an unreachable PREFECT_API_URL. Exit 0 when all is well, 1 otherwise."""
+    from datetime import datetime, timedelta, timezone
+
+    from flows.fetch import today_in
+    from flows.store import Store
+    from flows.subscribers import load_all
+    from flows.tempserver import configured_api_url
+
+    settings = load_settings()
+    today = today_in(settings.timezone)
+    problems = 0
+    with Store(settings.db_path) as store:
+        future = store.future_rows(after=today)
+        stale = store.stale_in_flight(before=datetime.now(timezone.utc)
+                                      - timedelta(seconds=settings.smtp_timeout * 2))
+    if future["fetches"] or future["digests"]:
+        problems += 1
+        typer.secho(f"{len(future['fetches'])} listing dates and {len(future['digests'])} digests are "
+                    f"recorded for dates after today ({today} in {settings.timezone}):", fg="yellow")
+        for row in future["fetches"][:10]:
+            typer.echo(f"  fetch {row['source']}:{row['listed']} ({row['status']})")
+        for row in future["digests"][:10]:
+            typer.echo(f"  digest {row['digest_date']} {row['subscriber']} ({row['status']})")
+        typer.echo("  repair: forget them (papers and deliveries stay: nothing is sent twice); "
+                   "each date is fetched and sent normally when it comes")
+    if stale:
+        problems += 1
+        typer.secho(f"{len(stale)} digests were left in flight by a run that stopped (the server may "
+                    "or may not have accepted them):", fg="yellow")
+        for row in stale[:10]:
+            typer.echo(f"  {row['digest_date']} {row['subscriber']} (since {row['updated_at']})")
+        typer.echo("  the next `paperboy run` for that date settles them (PAPERBOY_UNCERTAIN decides)")
+    subscribers, errors = load_all(settings.subscribers_dir)
+    if errors:
+        problems += 1
+        typer.secho(f"{len(errors)} broken subscriber files (they get no digest):", fg="yellow")
+        for error in errors:
+            typer.echo(f"  {error}")
+        typer.echo("  repair: edit each file (`paperboy subscribers check` rechecks them)")
+    api_url = configured_api_url()
+    if api_url and not prefect_server_reachable(api_url):
+        problems += 1
+        typer.secho(f"PREFECT_API_URL={api_url} does not answer: start that server, or unset the "
+                    "variable to use a temporary one", fg="yellow")
+    if not problems:
+        typer.echo(f"all good: {len(subscribers)} subscribers, no future or in-flight records in "
+                   f"{settings.db_path}")
+        raise typer.Exit(0)
+    if (future["fetches"] or future["digests"]) and (repair or sys.stdin.isatty()):
+        if not yes:
+            if not sys.stdin.isatty():
+                fail("not repairing without confirmation; pass --yes when not at a terminal", EXIT_PARTIAL)
+            yes = typer.confirm("forget the records dated after today?", default=False)
+        if yes:
+            with Store(settings.db_path) as store:
+                gone = store.forget_future(after=today)
+            typer.echo(f"repaired: forgot {gone['fetches']} listing dates and {gone['digests']} digests "
+                       "dated after today")
+            problems -= 1
+    raise typer.Exit(EXIT_PARTIAL if problems else 0)
+
+
+@app.command()
 def preview(
     email: str = typer.Argument(..., help="the subscriber's email address"),
     out: Path = typer.Option(None, "--out", "-o", help="HTML file to write (default var/preview-EMAIL.html)"),

@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flows.models import Listing
-from flows.sources import Source, SourceError
+from flows.sources import Source, SourceError, SourceUnreachable
 from flows.stopping import stop_requested
 from flows.store import Store
 
@@ -101,7 +101,8 @@ def fetch_dates(store: Store, source: Source, days: Iterable[date],
                 progress: Callable[[date, str], None] | None = None) -> FetchReport:
     """Fetch and store each date in turn; a failing date is recorded and the others go on."""
     report = FetchReport()
-    for day in days:
+    days_list = list(days)
+    for day in days_list:
         if stop_requested():
             break  # the dates not fetched yet are the next run's
         try:
@@ -113,6 +114,12 @@ def fetch_dates(store: Store, source: Source, days: Iterable[date],
             log.warning("fetch %s:%s failed: %s", source.name, day, exc)
             if progress:
                 progress(day, "failed")
+            if isinstance(exc, SourceUnreachable):  # every other date would fail the same way
+                for rest in [d for d in days_list if d > day]:
+                    _record_failure(store, source.name, rest, f"not tried: {exc}", report)
+                    if progress:
+                        progress(rest, "failed")
+                break
             continue
         _store_listing(store, source.name, listing, report)
         if progress:

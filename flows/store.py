@@ -439,6 +439,14 @@ class Store:
                 "ORDER BY digest_date, subscriber", [day])),
         }
 
+    def stale_in_flight(self, before: datetime) -> list[dict]:
+        """Digests still marked in flight (a message handed to the server, its answer never
+        recorded) since before ``before``: left by a run that was killed."""
+        return list(self.db.query(
+            "SELECT subscriber, digest_date, status, updated_at FROM digests WHERE status = 'in_flight'"
+            " AND updated_at < ? ORDER BY digest_date, subscriber",
+            [before.astimezone(timezone.utc).isoformat(timespec="seconds")]))
+
     def forget_future(self, after: date) -> dict[str, int]:
         """Delete the fetches and digests recorded for dates after ``after`` (`paperboy doctor
         --repair`). Papers and deliveries stay: a paper already sent is never sent again."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -131,11 +132,19 @@ class UnknownSubscriber(LookupError):
 
 
 def unknown_subscriber_message(email: str, settings: Settings, errors: Sequence[SubscriberFileError]) -> str:
-    broken = [e for e in errors if email.lower() in str(e).lower()]
+    broken = [e for e in errors if email.lower() in str(e).lower() or mentions(e.path, email)]
     if broken:
         return f"--only {email}: that subscriber's file is broken: {broken[0]}"
     return (f"--only {email}: no subscriber with that address in {settings.subscribers_dir} "
             "(see `paperboy subscribers list`)")
+
+
+def mentions(path: Path, email: str) -> bool:
+    """Whether a (broken) subscriber file holds this address anywhere."""
+    try:
+        return email.lower() in path.read_text(encoding="utf-8", errors="replace").lower()
+    except OSError:
+        return False
 
 
 class RunNotCompleted(Exception):

@@ -19,6 +19,7 @@ from flows.sources.base import (
     SourceFormatError,
     SourceRequestError,
     SourceUnavailable,
+    SourceUnreachable,
 )
 
 if TYPE_CHECKING:
@@ -61,5 +62,6 @@ __all__ = [
     "SourceFormatError",
     "SourceRequestError",
     "SourceUnavailable",
+    "SourceUnreachable",
     "build_source",
 ]

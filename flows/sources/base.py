@@ -23,6 +23,11 @@ class SourceUnavailable(SourceError):
     """The source failed transiently (429, 5xx, timeouts) even after retrying."""
 
 
+class SourceUnreachable(SourceUnavailable):
+    """The source cannot be reached in a way no retry fixes soon (its host name does not
+    resolve, its TLS certificate is not trusted): the other dates are not tried this run."""
+
+
 class SourceRequestError(SourceError):
     """The source refused the request (a 4xx other than 429); retrying will not help."""
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -20,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from flows import __version__
-from flows.sources.base import SourceFormatError, SourceRequestError, SourceUnavailable
+from flows.sources.base import SourceFormatError, SourceRequestError, SourceUnavailable, SourceUnreachable
+from flows.stopping import wait_for_stop
 from flows.sources.clean import MAX_RESPONSE_BYTES, loads
 
 if TYPE_CHECKING:
@@ -114,6 +117,42 @@ def backoff_delay(attempt: int, backoff: float, max_wait: float) -> float:
     return min(max_wait, base + random.uniform(0, base / 2))
 
 
+HOPELESS = ("cannot resolve", "TLS certificate")  # causes no retry can fix
+
+
+def root_cause(exc: BaseException) -> str:
+    """What is under an httpx transport error, in words: the host name does not resolve, the
+    connection was refused or reset, it timed out, TLS failed (httpx says only "ConnectError")."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return f"cannot resolve the host name ({current.strerror or current}); check the URL and DNS"
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return f"TLS certificate not trusted ({current.verify_message or current})"
+        if isinstance(current, ssl.SSLError):
+            return f"TLS failed ({current.reason or current})"
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused (nothing listening at that address and port)"
+        if isinstance(current, ConnectionResetError):
+            return "connection reset by the server"
+        if isinstance(current, (httpx.TimeoutException, TimeoutError)):
+            return f"timed out ({type(current).__name__})"
+        current = current.__cause__ or current.__context__
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def pause(sleep: Callable[[float], None], delay: float, where: str) -> None:
+    """Wait before a retry; a stop request (Ctrl-C, SIGTERM) ends the wait and the fetch."""
+    if sleep is not time.sleep:  # a test's clock
+        sleep(delay)
+        return
+    reason = wait_for_stop(delay)
+    if reason:
+        raise SourceUnavailable(f"GET {where}: not retried, the run is stopping ({reason})")
+
+
 def get(
     client: httpx.Client,
     url: str,
@@ -132,13 +171,14 @@ def get(
         try:
             response = client.get(url, params=params, headers=headers)
         except httpx.TransportError as exc:
+            cause = root_cause(exc)
+            if cause.startswith(HOPELESS):  # the same on every retry and every date: fail fast
+                raise SourceUnreachable(f"GET {where}: {cause}") from exc
             if last:
-                raise SourceUnavailable(
-                    f"GET {where}: {type(exc).__name__} after {attempt + 1} attempts"
-                ) from exc
+                raise SourceUnavailable(f"GET {where}: {cause} after {attempt + 1} attempts") from exc
             delay = backoff_delay(attempt, backoff, max_wait)
-            log.warning("GET %s: %s; retrying in %.1fs", where, type(exc).__name__, delay)
-            sleep(delay)
+            log.warning("GET %s: %s; retrying in %.1fs", where, cause, delay)
+            pause(sleep, delay, where)
             continue
         except httpx.RequestError as exc:  # e.g. too many redirects: not going to improve
             raise SourceRequestError(f"GET {where}: {type(exc).__name__}") from exc
@@ -152,7 +192,7 @@ def get(
         asked = retry_after_seconds(response.headers.get("Retry-After"))
         delay = min(max_wait, asked) if asked is not None else backoff_delay(attempt, backoff, max_wait)
         log.warning("GET %s: HTTP %d; retrying in %.1fs", where, status, delay)
-        sleep(delay)
+        pause(sleep, delay, where)
     raise AssertionError("unreachable")  # the loop always returns or raises
 
 
