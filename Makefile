@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed-stamp
 
 export PREFECT_HOME := $(CURDIR)/var/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
 
-.PHONY: venv demo demo-reset test test-fast fuzz bench soak eval digest-check email-lint clean
+.PHONY: venv demo demo-reset test test-fast fuzz bench soak eval digest-check email-lint clean delete-data
 
 # The venv is rebuilt when the dependencies change; versions come from .ci/constraints.txt
 # (the full, tested set) so every machine gets the same packages.
@@ -59,5 +60,13 @@ email-lint: $(STAMP)
 eval: $(STAMP)
 	$(BIN)/python -m flows.bench.eval $(if $(EVAL_SET),--set "$(EVAL_SET)")
 
+# Caches and build leftovers only: var/ (the database, the link-signing key, Prefect's state,
+# the demo) is data and stays.
 clean:
-	rm -rf var .pytest_cache .hypothesis
+	rm -rf .pytest_cache .hypothesis bench-results var/preview-*.html
+
+# Deletes var/: the delivery ledger (who was sent what), the signing key (every link in every
+# digest already sent stops working), Prefect's history and the demo. Asks first.
+delete-data:
+	@printf 'delete var/ (database, signing key, Prefect state, demo)? [y/N] '; read answer; \
+	  [ "$$answer" = y ] && rm -rf var && echo "deleted var/" || echo "kept var/"

@@ -482,6 +482,8 @@ def preview(
                f"{result.already_seen} already sent to them)")
     for line in result.explanations:
         typer.echo(f"  {line}")
+    if result.would_get:
+        typer.secho(f"note: {result.would_get}", fg="yellow")
     if text:
         typer.echo(result.text)
     typer.echo(f"wrote {target}")

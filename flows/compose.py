@@ -35,6 +35,8 @@ TRENDING_COUNT = 5
 def compose(subscriber: Subscriber, corpus: Corpus, seen: set[str]) -> Digest:
     """Rank the unseen candidates for one subscriber into a digest (possibly empty)."""
     index = corpus.index(corpus.window_for(subscriber))
+    if subscriber.sources is not None or subscriber.categories is not None:  # their own filters
+        seen = seen | {p.id for p in corpus.papers if not subscriber.wants(p)}
     ranked = (rank(index, subscriber, exclude_ids=seen, feedback=corpus.feedback_for(subscriber))
               if subscriber.keywords else [])
     extra: list = []

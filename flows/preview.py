@@ -7,12 +7,13 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from flows.links import digest_links, secret_key
-from flows.compose import compose
+from flows.compose import compose, worth_sending
 from flows.corpus import Corpus, window_days
 from flows.render import Renderer
 from flows.settings import Settings
+from flows.send import is_due
 from flows.store import Store
-from flows.subscribers import Subscriber, SubscriberError, load_all
+from flows.subscribers import WEEKDAYS, Subscriber, SubscriberError, load_all
 
 
 class PreviewError(Exception):
@@ -27,6 +28,7 @@ class PreviewResult:
     candidates: int
     already_seen: int
     explanations: list[str]
+    would_get: str = ""  # why they would get nothing on that date, or "" when they would get it
 
 
 def find_subscriber(settings: Settings, email: str) -> Subscriber:
@@ -61,7 +63,7 @@ def preview_digest(settings: Settings, email: str, digest_date: date | None = No
     if not corpus.papers:
         raise PreviewError(
             f"no papers listed in the {max(7, settings.recency_days)} days up to {day} in "
-            f"{settings.db_path}; fetch first with `paperboy run --dry-run` (or --date)"
+            f"{settings.db_path}; fetch first with `paperboy run --dry-run` (or --date; after `make demo`, source var/demo/demo.env first)"
         )
     digest = compose(subscriber, corpus, seen)
     renderer = Renderer(settings.templates_dir, settings=settings)
@@ -74,4 +76,19 @@ def preview_digest(settings: Settings, email: str, digest_date: date | None = No
         candidates=sum(1 for p in corpus.papers if (day - p.listed).days < index_days),
         already_seen=len(seen),
         explanations=explain(digest),
+        would_get=nothing_because(subscriber, digest, day, settings),
     )
+
+
+def nothing_because(subscriber: Subscriber, digest, day: date, settings: Settings) -> str:
+    """Why this subscriber would get no digest on ``day`` (inactive, not their weekday,
+    nothing new without send_empty), or "" when the preview is what they would get."""
+    if not subscriber.active:
+        return (f"{subscriber.email} is inactive: they get no digest (resume with "
+                f"`paperboy subscribers set {subscriber.email} --active`)")
+    if not is_due(subscriber, day):
+        return (f"{subscriber.email} is not due on {day} ({WEEKDAYS[day.weekday()]}): their weekly "
+                f"digest goes out on {subscriber.weekday}s; this is what it would hold")
+    if not worth_sending(digest, subscriber, settings):
+        return f"nothing new matched: {subscriber.email} would get no digest on {day}"
+    return ""

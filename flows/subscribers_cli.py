@@ -151,7 +151,8 @@ def add(
     name: Optional[str] = typer.Option(None, "--name", help="shown in the greeting and the To: header"),
     exclude: Optional[str] = typer.Option(None, "--exclude", help="comma-separated words or phrases to leave out"),
     max_papers: Optional[int] = typer.Option(None, "--max", help="at most this many papers per digest (1-100)"),
-    weekly: Optional[str] = typer.Option(None, "--weekly", metavar="DAY", help="a weekly digest on this day"),
+    weekly: Optional[str] = typer.Option(None, "--weekly", "--weekday", metavar="DAY",
+                                         help="a weekly digest on this day (mon … sun)"),
     trending: Optional[bool] = typer.Option(None, "--trending/--no-trending", help="add an 'also trending' section"),
     related: Optional[str] = typer.Option(None, "--related", metavar="off|near|far",
                                           help="papers only related terms find: off, near (default) or far"),
@@ -185,7 +186,8 @@ def set_(
     name: Optional[str] = typer.Option(None, "--name", help="the subscriber's name"),
     max_papers: Optional[int] = typer.Option(None, "--max", help="at most this many papers per digest (1-100)"),
     frequency: Optional[str] = typer.Option(None, "--frequency", help="daily or weekly"),
-    weekday: Optional[str] = typer.Option(None, "--weekday", help="day of a weekly digest (implies --frequency weekly)"),
+    weekday: Optional[str] = typer.Option(None, "--weekday", "--weekly", metavar="DAY",
+                                          help="day of a weekly digest (implies --frequency weekly)"),
     trending: Optional[bool] = typer.Option(None, "--trending/--no-trending", help="the 'also trending' section"),
     active: Optional[bool] = typer.Option(None, "--active/--inactive", help="resume or pause the digests"),
     related: Optional[str] = typer.Option(None, "--related", metavar="off|near|far",
@@ -298,4 +300,6 @@ def preview(
     typer.echo(f"{result.count} papers for {email}")
     for line in result.explanations:
         typer.echo(f"  {line}")
+    if result.would_get:
+        typer.secho(f"note: {result.would_get}", fg="yellow")
     typer.echo(f"wrote {target}")

@@ -208,9 +208,25 @@ def _validation_error(path: Path, exc: ValidationError) -> SubscriberError:
     elif first["type"] == "missing":
         message = "is required"
     hint = FIELD_HINTS.get(str(first["loc"][0]) if first["loc"] else "")
-    if hint and first["type"] not in ("value_error", "extra_forbidden"):  # ours say the fix already
+    if first["type"] == "string_type" and first["loc"] and first["loc"][0] in ("keywords", "exclude"):
+        message = keyword_type_message(first.get("input"))
+    elif hint and first["type"] not in ("value_error", "extra_forbidden"):  # ours say the fix already
         message = f"{message}; {hint}"
     return _file_error(path, field, message)
+
+
+def keyword_type_message(value: object) -> str:
+    """A keyword YAML read as something other than text: say why, and how to quote it."""
+    if isinstance(value, dict):
+        key, item = next(iter(value.items())) if value else ("", "")
+        return (f"YAML read '{key}: {item}' as a mapping (a colon followed by a space); quote the "
+                f"keyword: \"{key}:{item}\" to search one field, or \"{key}: {item}\" as words")
+    if isinstance(value, bool):
+        return (f"YAML read this keyword as {str(value).lower()} (yes/no/true/false/on/off are "
+                "booleans); quote it, e.g. - \"on\"")
+    if isinstance(value, (int, float)):
+        return f"YAML read {value} as a number; quote it to use it as a keyword: - \"{value}\""
+    return f"must be text, not {type(value).__name__}; quote it"
 
 
 def _file_error(path: Path, field: str, message: str) -> SubscriberError:

@@ -19,6 +19,8 @@ from typing import Literal
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from flows.models import Paper
+
 MAX_KEYWORDS = 50
 MAX_KEYWORD_LENGTH = 100
 MAX_CATEGORIES = 50
@@ -101,6 +103,16 @@ class Subscriber(BaseModel):
     categories: list[str] | None = Field(None, max_length=MAX_CATEGORIES)
     suppressed: Suppression | None = None  # set with active: false when the address bounces
 
+    @field_validator("frequency", "weekday", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        # The CLI accepts any case ("Weekly", "FRI"); so does the file.
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if len(value) >= 3:
+                value = next((day for day in WEEKDAYS if day.startswith(value)), value)
+        return value
+
     @field_validator("email")
     @classmethod
     def _valid_email(cls, value: str) -> str:
@@ -155,6 +167,16 @@ class Subscriber(BaseModel):
             if not ARXIV_CATEGORY.match(category):
                 raise ValueError(f"{category[:40]!r} is not an arXiv category like cs.LG or hep-th")
         return list(dict.fromkeys(value))
+
+    def wants(self, paper: Paper) -> bool:
+        """Whether a paper can be in this subscriber's digest at all: from one of their
+        `sources` (if given), and in one of their arXiv `categories` (if given; papers that
+        carry no category, such as Hugging Face-only listings, are not filtered by it)."""
+        if self.sources is not None and paper.source not in self.sources:
+            return False
+        if self.categories is not None and paper.categories:
+            return bool(set(paper.categories) & set(self.categories))
+        return True
 
     @model_validator(mode="after")
     def _something_to_rank(self) -> "Subscriber":
