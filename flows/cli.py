@@ -81,6 +81,13 @@ def load_settings(**overrides: object) -> Settings:
             read_key_file(key_file(settings))
         except SecretKeyError as exc:
             fail(str(exc))
+    if settings.dkim_key_file is not None:  # a bad DKIM key stops the run before anything is sent
+        from flows.dkim import DkimError, signer_for
+
+        try:
+            signer_for(settings)
+        except DkimError as exc:
+            fail(str(exc))
     return settings
 
 

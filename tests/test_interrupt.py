@@ -241,16 +241,22 @@ def test_ctrl_c_stops_the_demo(install, tmp_path):
     assert "interrupted (SIGINT)" in output and "Traceback" not in output
 
 
+def run_until(env: dict[str, str], sink: SlowSink, messages: int) -> subprocess.Popen:
+    """`paperboy run` in the background (no terminal), once the sink has `messages`."""
+    child = subprocess.Popen([sys.executable, "-m", "flows.cli", "run"], env=env, cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 150
+    while len(sink.recipients) < messages:
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    return child
+
+
 def test_sigterm_stops_a_run_gracefully_with_its_own_exit_code(install):
     with SlowSink(latency=0.1) as sink:
         env = {**install.environ, "PAPERBOY_SMTP_PORT": str(sink.controller.port)}
-        child = subprocess.Popen([sys.executable, "-m", "flows.cli", "run"], env=env, cwd=ROOT,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 150
-        while len(sink.recipients) < 15:
-            assert child.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        child = run_until(env, sink, 15)
         started = time.monotonic()
         child.send_signal(signal.SIGTERM)
         output = child.communicate(timeout=120)[0]
@@ -268,12 +274,7 @@ def test_sigkill_of_the_run_leaves_no_process_behind(install):
     with SlowSink(latency=0.2) as sink:
         env = {**install.environ, "PAPERBOY_SMTP_PORT": str(sink.controller.port), "PAPERBOY_BATCH_SIZE": "500",
                "PAPERBOY_RENDER_PROCESSES_FROM": "5"}
-        child = subprocess.Popen([sys.executable, "-m", "flows.cli", "run"], env=env, cwd=ROOT,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 150
-        while len(sink.recipients) < 5:
-            assert child.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        child = run_until(env, sink, 5)
         helpers = helpers_of(child.pid)
         kinds = " ".join(" ".join(p.cmdline()) for p in helpers)
         assert "flows.children" in kinds and "spawn_main" in kinds and "resource_tracker" in kinds, kinds
@@ -291,13 +292,7 @@ def test_a_prefect_server_killed_mid_run_does_not_make_the_run_wait(install):
     so and exits (it took 225 s before)."""
     with SlowSink(latency=0.1) as sink:
         env = {**install.environ, "PAPERBOY_SMTP_PORT": str(sink.controller.port)}
-        child = subprocess.Popen([sys.executable, "-m", "flows.cli", "run"], env=env, cwd=ROOT,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 150
-        while len(sink.recipients) < 15:
-            assert child.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        child = run_until(env, sink, 15)
         server = next(p for p in helpers_of(child.pid) if "flows.children" in " ".join(p.cmdline()))
         started = time.monotonic()
         server.kill()
