@@ -138,7 +138,7 @@ def root_cause(exc: BaseException) -> str:
         if isinstance(current, ConnectionResetError):
             return "connection reset by the server"
         if isinstance(current, (httpx.TimeoutException, TimeoutError)):
-            return f"timed out ({type(current).__name__})"
+            return f"timed out: {type(current).__name__}"
         current = current.__cause__ or current.__context__
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
