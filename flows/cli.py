@@ -416,8 +416,10 @@ def doctor(
     problems = 0
     with Store(settings.db_path) as store:
         future = store.future_rows(after=today)
-        stale = store.stale_in_flight(before=datetime.now(timezone.utc)
-                                      - timedelta(seconds=settings.smtp_timeout * 2))
+        # in flight longer than any SMTP reply may take: the run that wrote them is gone
+        longest = max(settings.smtp_timeout, settings.smtp_data_timeout)
+        stale = store.stale_in_flight(before=datetime.now(timezone.utc) - timedelta(seconds=2 * longest))
+        every_in_flight = store.stale_in_flight(before=datetime.now(timezone.utc) + timedelta(days=1))
     if future["fetches"] or future["digests"]:
         problems += 1
         typer.secho(f"{len(future['fetches'])} listing dates and {len(future['digests'])} digests are "
@@ -434,7 +436,8 @@ def doctor(
                     "or may not have accepted them):", fg="yellow")
         for row in stale[:10]:
             typer.echo(f"  {row['digest_date']} {row['subscriber']} (since {row['updated_at']})")
-        typer.echo("  the next `paperboy run` for that date settles them (PAPERBOY_UNCERTAIN decides)")
+        typer.echo("  repair: mark them uncertain now (the next run applies PAPERBOY_UNCERTAIN to them, "
+                   "as it would anyway)")
     subscribers, errors = load_all(settings.subscribers_dir)
     if errors:
         problems += 1
@@ -451,17 +454,24 @@ def doctor(
         typer.echo(f"all good: {len(subscribers)} subscribers, no future or in-flight records in "
                    f"{settings.db_path}")
         raise typer.Exit(0)
-    if (future["fetches"] or future["digests"]) and (repair or sys.stdin.isatty()):
+    # stale in-flight rows are settled only when no run could still own one
+    settle = bool(stale) and len(stale) == len(every_in_flight)
+    if (future["fetches"] or future["digests"] or settle) and (repair or sys.stdin.isatty()):
         if not yes:
             if not sys.stdin.isatty():
                 fail("not repairing without confirmation; pass --yes when not at a terminal", EXIT_PARTIAL)
-            yes = typer.confirm("forget the records dated after today?", default=False)
+            yes = typer.confirm("repair what is listed above?", default=False)
         if yes:
             with Store(settings.db_path) as store:
                 gone = store.forget_future(after=today)
-            typer.echo(f"repaired: forgot {gone['fetches']} listing dates and {gone['digests']} digests "
-                       "dated after today")
-            problems -= 1
+                settled = store.settle_in_flight() if settle else 0
+            if gone["fetches"] or gone["digests"]:
+                typer.echo(f"repaired: forgot {gone['fetches']} listing dates and {gone['digests']} digests "
+                           "dated after today")
+                problems -= 1
+            if settled:
+                typer.echo(f"repaired: {settled} in-flight digests marked uncertain")
+                problems -= 1
     raise typer.Exit(EXIT_PARTIAL if problems else 0)
 
 

@@ -173,3 +173,17 @@ def rows(db: Path) -> tuple[int, int]:
         return (0, 0)
     with Store(db) as store:
         return (store.db["fetches"].count, store.db["digests"].count)
+
+
+def test_doctor_settles_digests_a_killed_run_left_in_flight(workspace):
+    with Store(workspace.db_path) as store:
+        store.record_in_flight("ada@example.org", D, "<m@example.org>", ["2506.10001"])
+        store.db.execute("UPDATE digests SET updated_at = '2025-06-12T00:00:00+00:00'")  # long ago
+    runner = CliRunner()
+    with time_machine.travel(noon(D), tick=True):
+        found = runner.invoke(app, ["doctor"])
+        assert found.exit_code == 1 and "1 digests were left in flight" in found.output
+        fixed = runner.invoke(app, ["doctor", "--repair", "--yes"])
+        assert "1 in-flight digests marked uncertain" in fixed.output and fixed.exit_code == 0
+    with Store(workspace.db_path) as store:
+        assert [r["status"] for r in store.digest_rows(D)] == ["uncertain"]
