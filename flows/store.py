@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
@@ -32,6 +34,7 @@ import sqlite_utils
 from flows.models import Outcome, Paper, bad_address
 
 FINAL_STATUSES = ("sent", "failed")
+OPEN_TIMEOUT = 30.0  # seconds a new connection retries a transient "database is locked" while opening
 # Counted against PAPERBOY_DAILY_CAP: what the relay took, or may have taken.
 RELAYED_STATUSES = ("sent", "uncertain", "in_flight")
 CRASH_REASON = "the run ended between sending the message and recording the server's reply"
@@ -216,8 +219,25 @@ class Store:
         self.path = Path(path)
         if str(path) != ":memory:":
             private_file(self.path)
+        deadline = time.monotonic() + OPEN_TIMEOUT
+        while True:
+            try:
+                self._open(path)
+                return
+            except sqlite3.OperationalError as exc:
+                # Connections that open a brand-new database at once can meet SQLITE_BUSY
+                # where SQLite does not call the busy handler (switching to WAL, WAL
+                # recovery): seen 1 in ~10 runs of eight threads opening one new file.
+                # It clears in milliseconds; a real lock still ends in the error below.
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"{path}: cannot open the database ({exc})") from None
+                time.sleep(0.01 + random.random() * 0.05)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{path}: cannot open the database ({exc})") from None
+
+    def _open(self, path: Path | str) -> None:
+        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
         try:
-            conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
             self.db = sqlite_utils.Database(conn)
             if str(path) != ":memory:":
                 self.db.enable_wal()
@@ -226,8 +246,9 @@ class Store:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             self.migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path}: cannot open the database ({exc})") from None
+        except BaseException:
+            conn.close()
+            raise
 
     def close(self) -> None:
         self.db.conn.close()
