@@ -148,3 +148,17 @@ def test_an_unreadable_stored_model_is_learned_again(tmp_path):
     store.save_related_model(store.corpus_signature(), b"not a model", papers=60, seconds=0.0)
     assert related_model(store).documents == 60
     assert store.related_model()[1] != b"not a model"
+
+
+def test_forgetting_the_per_keyword_work_changes_no_ranking(monkeypatch):
+    from flows.rank import score
+
+    readers = [reader(*keywords, related=level) for keywords in (REASONING, ("continual learning",),
+                                                                 ("deep reinforcement learning", "offline RL"))
+               for level in ("near", "far")]
+    expected = [rank(build_index(sample(), related=model()), r) for r in readers]
+    monkeypatch.setattr(score, "QUERIES_KEPT", 2)  # forget after every second keyword list
+    index = build_index(sample(), related=model())
+    for _ in range(2):
+        assert [rank(index, r) for r in readers] == expected
+        assert len(index.queries) <= 2

@@ -49,7 +49,7 @@ MIN_CREDIT = 0.2
 MAX_SHARE = 0.05  # a single head word in more than this share of papers is too common to count
 WORDS_CREDIT = 0.7  # all units close together, not as the phrase (three or more units)
 WORDS_CREDIT_PAIR = 0.5  # the same for a two-unit keyword
-WINDOW = 8  # words from the first to the last unit of a "words" match
+WINDOW = 4  # words from the first unit to the last of a "words" match (4: "model-based offline reinforcement learning")
 MIN_DOCUMENTS = 30
 MAX_UNITS = 6  # longer keywords get their prefixes and suffixes only
 

@@ -30,6 +30,9 @@ from flows.rank.related import EXPANSION, TITLE_BOOST, RelatedModel, units_of_st
 from flows.rank.text import stem, stems_and_spans
 
 MAX_VARIANTS = 32  # stem sequences tried per keyword; real keywords need a handful
+# A keyword's related units and their weights (see PaperIndex.expansion).
+Expansion = tuple[tuple[str, ...], np.ndarray]
+NO_EXPANSION: Expansion = ((), np.zeros(0))
 MAX_SHOWN = 5
 RELIABLE_DF = 10  # spellings per stem sequence and field reported for highlighting
 
@@ -159,12 +162,12 @@ class PaperIndex:
     related: RelatedModel | None = None  # learned from the stored corpus, if there is one
     _graded: dict[str, tuple[tuple[Part, Hits], ...]] = field(default_factory=dict)
     _df: dict[tuple[str, ...], int] = field(default_factory=dict)
-    _expansions: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
+    _expansions: dict[str, Expansion] = field(default_factory=dict)
     _unit_papers: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _paper_norms: np.ndarray | None = None
     # Per paper id a subscriber marked: today's papers like it and how much (flows.rank.feedback).
     feedback_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    _unit_neighbours: dict[str, list[tuple[str, float, tuple[str, ...]]]] = field(default_factory=dict)
+    _unit_stems: list[tuple[str, ...]] | None = None
     _variant_lists: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     expansion_scores: dict[tuple, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
@@ -180,6 +183,17 @@ class PaperIndex:
         if found is None:
             found = self._hits[term.key] = self._find(term)
         return found
+
+    def forget_rankings(self) -> None:
+        """Forget the per-keyword scores of graded phrases and related papers, and every
+        keyword list's lookups (see ``flows.rank.score.QUERIES_KEPT``); the postings, the
+        matches and the explanations stay."""
+        self.queries.clear()
+        self.looked_up.clear()
+        self._expansions.clear()
+        self.expansion_scores.clear()
+        for key in [key for key in self.term_scores if key[:1] in ("\x00", "\x01")]:
+            del self.term_scores[key]
 
     def graded(self, term: Term) -> tuple[tuple[Part, Hits], ...]:
         """The keyword's partial matches (see :mod:`flows.rank.graded`) with where each occurs."""
@@ -200,19 +214,20 @@ class PaperIndex:
         pairs = [f"{a} {b}" for a, b in zip(stems, stems[1:])] if len(stems) > 1 else stems
         return min((self.related.document_frequency(unit) or 0 for unit in pairs), default=0)
 
-    def expansion(self, term: Term) -> tuple[tuple[str, float], ...]:
-        """The keyword's related units and their weights (summing to 1), strongest first:
-        its units' associations in the related model, mixed by each unit's idf, less any
-        unit that shares a stem with a spelling of the keyword."""
+    def expansion(self, term: Term) -> Expansion:
+        """The keyword's related units and their weights (a unit-length vector), strongest
+        first: its units' associations in the related model, mixed by each unit's idf, less
+        any unit that shares a stem with a spelling of the keyword. Compact (the unit names
+        are the model's own strings): thousands of keywords keep theirs for the whole run."""
         found = self._expansions.get(term.key)
         if found is None:
             found = self._expansions[term.key] = self._expand(term)
         return found
 
-    def _expand(self, term: Term) -> tuple[tuple[str, float], ...]:
+    def _expand(self, term: Term) -> Expansion:
         model = self.related
         if model is None or not model.documents:
-            return ()
+            return NO_EXPANSION
         variants = self.variants(term.words)
         own = {stem for variant in variants for stem in variant}
         sources: dict[str, float] = {}
@@ -227,31 +242,34 @@ class PaperIndex:
                 for unit in variant:
                     if model.document_frequency(unit):
                         sources[unit] = max(sources.get(unit, 0.0), _source_weight(model, unit))
-        if len(sources) == 1:  # most keywords: one unit's centroid, strongest first already
-            (unit,) = sources
-            best = [(n, w) for n, w, stems in self._neighbours(unit) if own.isdisjoint(stems)][:EXPANSION]
+        stems = self.unit_stems
+        mixed: dict[int, float] = {}
+        total = sum(sources.values())
+        for unit, weight in sources.items():
+            number = model.ids[unit]
+            start, end = model.indptr[number], model.indptr[number + 1]
+            share = weight / total
+            for neighbour, strength in zip(model.indices[start:end].tolist(), model.weights[start:end].tolist()):
+                if own.isdisjoint(stems[neighbour]):
+                    mixed[neighbour] = mixed.get(neighbour, 0.0) + share * strength
+        if len(sources) == 1:  # one unit's centroid: strongest first already
+            best = list(mixed.items())[:EXPANSION]
         else:
-            mixed: dict[str, float] = {}
-            total = sum(sources.values())
-            for unit, weight in sources.items():
-                share = weight / total
-                for neighbour, strength, stems in self._neighbours(unit):
-                    if own.isdisjoint(stems):
-                        mixed[neighbour] = mixed.get(neighbour, 0.0) + share * strength
-            best = sorted(mixed.items(), key=lambda item: (-item[1], item[0]))[:EXPANSION]
+            best = sorted(mixed.items(), key=lambda item: (-item[1], model.units[item[0]]))[:EXPANSION]
         if not best:
-            return ()
-        length = math.sqrt(sum(weight * weight for _, weight in best))
-        return tuple((unit, weight / length) for unit, weight in best)
+            return NO_EXPANSION
+        weights = np.array([weight for _, weight in best])
+        weights /= math.sqrt(float(weights @ weights))
+        weights.flags.writeable = False
+        return tuple(model.units[number] for number, _ in best), weights
 
-    def _neighbours(self, unit: str) -> list[tuple[str, float, tuple[str, ...]]]:
-        """A unit's related units with their weights and stems (cached: keywords share units)."""
-        found = self._unit_neighbours.get(unit)
-        if found is None:
+    @property
+    def unit_stems(self) -> list[tuple[str, ...]]:
+        """Per unit of the related model, its stems (to keep a keyword's own words out)."""
+        if self._unit_stems is None:
             assert self.related is not None
-            found = self._unit_neighbours[unit] = [
-                (neighbour, weight, tuple(neighbour.split(" "))) for neighbour, weight in self.related.neighbours(unit)]
-        return found
+            self._unit_stems = [tuple(unit.split(" ")) for unit in self.related.units]
+        return self._unit_stems
 
     def unit_papers(self, unit: str) -> tuple[np.ndarray, np.ndarray]:
         """The papers holding a unit (a stem or "stem stem") and its weight in each paper's

@@ -39,6 +39,10 @@ ABSTRACT_WEIGHT = 1.0
 PHRASE_BOOST = 1.5  # phrases and acronyms are more specific than single words
 POPULARITY_SCALE = 0.25  # times Subscriber.popularity times ln(1 + upvotes)
 MIN_SCORE = 0.5
+# Keyword lists whose lookups an index keeps before it forgets the per-keyword work of
+# graded phrases and related papers (and every keyword list's): with thousands of distinct
+# keywords that work outgrew the index itself; redoing it for a later subscriber is cheap.
+QUERIES_KEPT = 5000
 # Related papers (see flows.rank.related): a keyword's related evidence r in a paper is the
 # share of its related terms' weight the paper holds (0 to 1); it adds RELATED_WEIGHT · r ·
 # the keyword's weight to the score. A paper that no keyword matches enters only if that
@@ -57,9 +61,9 @@ RELATED_LEVELS = ("off", "near", "far")
 _ROUNDING_SLACK = 2e-6
 
 # Per term of a query: the papers it matches and its scores there times its weight (aligned
-# arrays), the term, its hits, its explanations so far, and with graded phrases its score
-# per paper (None: exact matching, where the hits say which papers matched).
-_Looked = tuple[np.ndarray, np.ndarray, Term, Hits, dict[int, Match], "dict[int, float] | None"]
+# arrays, ascending paper numbers), the term, its hits, its explanations so far, and whether
+# graded phrases gave it parts (False: exact matching, where the hits say which papers matched).
+_Looked = tuple[np.ndarray, np.ndarray, Term, Hits, dict[int, Match], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +75,9 @@ class _Prepared:
     # Per term, its related evidence: (papers, RELATED_WEIGHT · weight · r) aligned arrays;
     # empty without related papers.
     related: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
-    # With graded phrases or related papers: the papers some keyword matches exactly (they
-    # enter at MIN_SCORE; the others need the threshold of the subscriber's level).
+    # With graded phrases or related papers: per paper, whether some keyword matches it
+    # exactly (it enters at MIN_SCORE; the others need the threshold of the subscriber's
+    # level), as bits (np.packbits).
     exact: np.ndarray | None = None
 
 
@@ -105,6 +110,8 @@ def rank(
     key = (tuple(subscriber.keywords), tuple(subscriber.exclude), graded, use_related)
     prepared = index.queries.get(key)
     if prepared is None:  # many subscribers share a keyword list: parse and look it up once
+        if len(index.queries) >= QUERIES_KEPT:
+            index.forget_rankings()
         prepared = index.queries[key] = _prepare(index, parse_query(*key[:2]), graded, use_related)
     limit = subscriber.max_papers if limit is None else limit
     if limit <= 0 or not prepared.terms:
@@ -163,9 +170,9 @@ def term_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
     return cached
 
 
-def graded_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray, dict[int, float] | None]:
-    """:func:`term_scores` with partial credit for parts of the keyword; per paper too (None:
-    the keyword has no parts, so its scores are :func:`term_scores`')."""
+def graded_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray, bool]:
+    """:func:`term_scores` with partial credit for parts of the keyword, and whether it has
+    parts (False: its scores are :func:`term_scores`')."""
     key = f"\x00{term.key}"  # never a plain key: those start with the field name or ":"
     cached = index.term_scores.get(key)
     if cached is not None:
@@ -173,7 +180,7 @@ def graded_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray
     levels = index.graded(term)
     if not levels:
         numbers, values = term_scores(index, term)
-        found: tuple = (numbers, values, None)
+        found: tuple = (numbers, values, False)
     else:
         hits, size = index.hits(term), len(index.papers)
         abstract = _best_of_levels(hits.abstract, hits.abstract_phrase, levels, 1, ABSTRACT_WEIGHT, size)
@@ -181,7 +188,7 @@ def graded_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray
         total = abstract + title  # abstract first, as the formula adds
         numbers = _read_only(np.flatnonzero(total))
         values = _read_only(total[numbers])
-        found = (numbers, values, dict.fromkeys(numbers.tolist()))
+        found = (numbers, values, True)
     index.term_scores[key] = found  # type: ignore[assignment]
     return found
 
@@ -275,7 +282,10 @@ def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool) -
         related = ()
     exact = None
     if (graded or related) and looked:
-        exact = np.unique(np.concatenate([term_scores(index, looked[2])[0] for looked in looked]))
+        exact = np.zeros(len(index.papers), np.bool_)  # packed: 1 bit a paper, whatever the keywords
+        for entry in looked:
+            exact[term_scores(index, entry[2])[0]] = True
+        exact = np.packbits(exact)
     return _Prepared(looked, np.fromiter(sorted(excluded), np.intp, len(excluded)), related, exact)
 
 
@@ -306,8 +316,10 @@ def _tiered(relevance: np.ndarray, prepared: _Prepared, level: str, index: Paper
     likeness to liked papers) together reach the level's threshold. Likeness to disliked
     papers then lowers a kept paper's score, never below the minimum: not an exclusion."""
     keep = relevance >= PARTIAL_MIN
-    exact = prepared.exact if prepared.exact is not None else _exact_matches(index, prepared)
-    keep[exact] = True
+    if prepared.exact is not None:
+        keep |= np.unpackbits(prepared.exact, count=relevance.size).view(np.bool_)
+    else:
+        keep |= _exact_matches(index, prepared)
     threshold = NON_EXACT_THRESHOLDS[level]
     if prepared.related:
         relevance = relevance + _related_evidence(relevance.size, prepared.related)
@@ -324,8 +336,10 @@ def _tiered(relevance: np.ndarray, prepared: _Prepared, level: str, index: Paper
 
 
 def _exact_matches(index: PaperIndex, prepared: _Prepared) -> np.ndarray:
-    numbers = [term_scores(index, looked[2])[0] for looked in prepared.terms]
-    return np.unique(np.concatenate(numbers)) if numbers else np.zeros(0, np.intp)
+    exact = np.zeros(len(index.papers), np.bool_)
+    for looked in prepared.terms:
+        exact[term_scores(index, looked[2])[0]] = True
+    return exact
 
 
 def related_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
@@ -335,21 +349,23 @@ def related_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarra
     key = f"\x01{term.key}"
     cached = index.term_scores.get(key)
     if cached is None:
-        expansion = index.expansion(term)
-        cached = index.expansion_scores.get(expansion)
+        units, weights = index.expansion(term)
+        shared = (units, weights.tobytes())
+        cached = index.expansion_scores.get(shared)
         if cached is None:
-            cached = index.expansion_scores[expansion] = _expansion_scores(index, expansion)
+            cached = index.expansion_scores[shared] = _expansion_scores(index, units, weights)
         index.term_scores[key] = cached
     return cached
 
 
-def _expansion_scores(index: PaperIndex, expansion: tuple[tuple[str, float], ...]) -> tuple[np.ndarray, np.ndarray]:
-    if not expansion:
+def _expansion_scores(index: PaperIndex, units: tuple[str, ...], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if not units:
         return _read_only(np.zeros(0, np.intp)), _read_only(np.zeros(0))
-    postings = [index.unit_papers(unit) for unit, _ in expansion]
+    postings = [index.unit_papers(unit) for unit in units]
     numbers = np.concatenate([numbers for numbers, _ in postings])
-    weights = np.concatenate([values for _, values in postings])
-    weights *= np.repeat([weight for _, weight in expansion], [n.size for n, _ in postings])
+    values = np.concatenate([values for _, values in postings])
+    values *= np.repeat(weights, [n.size for n, _ in postings])
+    weights = values
     share = np.bincount(numbers, weights, len(index.papers))
     kept = np.flatnonzero(share >= RELATED_FLOOR)
     return _read_only(kept), _read_only(share[kept])
@@ -376,13 +392,13 @@ def _look_up(index: PaperIndex, term: Term, graded: bool) -> _Looked:
     found = index.looked_up.get(key)
     if found is None:
         if graded:
-            numbers, scores, per_paper = graded_scores(index, term)
+            numbers, scores, has_parts = graded_scores(index, term)
         else:
-            (numbers, scores), per_paper = term_scores(index, term), None
+            (numbers, scores), has_parts = term_scores(index, term), False
         if term.weight != 1:  # elementwise, each product rounded as the same product of Python floats
             scores = _read_only(term.weight * scores)
-        explained = index.explained(term, graded=per_paper is not None)
-        found = (numbers, scores, term, index.hits(term), explained, per_paper)
+        explained = index.explained(term, graded=has_parts)
+        found = (numbers, scores, term, index.hits(term), explained, has_parts)
         index.looked_up[key] = found
     return found
 
@@ -459,9 +475,14 @@ def _ranked(index: PaperIndex, prepared: _Prepared, best: list[tuple[float, int]
     terms = prepared.terms
     matches: dict[int, list[Match]] = {number: [] for _, number in best}
     winners = matches.keys()
-    for _, _, term, hits, explained, per_paper in terms:
-        if per_paper is not None:
-            found = winners & per_paper.keys()
+    winner_array = np.fromiter(winners, np.intp, len(matches))
+    for numbers, _, term, hits, explained, has_parts in terms:
+        if has_parts:  # the papers the keyword scored, sorted: look the winners up in them
+            if not numbers.size:
+                continue
+            at = np.searchsorted(numbers, winner_array)
+            found = set(winner_array[(at < numbers.size) & (numbers[np.minimum(at, numbers.size - 1)] == winner_array)]
+                        .tolist())
         else:
             found = winners & hits.title.keys()
             if hits.abstract:  # empty for a title: keyword
@@ -469,7 +490,7 @@ def _ranked(index: PaperIndex, prepared: _Prepared, best: list[tuple[float, int]
         for number in found:
             match = explained.get(number)
             if match is None:
-                if per_paper is None:
+                if not has_parts:
                     match = explained[number] = index.explain(term, hits, number)
                 else:
                     match = explained[number] = index.explain_levels(term, level_scores(index, term, number), number)
@@ -511,7 +532,7 @@ def _related_match(index: PaperIndex, term: Term, number: int) -> Match:
     if found is None:
         shown: list[str] = []
         fields: set[str] = set()
-        for unit, _ in index.expansion(term):
+        for unit in index.expansion(term)[0]:
             spelled = index.spell(number, unit)
             lowered = spelled.lower() if spelled else ""
             # one name per idea: "reinforcement learning" makes "Reinforcement" redundant
