@@ -10,8 +10,11 @@ and each process builds them once (`_shared_indexes`).
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from datetime import date, timedelta
 
 from flows.models import Paper
@@ -19,6 +22,8 @@ from flows.rank import Feedback, PaperIndex, RelatedModel, build_index, learn_re
 from flows.settings import Settings
 from flows.store import Store
 from flows.subscribers import Subscriber
+
+log = logging.getLogger(__name__)
 
 
 def window_days(subscriber: Subscriber, settings: Settings) -> int:
@@ -41,17 +46,60 @@ def _shared_indexes(token: str) -> dict[int, PaperIndex]:
 
 def related_model(store: Store) -> RelatedModel:
     """The related-terms model of every stored paper: the stored one while the corpus is as
-    it was learned from, else learned now (once per run at most) and stored."""
+    it was learned from, else learned now (once per run at most) and stored.
+
+    Learning reads every stored paper: it runs in a short-lived process of its own, so
+    the memory it needs (≈ 300 MB for 50,000 papers) is never added to the daily run's;
+    where no process can be started (or the database is in memory) it runs here."""
     signature = store.corpus_signature()
-    stored = store.related_model()
-    if stored is not None and stored[0] == signature:
-        try:
-            return RelatedModel.from_bytes(stored[1])
-        except (ValueError, KeyError, OSError, EOFError):
-            pass  # unreadable (a crash mid-write, an older format): learn it again
+    model = _stored_model(store, signature)
+    if model is not None:
+        return model
+    if str(store.path) != ":memory:" and _learn_elsewhere(store.path):
+        model = _stored_model(store, store.corpus_signature())
+        if model is not None:
+            return model
+    return learn_into(store)
+
+
+def learn_into(store: Store) -> RelatedModel:
+    """Learn the model from every stored paper and store it (in this process)."""
+    signature = store.corpus_signature()
     model = learn_related(store.paper_texts())
     store.save_related_model(signature, model.to_bytes(), papers=model.documents, seconds=model.seconds)
     return model
+
+
+def _stored_model(store: Store, signature: str) -> RelatedModel | None:
+    stored = store.related_model()
+    if stored is None or stored[0] != signature:
+        return None
+    try:
+        return RelatedModel.from_bytes(stored[1])
+    except (ValueError, KeyError, OSError, EOFError):
+        return None  # unreadable (a crash mid-write, an older format): learn it again
+
+
+def _learn_elsewhere(path: Path) -> bool:
+    """Learn and store the model in a child process; False if that did not work."""
+    try:
+        child = multiprocessing.get_context("spawn").Process(
+            target=learn_stored, args=(str(path),), name="paperboy-learn-related", daemon=True)
+        child.start()
+        child.join()
+    except (OSError, RuntimeError) as exc:
+        log.warning("related terms: cannot learn in a process of their own (%s); learning here", exc)
+        return False
+    if child.exitcode != 0:
+        log.warning("related terms: the learning process failed (exit %s); learning here", child.exitcode)
+        return False
+    return True
+
+
+def learn_stored(path: str) -> None:
+    """A child process's work: learn the model of the database at ``path`` and store it."""
+    with Store(path) as store:
+        learn_into(store)
 
 
 def stored_feedback(store: Store) -> dict[str, tuple[Feedback, ...]]:

@@ -162,3 +162,18 @@ def test_forgetting_the_per_keyword_work_changes_no_ranking(monkeypatch):
     for _ in range(2):
         assert [rank(index, r) for r in readers] == expected
         assert len(index.queries) <= 2
+
+
+def test_learning_runs_in_a_process_of_its_own_and_falls_back_to_this_one(tmp_path, monkeypatch):
+    from flows import corpus
+
+    store = Store(tmp_path / "p.db")
+    store.upsert_papers(sample()[:80])
+    assert corpus._learn_elsewhere(store.path)  # a child process learned and stored it
+    assert store.related_model()[0] == store.corpus_signature()
+    learned = []
+    monkeypatch.setattr(corpus, "learn_related", lambda texts: learned.append(1) or learn_related(texts))
+    assert related_model(store).documents == 80 and not learned  # stored: loaded, not learned
+    store.upsert_papers(sample()[80:100])
+    monkeypatch.setattr(corpus, "_learn_elsewhere", lambda path: False)  # no process could start
+    assert related_model(store).documents == 100 and learned == [1]

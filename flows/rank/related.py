@@ -170,31 +170,40 @@ def learn_related(texts: Iterable[tuple[str, str]]) -> RelatedModel:
     n = len(documents)
     if not n:
         return _empty(time.perf_counter() - started)
+    # Memory matters here (50,000 papers are millions of entries): 32-bit arrays, and each
+    # intermediate dropped as soon as the next is made.
     lengths = np.fromiter(map(len, documents), np.int64, n)
     flat = np.concatenate(documents)
     titled = np.concatenate(in_title)
+    del documents, in_title
     df_all = np.bincount(flat, minlength=len(vocabulary))
     # Keep the units enough papers use; renumber them densely.
     kept = np.flatnonzero(df_all >= MIN_DF)
-    renumber = np.full(len(vocabulary), -1, np.int64)
-    renumber[kept] = np.arange(len(kept))
-    names = np.empty(len(vocabulary), dtype=object)
+    renumber = np.full(len(vocabulary), -1, np.int32)
+    renumber[kept] = np.arange(len(kept), dtype=np.int32)
+    named: list[str] = [""] * len(kept)
     for unit, number in vocabulary.items():
-        names[number] = unit
-    units = tuple(names[kept].tolist())
+        if (new := renumber[number]) >= 0:
+            named[new] = unit
+    del vocabulary
+    units = tuple(named)
     df = df_all[kept].astype(np.int32)
+    del df_all, kept
     mapped = renumber[flat]
-    doc_of = np.repeat(np.arange(n), lengths)
+    del flat, renumber
+    doc_of = np.repeat(np.arange(n, dtype=np.int32), lengths)
     keep = mapped >= 0
     mapped, doc_of, titled = mapped[keep], doc_of[keep], titled[keep]
+    del keep
     # Each paper as a vector over the kept units: idf, more in the title, unit length.
-    idf = np.log((n + 1) / (df + 0.5))
-    weight = idf[mapped] * np.where(titled, TITLE_BOOST, 1.0)
-    norms = np.sqrt(np.bincount(doc_of, weight * weight, minlength=n))
-    weight = weight / np.maximum(norms[doc_of], 1e-12)
+    idf = np.log((n + 1) / (df + 0.5)).astype(np.float32)
+    weight = idf[mapped] * np.where(titled, np.float32(TITLE_BOOST), np.float32(1.0))
+    norms = np.sqrt(np.bincount(doc_of, weight * weight, minlength=n)).astype(np.float32)
+    weight /= np.maximum(norms[doc_of], np.float32(1e-12))
     row_ptr = np.concatenate(([0], np.cumsum(np.bincount(doc_of, minlength=n))))
     order = np.argsort(mapped, kind="stable")
     col_docs, col_titled = doc_of[order], titled[order]
+    del order, doc_of, titled
     col_ptr = np.concatenate(([0], np.cumsum(np.bincount(mapped, minlength=len(units)))))
     if n >= MIN_PAPERS:
         indptr, indices, weights = _centroids(units, mapped, weight, row_ptr, col_docs, col_titled, col_ptr)
