@@ -228,3 +228,25 @@ def test_preview_writes_html_and_explains(folder, tmp_path, monkeypatch):
     assert "Reasoning with reward models" in result.stdout
     assert "Reasoning with reward models" in out.read_text()
     assert_friendly_failure(cli(folder, "preview", "nobody@example.org", "--out", str(out)), "nobody@example.org")
+
+
+def test_related_is_set_on_add_and_set_and_checked(folder):
+    before = (folder / "grace.yaml").read_bytes()
+    assert_friendly_failure(cli(folder, "set", "grace@example.org", "--related", "sideways"), "--related")
+    assert (folder / "grace.yaml").read_bytes() == before
+    assert load_file(folder / "grace.yaml").related == "near"  # the default
+    assert cli(folder, "set", "grace@example.org", "--related", "FAR").exit_code == 0
+    assert "related: far" in (folder / "grace.yaml").read_text()
+    assert load_file(folder / "grace.yaml").related == "far"
+    added = cli(folder, "add", "bob@example.org", "--keywords", "diffusion", "--related", "off")
+    assert added.exit_code == 0, added.output
+    bob = next(s for s in load_all(folder)[0] if s.email == "bob@example.org")
+    assert bob.related == "off"
+
+
+def test_a_bad_related_level_in_a_file_names_the_field_and_the_choices(tmp_path):
+    path = tmp_path / "z.yaml"
+    path.write_text("email: z@example.org\nkeywords: [x]\nrelated: sideways\n", encoding="utf-8")
+    with pytest.raises(Exception) as raised:
+        load_file(path)
+    assert "field 'related'" in str(raised.value) and "off" in str(raised.value) and "far" in str(raised.value)
