@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import sys
+import types
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,10 +84,17 @@ def _stored_model(store: Store, signature: str) -> RelatedModel | None:
 
 def _learn_elsewhere(path: Path) -> bool:
     """Learn and store the model in a child process; False if that did not work."""
+    main = sys.modules["__main__"]
     try:
         child = multiprocessing.get_context("spawn").Process(
             target=learn_stored, args=(str(path),), name="paperboy-learn-related", daemon=True)
-        child.start()
+        # A spawned process runs the caller's main script again unless it is guarded by
+        # `if __name__ == "__main__":`; this one needs nothing from it (as flows/makers.py).
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            child.start()
+        finally:
+            sys.modules["__main__"] = main
         child.join()
     except (OSError, RuntimeError) as exc:
         log.warning("related terms: cannot learn in a process of their own (%s); learning here", exc)
