@@ -50,7 +50,7 @@ keywords:
 max_papers: {max_papers}
 """
 PHONE, DESKTOP = 375, 1200
-CARD_HEIGHT_ON_A_PHONE = 285  # px, a typical paper's card (its "More / less like this" row included)
+CARD_HEIGHT_ON_A_PHONE = 260  # px, a typical paper's card (issue 14), its "More / less like this" links included
 
 MEASURE = """() => {
   const cards = [...document.querySelectorAll('.card-cell')];

@@ -363,8 +363,11 @@ def test_a_related_match_gets_its_own_chip_and_feedback_links_fit(renderer, subs
     chip = doc.find_class("chip-related")[0]
     assert chip.text == "related to deep reinforcement learning: policy gradient, reward, agent"
     feedback = [(a.text, a.get("href")) for a in doc.find_class("feedback-link")]
-    assert feedback == [("More like this", "https://paperboy.example.org/feedback/tok/2411.10000/more"),
-                        ("Less like this", "https://paperboy.example.org/feedback/tok/2411.10000/less")]
+    assert feedback == [("More", "https://paperboy.example.org/feedback/tok/2411.10000/more"),
+                        ("less like this", "https://paperboy.example.org/feedback/tok/2411.10000/less")]
+    # in the row of links, so the card keeps its height; the names say which paper
+    assert all(a.getparent().get("class") == "links" for a in doc.find_class("feedback-link"))
+    assert [a.get("aria-label").split(":")[0] for a in doc.find_class("feedback-link")] == ["More like", "Less like"]
     assert doc.find_class("summary")[0].text == "1 related"
 
 

@@ -169,7 +169,7 @@ def test_more_like_this_from_a_received_digest_changes_the_next_ranking_and_says
     html = html_of(digest)
     more = re.search(r'href="(http://127\.0\.0\.1:\d+/feedback/[^"/]+/2506\.10001/more\?sig=[^"]+)"', html)
     assert more, "every paper in the digest carries a signed 'More like this' link"
-    assert "Less like this" in html
+    assert "less like this</a>" in html
 
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright, tmp_path / "chromium-profile")
