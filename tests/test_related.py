@@ -177,3 +177,30 @@ def test_learning_runs_in_a_process_of_its_own_and_falls_back_to_this_one(tmp_pa
     store.upsert_papers(sample()[80:100])
     monkeypatch.setattr(corpus, "_learn_elsewhere", lambda path: False)  # no process could start
     assert related_model(store).documents == 100 and learned == [1]
+
+
+_LEARN_AND_MARK = """
+import hashlib, json
+from tests.test_related import model, sample, build_index
+from flows.rank import Feedback
+from flows.rank.feedback import marked_terms
+learned = model()
+index = build_index(sample(), related=learned)
+paper = sample()[3]
+print(hashlib.sha256(json.dumps([learned.units, learned.indices.tolist(), learned.weights.tolist(),
+                                 marked_terms(index, Feedback(paper.id, "less", paper.title, paper.abstract))])
+                     .encode()).hexdigest())
+"""
+
+
+def test_the_model_and_feedback_terms_do_not_depend_on_the_hash_seed():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    digests = {subprocess.run([sys.executable, "-c", _LEARN_AND_MARK], cwd=root, check=True, capture_output=True,
+                              text=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+               for seed in ("1", "2")}
+    assert len(digests) == 1, digests

@@ -57,11 +57,11 @@ def marked_terms(index, item: Feedback) -> tuple[tuple[str, float], ...]:
         return ()
     heading = units_of(item.title)
     own: dict[str, float] = {}
-    for unit in heading | units_of(item.abstract):
+    for unit in sorted(heading | units_of(item.abstract)):  # sets: an order no hash seed changes
         if unit in model.ids:
             own[unit] = model.idf(unit) * (TITLE_BOOST if unit in heading else 1.0)
     mixed = dict(_unit_length(own))
-    sources = [unit for unit in heading if unit in model.ids]
+    sources = [unit for unit in sorted(heading) if unit in model.ids]
     topic: dict[str, float] = {}
     for unit in sources:
         for neighbour, weight in model.neighbours(unit):

@@ -164,9 +164,10 @@ def learn_related(texts: Iterable[tuple[str, str]]) -> RelatedModel:
     for title, abstract in texts:
         heading = units_of(title)
         found = heading | units_of(abstract)
-        documents.append(np.fromiter((vocabulary.setdefault(u, len(vocabulary)) for u in found), np.int32,
-                                     len(found)))
-        in_title.append(np.fromiter((u in heading for u in found), np.bool_, len(found)))
+        ordered = sorted(found)  # units numbered in an order that no hash seed changes
+        documents.append(np.fromiter((vocabulary.setdefault(u, len(vocabulary)) for u in ordered), np.int32,
+                                     len(ordered)))
+        in_title.append(np.fromiter((u in heading for u in ordered), np.bool_, len(ordered)))
     n = len(documents)
     if not n:
         return _empty(time.perf_counter() - started)
