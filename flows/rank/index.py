@@ -13,7 +13,7 @@ import math
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Sequence, Set as AbstractSet
+from collections.abc import Mapping, Sequence, Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import reduce
 from itertools import accumulate, chain
@@ -23,6 +23,7 @@ import numpy as np
 
 from flows.models import Match, Paper
 from flows.rank.acronyms import AcronymTable, learn_acronyms, load_acronyms
+from flows.rank.bulk import close_pairs
 from flows.rank.excerpt import Excerpts
 from flows.rank.graded import WINDOW, Part, graded_parts
 from flows.rank.query import FIELDS, Term
@@ -31,8 +32,8 @@ from flows.rank.text import stem, stems_and_spans
 
 MAX_VARIANTS = 32  # stem sequences tried per keyword; real keywords need a handful
 # A keyword's related units and their weights (see PaperIndex.expansion).
-Expansion = tuple[tuple[str, ...], np.ndarray]
-NO_EXPANSION: Expansion = ((), np.zeros(0))
+Expansion = tuple[np.ndarray, np.ndarray]  # unit numbers (int32), weights
+NO_EXPANSION: Expansion = (np.zeros(0, np.int32), np.zeros(0))
 MAX_SHOWN = 5
 RELIABLE_DF = 10  # spellings per stem sequence and field reported for highlighting
 
@@ -40,6 +41,33 @@ SEPARATOR, BREAK = "\x1f", "\x1e"  # never inside a stem: stems are letters, dig
 EMPTY: dict[int, int] = {}
 _ONLY = (("title",), ("abstract",))  # Match.fields of a match in one field
 NOWHERE: frozenset[int] = frozenset()
+
+
+class PaperSet(Mapping):
+    """Papers (an ascending array of paper numbers) as a read-only mapping paper → 1: the
+    counts of a level that either occurs in a paper or not (the words of a keyword close
+    together), without a dict per keyword."""
+
+    __slots__ = ("numbers",)
+
+    def __init__(self, numbers: np.ndarray) -> None:
+        self.numbers = numbers
+
+    def __getitem__(self, number: int) -> int:
+        if number in self:
+            return 1
+        raise KeyError(number)
+
+    def __contains__(self, number: object) -> bool:
+        numbers = self.numbers
+        at = int(np.searchsorted(numbers, number))  # type: ignore[call-overload]
+        return at < numbers.size and numbers[at] == number
+
+    def __iter__(self):
+        return iter(self.numbers.tolist())
+
+    def __len__(self) -> int:
+        return int(self.numbers.size)
 
 
 @dataclass(slots=True)
@@ -60,6 +88,7 @@ class FieldIndex:
     # paper's slots (papers WINDOW apart, so no window spans two), and where each paper begins.
     _positions: dict[str, np.ndarray] | None = None
     _offsets: np.ndarray | None = None
+    span: int = 0  # above every slot number of positions()
 
     def add(self, number: int, stems: list[str | None], begins: list[int], ends: list[int]) -> None:
         joined = _joined(stems)
@@ -93,6 +122,7 @@ class FieldIndex:
                 at += len(slots) + WINDOW
             self._positions = {stem: np.array(slots, np.int64) for stem, slots in found.items()}
             self._offsets = np.array(offsets, np.int64)
+            self.span = at
         return self._positions, self._offsets
 
     def counts(self, sequence: tuple[str, ...]) -> dict[int, int]:
@@ -163,7 +193,7 @@ class PaperIndex:
     _graded: dict[str, tuple[tuple[Part, Hits], ...]] = field(default_factory=dict)
     _df: dict[tuple[str, ...], int] = field(default_factory=dict)
     _expansions: dict[str, Expansion] = field(default_factory=dict)
-    _unit_papers: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _unit_postings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     _paper_norms: np.ndarray | None = None
     # Per paper id a subscriber marked: today's papers like it and how much (flows.rank.feedback).
     feedback_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
@@ -199,11 +229,52 @@ class PaperIndex:
         """The keyword's partial matches (see :mod:`flows.rank.graded`) with where each occurs."""
         found = self._graded.get(term.key)
         if found is None:
+            found = self.graded_many([term])[0]
+        return found
+
+    def graded_many(self, terms: Sequence[Term]) -> list[tuple[tuple[Part, Hits], ...]]:
+        """:meth:`graded` of several keywords; where two units' words stand close together
+        is worked out for all of them at once (see :func:`flows.rank.bulk.close_pairs`)."""
+        found: list = []
+        close: list[tuple[int, Term, Part, list[tuple[tuple[str, ...], ...]]]] = []
+        for term in terms:
+            cached = self._graded.get(term.key)
+            if cached is not None:
+                found.append(cached)
+                continue
             if self.related is not None and self.related.documents:
                 parts = graded_parts(term.keyword, self.corpus_frequency, self.related.documents)
             else:
                 parts = graded_parts(term.keyword, self.document_frequency, len(self.papers))
-            found = self._graded[term.key] = tuple((part, self._part_hits(term, part)) for part in parts)
+            levels: list = []
+            for part in parts:
+                if part.kind == "words" and len(part.units) == 2:
+                    close.append((len(found), term, part, [tuple(self.variants(unit)) for unit in part.units]))
+                    levels.append(None)  # filled below
+                else:
+                    levels.append((part, self._part_hits(term, part)))
+            found.append(levels)
+        if close:
+            papers: list[list[np.ndarray]] = []
+            for f, name in enumerate(FIELDS):
+                index = self.fields[f]
+                wanted = [k for k, (_, term, _, _) in enumerate(close) if term.field in (None, name)]
+                positions, offsets = index.positions()
+                firsts = [_starts(positions, close[k][3][0]) for k in wanted]
+                seconds = [_starts(positions, close[k][3][1]) for k in wanted]
+                near = close_pairs(firsts, seconds, offsets, WINDOW, index.span)
+                each = [_NO_PAPERS] * len(close)
+                for k, numbers in zip(wanted, near):
+                    each[k] = numbers
+                papers.append(each)
+            for k, (n, term, part, units) in enumerate(close):
+                variants = tuple(dict.fromkeys(variant for unit in units for variant in unit))
+                hits = Hits(PaperSet(papers[0][k]), PaperSet(papers[1][k]), variants)
+                levels = found[n]
+                levels[levels.index(None)] = (part, hits)
+        for n, term in enumerate(terms):
+            if isinstance(found[n], list):
+                found[n] = self._graded[term.key] = tuple(found[n])
         return found
 
     def corpus_frequency(self, words: tuple[str, ...]) -> int:
@@ -214,11 +285,17 @@ class PaperIndex:
         pairs = [f"{a} {b}" for a, b in zip(stems, stems[1:])] if len(stems) > 1 else stems
         return min((self.related.document_frequency(unit) or 0 for unit in pairs), default=0)
 
-    def expansion(self, term: Term) -> Expansion:
+    def expansion(self, term: Term) -> tuple[tuple[str, ...], np.ndarray]:
         """The keyword's related units and their weights (a unit-length vector), strongest
         first: its units' associations in the related model, mixed by each unit's idf, less
-        any unit that shares a stem with a spelling of the keyword. Compact (the unit names
-        are the model's own strings): thousands of keywords keep theirs for the whole run."""
+        any unit that shares a stem with a spelling of the keyword."""
+        ids, weights = self.expansion_ids(term)
+        units = self.related.units if self.related is not None else ()
+        return tuple(units[number] for number in ids.tolist()), weights
+
+    def expansion_ids(self, term: Term) -> Expansion:
+        """:meth:`expansion` with the units as the model's unit numbers (int32): compact,
+        thousands of keywords keep theirs for the whole run."""
         found = self._expansions.get(term.key)
         if found is None:
             found = self._expansions[term.key] = self._expand(term)
@@ -242,6 +319,21 @@ class PaperIndex:
                 for unit in variant:
                     if model.document_frequency(unit):
                         sources[unit] = max(sources.get(unit, 0.0), _source_weight(model, unit))
+        if len(sources) == 1:
+            (unit,) = sources
+            number = model.ids[unit]
+            start, end = int(model.indptr[number]), int(model.indptr[number + 1])
+            if own.issubset(unit.split(" ")):
+                # One unit's centroid, strongest first, and no neighbour shares a stem with it
+                # (learning kept none): its first EXPANSION neighbours, weighted as they are
+                # (its share, w / w, is exactly 1).
+                end = min(end, start + EXPANSION)
+                if end <= start:
+                    return NO_EXPANSION
+                weights = model.weights[start:end].astype(np.float64)
+                weights /= _length(weights)
+                weights.flags.writeable = False
+                return _read_only_ids(model.indices[start:end]), weights
         stems = self.unit_stems
         mixed: dict[int, float] = {}
         total = sum(sources.values())
@@ -259,9 +351,9 @@ class PaperIndex:
         if not best:
             return NO_EXPANSION
         weights = np.array([weight for _, weight in best])
-        weights /= math.sqrt(float(weights @ weights))
+        weights /= _length(weights)
         weights.flags.writeable = False
-        return tuple(model.units[number] for number, _ in best), weights
+        return _read_only_ids(np.array([number for number, _ in best], np.int32)), weights
 
     @property
     def unit_stems(self) -> list[tuple[str, ...]]:
@@ -274,21 +366,48 @@ class PaperIndex:
     def unit_papers(self, unit: str) -> tuple[np.ndarray, np.ndarray]:
         """The papers holding a unit (a stem or "stem stem") and its weight in each paper's
         vector (idf, more in the title, over the paper's length; see flows.rank.related)."""
-        found = self._unit_papers.get(unit)
-        if found is None:
-            assert self.related is not None
-            if " " in unit:
-                first, second = unit.split(" ", 1)
-                entries = [index.pairs.get((first, second), EMPTY) for index in self.fields]
-            else:
-                entries = [index.words.get(unit, EMPTY) for index in self.fields]
-            numbers = np.fromiter(sorted(entries[0].keys() | entries[1].keys()), np.intp)
-            boost = np.fromiter((TITLE_BOOST if n in entries[0] else 1.0 for n in numbers.tolist()), np.float64,
-                                numbers.size)
-            weights = self.related.idf(unit) * boost / self.paper_norms[numbers]
-            numbers.flags.writeable = weights.flags.writeable = False
-            found = self._unit_papers[unit] = (numbers, weights)
-        return found
+        assert self.related is not None
+        indptr, papers, weights = self.unit_postings
+        number = self.related.ids.get(unit)
+        if number is None:
+            return _NO_PAPERS, _NO_WEIGHTS
+        start, end = indptr[number], indptr[number + 1]
+        return papers[start:end], weights[start:end]
+
+    @property
+    def unit_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per unit of the related model (CSR by unit number): the papers holding it,
+        ascending, and its weight in each paper's vector (see :meth:`unit_papers`)."""
+        if self._unit_postings is None:
+            model = self.related
+            assert model is not None
+            norms, ids, df, documents = self.paper_norms, model.ids, model.df, model.documents
+            titles, abstracts = self.fields
+            rows: dict[int, tuple[list[int], dict[int, int]]] = {}
+            for postings in ((titles.words, abstracts.words), (titles.pairs, abstracts.pairs)):
+                for key in postings[0].keys() | postings[1].keys():
+                    number = ids.get(key if isinstance(key, str) else f"{key[0]} {key[1]}")
+                    if number is not None:
+                        in_title = postings[0].get(key, EMPTY)
+                        rows[number] = (sorted(in_title.keys() | postings[1].get(key, EMPTY).keys()), in_title)
+            lengths = np.zeros(len(model.units) + 1, np.int64)
+            papers: list[int] = []
+            boosts: list[float] = []
+            idf = np.zeros(len(model.units))
+            for number in sorted(rows):
+                numbers, in_title = rows[number]
+                lengths[number + 1] = len(numbers)
+                papers.extend(numbers)
+                boosts.extend([TITLE_BOOST if n in in_title else 1.0 for n in numbers])
+                idf[number] = math.log((documents + 1) / (int(df[number]) + 0.5))  # as RelatedModel.idf
+            indptr = np.cumsum(lengths)
+            found = np.array(papers, np.intp)
+            # idf · boost / norm, entry by entry as unit_papers computed it for one unit
+            weights = np.repeat(idf, np.diff(indptr)) * np.array(boosts) / norms[found]
+            for array in (indptr, found, weights):
+                array.flags.writeable = False
+            self._unit_postings = (indptr, found, weights)
+        return self._unit_postings
 
     @property
     def paper_norms(self) -> np.ndarray:
@@ -299,7 +418,7 @@ class PaperIndex:
             squares = np.zeros(len(self.papers))
             titles, abstracts = self.fields
             for postings in ((titles.words, abstracts.words), (titles.pairs, abstracts.pairs)):
-                for key in postings[0].keys() | postings[1].keys():
+                for key in sorted(postings[0].keys() | postings[1].keys()):  # an order no hash seed changes
                     unit = key if isinstance(key, str) else f"{key[0]} {key[1]}"
                     number = ids.get(unit)
                     if number is None:
@@ -555,6 +674,22 @@ def _pairs_close_together(index: FieldIndex, units: list[tuple[tuple[str, ...], 
 
 
 _NOWHERE = np.zeros(0, np.int64)
+_NO_PAPERS = np.zeros(0, np.intp)
+_NO_WEIGHTS = np.zeros(0)
+_NO_PAPERS.flags.writeable = _NO_WEIGHTS.flags.writeable = False
+
+
+def _length(weights: np.ndarray) -> float:
+    """The vector's Euclidean length, the same wherever the array sits in memory (a BLAS dot
+    product's rounding depends on the array's alignment: the same keyword could get weights
+    a last bit apart from one run to the next)."""
+    return math.sqrt(math.fsum((weights * weights).tolist()))
+
+
+def _read_only_ids(numbers: np.ndarray) -> np.ndarray:
+    numbers = numbers.astype(np.int32)  # a copy: never a view that keeps the model's array alive
+    numbers.flags.writeable = False
+    return numbers
 
 
 def _starts(positions: dict[str, np.ndarray], variants: tuple[tuple[str, ...], ...]) -> np.ndarray:

@@ -27,8 +27,9 @@ import numpy as np
 
 from flows.models import Match, Paper, RankedPaper
 from flows.rank.feedback import DISLIKED_WEIGHT, LIKED_WEIGHT, Feedback, best_likeness, liked_match
-from flows.rank.index import Hits, PaperIndex
-from flows.rank.query import Query, Term, parse_query
+from flows.rank.bulk import best_levels, weighted_shares
+from flows.rank.index import Hits, PaperIndex, PaperSet
+from flows.rank.query import Query, QueryError, Term, parse_query
 
 if TYPE_CHECKING:
     from flows.subscribers import Subscriber
@@ -63,7 +64,11 @@ _ROUNDING_SLACK = 2e-6
 # Per term of a query: the papers it matches and its scores there times its weight (aligned
 # arrays, ascending paper numbers), the term, its hits, its explanations so far, and whether
 # graded phrases gave it parts (False: exact matching, where the hits say which papers matched).
-_Looked = tuple[np.ndarray, np.ndarray, Term, Hits, dict[int, Match], bool]
+_Looked = tuple[np.ndarray, np.ndarray, Term, Hits, dict[int, Match], bool, np.ndarray | None]
+_NO_SHARE = (np.zeros(0, np.intp), np.zeros(0))  # a keyword without related terms
+_NOT_GRADED = (*_NO_SHARE, True, np.zeros((0, 2), np.int8))  # parts, none of which occurs
+for _array in (*_NO_SHARE, _NOT_GRADED[3]):
+    _array.flags.writeable = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,42 +178,132 @@ def term_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
 def graded_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray, bool]:
     """:func:`term_scores` with partial credit for parts of the keyword, and whether it has
     parts (False: its scores are :func:`term_scores`')."""
-    key = f"\x00{term.key}"  # never a plain key: those start with the field name or ":"
-    cached = index.term_scores.get(key)
-    if cached is not None:
-        return cached  # type: ignore[return-value]
-    levels = index.graded(term)
-    if not levels:
-        numbers, values = term_scores(index, term)
-        found: tuple = (numbers, values, False)
-    else:
-        hits, size = index.hits(term), len(index.papers)
-        abstract = _best_of_levels(hits.abstract, hits.abstract_phrase, levels, 1, ABSTRACT_WEIGHT, size)
-        title = _best_of_levels(hits.title, hits.title_phrase, levels, 0, TITLE_WEIGHT, size)
-        total = abstract + title  # abstract first, as the formula adds
-        numbers = _read_only(np.flatnonzero(total))
-        values = _read_only(total[numbers])
-        found = (numbers, values, True)
-    index.term_scores[key] = found  # type: ignore[assignment]
+    cached = index.term_scores.get(f"\x00{term.key}")  # never a plain key: those start with the field name or ":"
+    if cached is None:
+        cached = _graded_many(index, [term])[0]
+    return cached[:3]  # type: ignore[return-value]
+
+
+def _graded_many(index: PaperIndex, terms: Sequence[Term]) -> list[tuple]:
+    """Per keyword (cached in the index): the papers it or a part of it matches, its score
+    in each, whether it has parts, and per paper which level scored each field (an int8
+    pair, -1 for none; None without parts). Per field a keyword scores its best level:
+    the whole keyword (level 0) or a part (level i: the i-th of ``index.graded``) times
+    its credit; then the abstract's plus the title's."""
+    found: list = [None] * len(terms)
+    todo: dict[str, list[int]] = {}
+    for n, term in enumerate(terms):
+        cached = index.term_scores.get(f"\x00{term.key}")
+        if cached is not None:
+            found[n] = cached
+        else:
+            todo.setdefault(term.key, []).append(n)
+    if not todo:
+        return found
+    firsts = [terms[numbers[0]] for numbers in todo.values()]
+    with_parts: list[int] = []
+    for k, (term, levels) in enumerate(zip(firsts, index.graded_many(firsts))):
+        if not levels:
+            numbers, values = term_scores(index, term)
+            _store_graded(index, term, (numbers, values, False, None), todo[term.key], found)
+        else:
+            with_parts.append(k)
+    if not with_parts:
+        return found
+    # Every level's field counts laid end to end: per entry its keyword, field, level, paper, tf;
+    # per run of entries its score table (weight · credit, times PHRASE_BOOST where the field
+    # holds the level as a phrase).
+    owners, fields, levels, papers, counts, scales, lengths = [], [], [], [], [], [], []
+    phrased: list[tuple[int, np.ndarray, float]] = []  # runs with some entries in a phrase
+    entries = 0
+    for k in with_parts:
+        term = firsts[k]
+        hits = index.hits(term)
+        every = ((None, hits), *index.graded(term))
+        for f, weight in ((0, TITLE_WEIGHT), (1, ABSTRACT_WEIGHT)):
+            for level, (part, level_hits) in enumerate(every):
+                field_counts = level_hits.abstract if f else level_hits.title
+                if not field_counts:
+                    continue
+                in_phrase = level_hits.abstract_phrase if f else level_hits.title_phrase
+                scale = weight if part is None else weight * part.credit
+                size = len(field_counts)
+                if isinstance(field_counts, PaperSet):
+                    papers.append(field_counts.numbers)
+                    counts.append(np.ones(size, np.intp))
+                else:
+                    papers.append(np.fromiter(field_counts.keys(), np.intp, size))
+                    counts.append(np.fromiter(field_counts.values(), np.intp, size))
+                if in_phrase and len(in_phrase) == size:
+                    scale = scale * PHRASE_BOOST
+                elif in_phrase:
+                    mask = np.fromiter((number in in_phrase for number in field_counts), np.bool_, size)
+                    phrased.append((entries, mask, scale * PHRASE_BOOST))
+                owners.append(k)
+                fields.append(f)
+                levels.append(level)
+                scales.append(scale)
+                lengths.append(size)
+                entries += size
+    if not entries:  # parts, but neither they nor the keyword occur anywhere
+        for k in with_parts:
+            _store_graded(index, firsts[k], _NOT_GRADED, todo[firsts[k].key], found)
+        return found
+    sizes = np.array(lengths, np.intp)
+    tf = np.concatenate(counts)
+    table = np.repeat(np.array(scales), sizes)
+    for start, mask, boosted in phrased:
+        table[start:start + mask.size][mask] = boosted
+    # table · saturate(tf), as _field_scores' tables compute each (same products)
+    values = table * (tf * (1 + SATURATION) / (tf + SATURATION))
+    best = best_levels(len(index.papers), len(firsts), np.repeat(np.array(owners, np.intp), sizes),
+                       np.repeat(np.array(fields, np.int64), sizes), np.concatenate(papers), values,
+                       np.repeat(np.array(levels, np.int64), sizes))
+    for k in with_parts:
+        numbers, totals, won = best[k]
+        _store_graded(index, firsts[k], (numbers, totals, True, won), todo[firsts[k].key], found)
     return found
 
 
-def _best_of_levels(counts: dict[int, int], in_phrase: AbstractSet[int], levels, f: int,
-                    weight: float, size: int) -> np.ndarray:
-    """Per paper (dense), the field's best score: the whole keyword's, or a part's times its credit."""
-    best = np.zeros(size)
-    for level_counts, level_phrase, scale in (
-        (counts, in_phrase, weight),
-        *(((hits.abstract, hits.abstract_phrase) if f else (hits.title, hits.title_phrase)) + (weight * part.credit,)
-          for part, hits in levels),
-    ):
-        if not level_counts:
+def _store_graded(index: PaperIndex, term: Term, graded: tuple, positions: list[int], found: list) -> None:
+    index.term_scores[f"\x00{term.key}"] = graded  # type: ignore[assignment]
+    for n in positions:
+        found[n] = graded
+
+
+def prepare(index: PaperIndex, subscribers: Iterable[Subscriber], *, graded: bool = True,
+            related: str | None = None) -> None:
+    """Work out together what ranking these subscribers will need of their keywords (graded
+    scores, related evidence) that the index does not hold yet: the same results as
+    :func:`rank` works out one keyword at a time, at a fraction of the cost. Optional: call
+    it with each batch before ranking it. Keyword lists that do not parse are left to
+    :func:`rank` (which raises for them)."""
+    subscribers = list(subscribers)
+    if len(index.queries) + len(subscribers) > QUERIES_KEPT:
+        index.forget_rankings()
+    wanted_graded: dict[str, Term] = {}
+    wanted_related: dict[str, Term] = {}
+    scores = index.term_scores
+    for subscriber in subscribers:
+        level = related if related is not None else getattr(subscriber, "related", "near")
+        use_related = level != "off" and index.related is not None
+        if (tuple(subscriber.keywords), tuple(subscriber.exclude), graded, use_related) in index.queries:
             continue
-        scores = _field_scores(level_counts, level_phrase, scale)
-        numbers = np.fromiter(scores.keys(), np.intp, len(scores))
-        values = np.fromiter(scores.values(), np.float64, len(scores))
-        best[numbers] = np.maximum(best[numbers], values)
-    return best
+        try:
+            query = parse_query(tuple(subscriber.keywords), tuple(subscriber.exclude))
+        except QueryError:
+            continue
+        for term in query.terms:
+            if graded and f"\x00{term.key}" not in scores:
+                wanted_graded.setdefault(term.key, term)
+            if use_related and f"\x01{term.key}" not in scores:
+                wanted_related.setdefault(term.key, term)
+    if wanted_graded:
+        _graded_many(index, list(wanted_graded.values()))
+    if wanted_related:
+        terms = list(wanted_related.values())
+        for term, share in zip(terms, _related_shares(index, terms)):
+            scores[f"\x01{term.key}"] = share
 
 
 def level_scores(index: PaperIndex, term: Term, number: int) -> list[tuple[str, float, object, Hits]]:
@@ -227,6 +322,18 @@ def level_scores(index: PaperIndex, term: Term, number: int) -> list[tuple[str, 
                     best = (name, score, part, level)
         if best is not None:
             found.append(best)
+    return found
+
+
+def _levels_won(index: PaperIndex, term: Term, hits: Hits, won: np.ndarray) -> list[tuple[str, float, object, Hits]]:
+    """:func:`level_scores` from the levels recorded when the keyword was scored (the score
+    itself left out: explanations do not need it)."""
+    title, abstract = won.tolist()
+    found: list[tuple[str, float, object, Hits]] = []
+    for name, level in (("title", title), ("abstract", abstract)):
+        if level >= 0:
+            part, level_hits = (None, hits) if level == 0 else index.graded(term)[level - 1]
+            found.append((name, 0.0, part, level_hits))
     return found
 
 
@@ -349,26 +456,38 @@ def related_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarra
     key = f"\x01{term.key}"
     cached = index.term_scores.get(key)
     if cached is None:
-        units, weights = index.expansion(term)
-        shared = (units, weights.tobytes())
-        cached = index.expansion_scores.get(shared)
-        if cached is None:
-            cached = index.expansion_scores[shared] = _expansion_scores(index, units, weights)
-        index.term_scores[key] = cached
+        cached = index.term_scores[key] = _related_shares(index, [term])[0]
     return cached
 
 
-def _expansion_scores(index: PaperIndex, units: tuple[str, ...], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if not units:
-        return _read_only(np.zeros(0, np.intp)), _read_only(np.zeros(0))
-    postings = [index.unit_papers(unit) for unit in units]
-    numbers = np.concatenate([numbers for numbers, _ in postings])
-    values = np.concatenate([values for _, values in postings])
-    values *= np.repeat(weights, [n.size for n, _ in postings])
-    weights = values
-    share = np.bincount(numbers, weights, len(index.papers))
-    kept = np.flatnonzero(share >= RELATED_FLOOR)
-    return _read_only(kept), _read_only(share[kept])
+def _related_shares(index: PaperIndex, terms: Sequence[Term]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`related_scores` of several keywords, worked out together (not cached here)."""
+    found: list = [None] * len(terms)
+    todo: dict[tuple[bytes, bytes], list[int]] = {}
+    expansions = {}
+    for n, term in enumerate(terms):
+        units, weights = index.expansion_ids(term)
+        if not units.size:
+            found[n] = _NO_SHARE
+            continue
+        shared = (units.tobytes(), weights.tobytes())
+        cached = index.expansion_scores.get(shared)
+        if cached is not None:
+            found[n] = cached
+        else:
+            todo.setdefault(shared, []).append(n)
+            expansions[shared] = (units, weights)
+    if todo:
+        indptr, papers, weights = index.unit_postings
+        keys = list(todo)
+        shares = weighted_shares(indptr, papers, weights, len(index.papers), [expansions[k] for k in keys],
+                                 RELATED_FLOOR)
+        for shared, share in zip(keys, shares):
+            index.expansion_scores[shared] = share
+            for n in todo[shared]:
+                found[n] = share
+    return found
+
 
 
 def _weighted_related(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
@@ -391,14 +510,15 @@ def _look_up(index: PaperIndex, term: Term, graded: bool) -> _Looked:
     key = (term.keyword, term.key, term.weight) if not graded else (term.keyword, f"\x00{term.key}", term.weight)
     found = index.looked_up.get(key)
     if found is None:
+        won = None
         if graded:
-            numbers, scores, has_parts = graded_scores(index, term)
+            numbers, scores, has_parts, won = index.term_scores.get(f"\x00{term.key}") or _graded_many(index, [term])[0]
         else:
             (numbers, scores), has_parts = term_scores(index, term), False
         if term.weight != 1:  # elementwise, each product rounded as the same product of Python floats
             scores = _read_only(term.weight * scores)
         explained = index.explained(term, graded=has_parts)
-        found = (numbers, scores, term, index.hits(term), explained, has_parts)
+        found = (numbers, scores, term, index.hits(term), explained, has_parts, won)
         index.looked_up[key] = found
     return found
 
@@ -476,24 +596,26 @@ def _ranked(index: PaperIndex, prepared: _Prepared, best: list[tuple[float, int]
     matches: dict[int, list[Match]] = {number: [] for _, number in best}
     winners = matches.keys()
     winner_array = np.fromiter(winners, np.intp, len(matches))
-    for numbers, _, term, hits, explained, has_parts in terms:
+    for numbers, _, term, hits, explained, has_parts, won in terms:
         if has_parts:  # the papers the keyword scored, sorted: look the winners up in them
             if not numbers.size:
                 continue
             at = np.searchsorted(numbers, winner_array)
-            found = set(winner_array[(at < numbers.size) & (numbers[np.minimum(at, numbers.size - 1)] == winner_array)]
-                        .tolist())
-        else:
-            found = winners & hits.title.keys()
-            if hits.abstract:  # empty for a title: keyword
-                found |= winners & hits.abstract.keys()
+            hit = (at < numbers.size) & (numbers[np.minimum(at, numbers.size - 1)] == winner_array)
+            for number, position in zip(winner_array[hit].tolist(), at[hit].tolist()):
+                match = explained.get(number)
+                if match is None:
+                    match = explained[number] = index.explain_levels(
+                        term, _levels_won(index, term, hits, won[position]), number)
+                matches[number].append(match)
+            continue
+        found = winners & hits.title.keys()
+        if hits.abstract:  # empty for a title: keyword
+            found |= winners & hits.abstract.keys()
         for number in found:
             match = explained.get(number)
             if match is None:
-                if not has_parts:
-                    match = explained[number] = index.explain(term, hits, number)
-                else:
-                    match = explained[number] = index.explain_levels(term, level_scores(index, term, number), number)
+                match = explained[number] = index.explain(term, hits, number)
             matches[number].append(match)
     if prepared.related:
         for number in [number for number, found in matches.items() if not found]:

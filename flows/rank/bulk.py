@@ -1,0 +1,134 @@
+"""Numeric kernels that work out many keywords' arrays in one pass.
+
+A day's subscribers bring tens of thousands of distinct keywords; each needs a few small
+array operations (its related terms' share of each paper, its graded levels' best score
+per field, where its words stand close together). Done one keyword at a time, numpy's
+per-call overhead dwarfs the arithmetic; here each step runs once over a whole list of
+keywords, every keyword's entries laid end to end with its number as an offset.
+
+Every result is bit for bit what the one-keyword formula gives: sums are taken in the
+same order (``np.bincount`` adds its weights in the order given, each bin from 0.0, and
+each keyword's entries keep their own order), products are the same products, and a
+maximum is a maximum. ``flows.rank.score`` uses these for a single keyword too, so there
+is one code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+_NONE = np.zeros(0, np.intp)
+_NO_VALUES = np.zeros(0)
+# Dense scratch of keywords × papers float64 at most this many cells (≈ 16 MB): longer
+# lists are cut into chunks.
+MAX_CELLS = 2_000_000
+
+
+def _locked(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+def gather(indptr: np.ndarray, rows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For CSR row numbers grouped per owner: (entry positions in row order, each entry's
+    owner, each row's length). ``rows[k]`` are owner k's rows, in the order its entries
+    must keep."""
+    sizes = np.fromiter(map(len, rows), np.intp, len(rows))
+    ids = np.concatenate(rows) if rows else _NONE
+    starts = indptr[ids]
+    lengths = indptr[ids + 1] - starts
+    total = int(lengths.sum())
+    # each row's entries: its start repeated, plus 0, 1, 2, … within the row
+    ends = np.cumsum(lengths)
+    positions = np.repeat(starts - ends + lengths, lengths) + np.arange(total)
+    owners = np.repeat(np.repeat(np.arange(len(rows)), sizes), lengths)
+    return positions, owners, lengths
+
+
+def weighted_shares(indptr: np.ndarray, papers: np.ndarray, weights: np.ndarray, size: int,
+                    expansions: Sequence[tuple[np.ndarray, np.ndarray]], floor: float
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per expansion (unit rows of the CSR ``indptr/papers/weights``, a weight per unit):
+    the papers where Σ unit weight · the unit's weight in the paper reaches ``floor``, and
+    that sum. The same as, per expansion, ``np.bincount`` over its units' postings laid
+    end to end (units in order, papers ascending), each entry times its unit's weight."""
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    step = max(1, MAX_CELLS // max(size, 1))
+    for first in range(0, len(expansions), step):
+        chunk = expansions[first:first + step]
+        positions, owners, lengths = gather(indptr, [units for units, _ in chunk])
+        factors = np.concatenate([unit_weights for _, unit_weights in chunk]) if chunk else _NO_VALUES
+        values = weights[positions] * np.repeat(factors, lengths)
+        dense = np.bincount(owners * size + papers[positions], values, len(chunk) * size).reshape(len(chunk), size)
+        rows, columns = np.nonzero(dense >= floor)
+        kept = dense[rows, columns]
+        bounds = np.searchsorted(rows, np.arange(len(chunk) + 1))
+        for k in range(len(chunk)):
+            start, end = bounds[k], bounds[k + 1]
+            found.append((_locked(columns[start:end].copy()), _locked(kept[start:end].copy())))
+    return found
+
+
+def close_pairs(first: Sequence[np.ndarray], second: Sequence[np.ndarray], offsets: np.ndarray,
+                window: int, span: int) -> list[np.ndarray]:
+    """Per pair of ascending slot arrays (numbered as ``FieldIndex.positions`` numbers a
+    field's slots, papers ``offsets`` apart): the papers (ascending, unique) where a slot
+    of the first lies fewer than ``window`` slots from one of the second. ``span`` is
+    above every slot number."""
+    count = len(first)
+    found: list[np.ndarray] = [_NONE] * count
+    todo = [k for k in range(count) if first[k].size and second[k].size]
+    if not todo:
+        return found
+    shift = np.arange(len(todo), dtype=np.int64) * (span + 2 * window)
+    a_sizes = np.fromiter((first[k].size for k in todo), np.intp, len(todo))
+    b_sizes = np.fromiter((second[k].size for k in todo), np.intp, len(todo))
+    a = np.concatenate([first[k] for k in todo]) + np.repeat(shift, a_sizes)
+    b = np.concatenate([second[k] for k in todo]) + np.repeat(shift, b_sizes)
+    at = np.searchsorted(b, a)
+    after = b[np.minimum(at, b.size - 1)]
+    before = b[np.maximum(at - 1, 0)]
+    close = (np.abs(after - a) < window) | (np.abs(a - before) < window)
+    owner = np.repeat(np.arange(len(todo)), a_sizes)[close]
+    papers = np.searchsorted(offsets, a[close] - shift[owner], side="right") - 1
+    keys = np.unique(owner.astype(np.int64) * len(offsets) + papers)
+    owner, papers = np.divmod(keys, len(offsets))
+    bounds = np.searchsorted(owner, np.arange(len(todo) + 1))
+    for n, k in enumerate(todo):
+        found[k] = papers[bounds[n]:bounds[n + 1]]
+    return found
+
+
+def best_levels(size: int, count: int, owners: np.ndarray, fields: np.ndarray, papers: np.ndarray,
+                values: np.ndarray, levels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per keyword, its score in each paper where some level scored: per field the best
+    level's score (the first level with the highest, as levels are numbered), then the
+    abstract's plus the title's.
+
+    One entry per (keyword ``owners``, field 0 title / 1 abstract, level, paper) with its
+    score. Returns per keyword (papers ascending, scores, and per paper the winning level
+    number in the title and in the abstract, -1 for none, as int8 pairs)."""
+    group = (owners.astype(np.int64) * 2 + fields) * size + papers
+    order = np.lexsort((levels, -values, group))  # per (keyword, field, paper): best first, then the first level
+    group, value, level = group[order], values[order], levels[order]
+    first = np.ones(group.size, np.bool_)
+    first[1:] = group[1:] != group[:-1]
+    group, value, level = group[first], value[first], level[first]
+    keyword_field, paper = np.divmod(group, size)
+    keyword, field = np.divmod(keyword_field, 2)
+    cells, where = np.unique(keyword * size + paper, return_inverse=True)
+    # abstract + title: IEEE addition is commutative, and a field that did not score adds
+    # nothing (bincount starts each bin at 0.0, and 0.0 + x is x)
+    total = np.bincount(where, value, cells.size)
+    won = np.full((cells.size, 2), -1, np.int8)
+    won[where, field] = level
+    owner, number = np.divmod(cells, size)
+    bounds = np.searchsorted(owner, np.arange(count + 1))
+    found = []
+    for k in range(count):
+        start, end = bounds[k], bounds[k + 1]
+        found.append((_locked(number[start:end].astype(np.intp)), _locked(total[start:end].copy()),
+                      _locked(won[start:end].copy())))
+    return found
