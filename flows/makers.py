@@ -37,7 +37,7 @@ from flows.children import die_with_parent, ignore_interrupts, interrupts_blocke
 from flows.deliver import Outgoing
 from flows.links import secret_key
 from flows.models import Outcome
-from flows.compose import cyclic_gc_paused, make_one, outgoing, renderer_for
+from flows.compose import cyclic_gc_paused, make_one, outgoing, prepare_ranking, renderer_for
 from flows.corpus import Corpus
 from flows.settings import Settings
 from flows.subscribers import Subscriber
@@ -191,6 +191,7 @@ def _make(job: list[tuple[Subscriber, set[str]]]) -> tuple[list[Made], dict[str,
     w = _WORKER
     seconds = w.pop("seconds", None) or {}
     with cyclic_gc_paused():
+        prepare_ranking([subscriber for subscriber, _ in job], w["corpus"], seconds)
         made = [make_one(subscriber, w["corpus"], w["renderer"], w["settings"], w["key"], seen, seconds)
                 for subscriber, seen in job]
     return made, seconds

@@ -72,7 +72,7 @@ from flows.rank.feedback import VERDICTS, Feedback
 from flows.rank.index import PaperIndex, build_index
 from flows.rank.query import MAX_WEIGHT, MIN_WEIGHT, Query, QueryError, Term, parse_keyword, parse_query
 from flows.rank.related import RelatedModel, learn_related
-from flows.rank.score import MIN_SCORE, RELATED_LEVELS, rank, rank_many, trending
+from flows.rank.score import MIN_SCORE, RELATED_LEVELS, prepare, rank, rank_many, trending
 
 __all__ = [
     "BUILTIN_ACRONYMS",
@@ -95,6 +95,7 @@ __all__ = [
     "load_acronyms",
     "parse_keyword",
     "parse_query",
+    "prepare",
     "rank",
     "rank_many",
     "snippet",

@@ -24,6 +24,7 @@ _NO_VALUES = np.zeros(0)
 # Dense scratch of keywords × papers float64 at most this many cells (≈ 16 MB): longer
 # lists are cut into chunks.
 MAX_CELLS = 2_000_000
+MAX_ENTRIES = 80_000  # postings entries per pass (≈ 30 keywords' related terms)
 
 
 def _locked(array: np.ndarray) -> np.ndarray:
@@ -55,9 +56,7 @@ def weighted_shares(indptr: np.ndarray, papers: np.ndarray, weights: np.ndarray,
     that sum. The same as, per expansion, ``np.bincount`` over its units' postings laid
     end to end (units in order, papers ascending), each entry times its unit's weight."""
     found: list[tuple[np.ndarray, np.ndarray]] = []
-    step = max(1, MAX_CELLS // max(size, 1))
-    for first in range(0, len(expansions), step):
-        chunk = expansions[first:first + step]
+    for chunk in _chunks(indptr, size, expansions):
         positions, owners, lengths = gather(indptr, [units for units, _ in chunk])
         factors = np.concatenate([unit_weights for _, unit_weights in chunk]) if chunk else _NO_VALUES
         values = weights[positions] * np.repeat(factors, lengths)
@@ -69,6 +68,22 @@ def weighted_shares(indptr: np.ndarray, papers: np.ndarray, weights: np.ndarray,
             start, end = bounds[k], bounds[k + 1]
             found.append((_locked(columns[start:end].copy()), _locked(kept[start:end].copy())))
     return found
+
+
+def _chunks(indptr: np.ndarray, size: int, expansions: Sequence[tuple[np.ndarray, np.ndarray]]):
+    """The expansions in runs of at most MAX_ENTRIES postings entries (and MAX_CELLS dense
+    cells): arrays that stay in the processor's cache run several times faster than one
+    pass over everything."""
+    sizes = [int(indptr[units + 1].sum() - indptr[units].sum()) for units, _ in expansions]
+    most = max(1, MAX_CELLS // max(size, 1))
+    start, entries = 0, 0
+    for end, entry in enumerate(sizes):
+        if end > start and (entries + entry > MAX_ENTRIES or end - start >= most):
+            yield expansions[start:end]
+            start, entries = end, 0
+        entries += entry
+    if start < len(expansions):
+        yield expansions[start:]
 
 
 def close_pairs(first: Sequence[np.ndarray], second: Sequence[np.ndarray], offsets: np.ndarray,

@@ -323,10 +323,13 @@ class PaperIndex:
             (unit,) = sources
             number = model.ids[unit]
             start, end = int(model.indptr[number]), int(model.indptr[number + 1])
-            if own.issubset(unit.split(" ")):
-                # One unit's centroid, strongest first, and no neighbour shares a stem with it
-                # (learning kept none): its first EXPANSION neighbours, weighted as they are
-                # (its share, w / w, is exactly 1).
+            mine = unit.split(" ")
+            if all(stem in mine or stem not in model.ids for stem in own):
+                # One unit's centroid, strongest first: no neighbour shares a stem with the
+                # unit (learning kept none), nor with another spelling of the keyword (no
+                # unit holds a stem the model does not know as a unit: a pair's stems are
+                # units too). So its first EXPANSION neighbours, weighted as they are (its
+                # share, w / w, is exactly 1).
                 end = min(end, start + EXPANSION)
                 if end <= start:
                     return NO_EXPANSION

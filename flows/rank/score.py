@@ -44,6 +44,7 @@ MIN_SCORE = 0.5
 # graded phrases and related papers (and every keyword list's): with thousands of distinct
 # keywords that work outgrew the index itself; redoing it for a later subscriber is cheap.
 QUERIES_KEPT = 5000
+PREPARED_TOGETHER = 250  # subscribers whose new keywords rank_many works out in one pass (see prepare)
 # Related papers (see flows.rank.related): a keyword's related evidence r in a paper is the
 # share of its related terms' weight the paper holds (0 to 1); it adds RELATED_WEIGHT · r ·
 # the keyword's weight to the score. A paper that no keyword matches enters only if that
@@ -148,14 +149,18 @@ def rank_many(
     the collector's full passes over them are otherwise wasted work.
     """
     delivered, feedback = delivered or {}, feedback or {}
+    subscribers = list(subscribers)
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return {
-            reader.email: rank(index, reader, exclude_ids=delivered.get(reader.email, ()), limit=limit,
-                               graded=graded, related=related, feedback=feedback.get(reader.email, ()))
-            for reader in subscribers
-        }
+        found = {}
+        for start in range(0, len(subscribers), PREPARED_TOGETHER):
+            batch = subscribers[start:start + PREPARED_TOGETHER]
+            prepare(index, batch, graded=graded, related=related)
+            for reader in batch:
+                found[reader.email] = rank(index, reader, exclude_ids=delivered.get(reader.email, ()), limit=limit,
+                                           graded=graded, related=related, feedback=feedback.get(reader.email, ()))
+        return found
     finally:
         if was_enabled:
             gc.enable()
