@@ -33,13 +33,19 @@ from flows.subscribers import Subscriber
 ROOT = Path(__file__).resolve().parents[1]
 
 # Floors for the product's default ranker ("new") on tests/data/eval/judged.json, measured
-# 2026-12-03 with graded phrases and related papers (near): mean nDCG@10 0.896, precision
-# 0.780, recall 0.700, worst profile prompting at nDCG@10 0.728 (the exact-match ranker:
-# 0.816, 0.792, 0.610, worst scientific-ml at 0.215), rounded down by a small margin.
+# 2026-12-04 with graded phrases and related papers (near), after one-word keywords stopped
+# matching the other words of their Snowball stem ("adapters" no longer matches "adaptive"
+# or "adaptation"): mean nDCG@10 0.896, precision 0.824, recall 0.689, worst profile
+# prompting at nDCG@10 0.728, rounded down to two decimals. (Before that change: 0.896,
+# 0.780, 0.700; the recall floor came down from 0.69 to 0.68 with it, deliberately: the
+# one relevant paper lost, in efficient-finetuning, had matched "adapters" only through
+# the word "adaptation", the same accident that put 13 irrelevant papers in that digest.)
+# The exact-match ranker: 0.813, 0.851, 0.600, worst scientific-ml at 0.215 (0.816, 0.792,
+# 0.610 before that change, which applies to exact matching too).
 # Raise them as the ranker improves; never lower them to make a change pass.
 FLOOR_MEAN_NDCG10 = 0.89
-FLOOR_MEAN_PRECISION = 0.77
-FLOOR_MEAN_RECALL = 0.69
+FLOOR_MEAN_PRECISION = 0.82
+FLOOR_MEAN_RECALL = 0.68
 FLOOR_WORST_NDCG10 = 0.72
 
 
@@ -324,10 +330,12 @@ def test_new_ranker_stays_at_or_above_its_floors(results):
 
 
 def test_the_exact_ranker_is_the_ranking_before_issue_11(results):
-    exact = results["exact"]  # graded phrases off, related papers off: measured before they existed
-    assert round(exact["mean"]["ndcg10"], 3) == 0.816
-    assert round(exact["mean"]["precision"], 3) == 0.792
-    assert round(exact["mean"]["recall"], 3) == 0.610
+    # graded phrases off, related papers off: measured before they existed (0.816, 0.792, 0.610),
+    # and again since one-word keywords match only their own word, not every word of their stem
+    exact = results["exact"]
+    assert round(exact["mean"]["ndcg10"], 3) == 0.813
+    assert round(exact["mean"]["precision"], 3) == 0.851
+    assert round(exact["mean"]["recall"], 3) == 0.600
     assert exact["worst"] == "scientific-ml"
 
 

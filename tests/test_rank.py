@@ -23,7 +23,7 @@ from flows.rank import (
     trending,
 )
 from flows.rank.acronyms import definitions
-from flows.rank.text import spans, stems
+from flows.rank.text import inflection_base, spans, stem, stems
 from flows.subscribers import Subscriber
 
 SEEDS = Path(__file__).parent / "data" / "rank" / "seed_papers.json"
@@ -171,6 +171,56 @@ def test_plurals_and_inflections_fold():
     index = build_index([paper("a", "Scaling laws"), paper("b", "The law of scale"), paper("c", "Lawyers")])
     assert set(ids(rank(index, subscriber("scaling law")))) == {"a"}
     assert set(ids(rank(index, subscriber("law")))) == {"a", "b"}
+
+
+def test_a_one_word_keyword_matches_its_own_word_not_every_word_of_its_stem():
+    # Snowball stems "adapters", "adaptive" and "adaptation" alike ("adapt"): a keyword
+    # matches the word it names, inflected, never another word of the stem family.
+    papers = [
+        paper("a", "Adapters for vision transformers", "We insert small adapter layers."),
+        paper("b", "Adaptive control of robots", "An adaptive controller."),
+        paper("c", "Domain adaptation for speech", "We study adaptation."),
+        paper("d", "We adapt models", "Adapting and adapted models."),
+        paper("e", "Lightweight modules", "Each layer gets an adapter; the adaptive rate is fixed."),
+    ]
+    index = build_index(papers, acronyms=AcronymTable())
+    assert set(ids(rank(index, subscriber("adapters")))) == {"a", "e"}
+    assert set(ids(rank(index, subscriber("adapter")))) == {"a", "e"}
+    assert set(ids(rank(index, subscriber("adaptation")))) == {"c"}
+    # a word that is its stem but for an inflection still stands for the whole family
+    assert set(ids(rank(index, subscriber("adapt")))) == {"a", "b", "c", "d", "e"}
+    found = {item.paper.id: item for item in rank(index, subscriber("adapters"))}
+    # the explanation and highlights name only the keyword's own word, as the paper writes it
+    assert found["e"].matches[0].terms == ("adapter",)
+    assert set(found["a"].matches[0].terms) == {"Adapters", "adapter"}
+    # exclusions are the same words: "-adapters" keeps the adaptive and adaptation papers
+    assert set(ids(rank(index, subscriber("control", "speech", "models", exclude=["adapters"])))) == {"b", "c", "d"}
+
+
+@pytest.mark.parametrize("one, other, same", [
+    ("adapters", "adapter", True), ("adapter's", "adapter", True), ("studies", "study", True),
+    ("studied", "studying", True), ("planned", "plan", True), ("modelling", "modeled", True),
+    ("optimizing", "optimized", True), ("processes", "process", True),
+    ("adapters", "adaptive", False), ("adapter", "adaptation", False), ("transformers", "transformation", False),
+    ("generalization", "general", False), ("federated", "federal", False),
+])
+def test_inflection_base_tells_an_inflected_word_from_another_word_of_its_stem(one, other, same):
+    assert (inflection_base(one) == inflection_base(other)) is same
+    assert stem(one) == stem(other) or not same
+
+
+def test_a_word_snowball_only_uninflects_still_matches_every_inflection():
+    papers = [paper("a", "Learning to rank"), paper("b", "Learned rankers"), paper("c", "What a model learns"),
+              paper("d", "Studies of ranking"), paper("e", "A study"), paper("f", "Studying it")]
+    index = build_index(papers, acronyms=AcronymTable())
+    assert set(ids(rank(index, subscriber("learning")))) == {"a", "b", "c"}
+    assert set(ids(rank(index, subscriber("studies")))) == {"d", "e", "f"}
+
+
+def test_acronyms_keep_their_long_forms_whatever_the_stem():
+    papers = [paper("a", "Low-rank adaptation of language models"), paper("b", "Adaptive LoRA ranks")]
+    index = build_index(papers)
+    assert set(ids(rank(index, subscriber("LoRA")))) == {"a", "b"}
 
 
 def test_acronym_plurals_fold_to_the_singular():

@@ -17,7 +17,7 @@ from flows.rank import MIN_SCORE, QueryError, build_index, parse_keyword, parse_
 from flows.rank.excerpt import Excerpts
 from flows.rank.query import FIELDS, _parse_keyword
 from flows.rank.score import PARTIAL_MIN, level_scores, saturate
-from flows.rank.text import spans, stems, stems_and_spans
+from flows.rank.text import inflection_base, normalise, spans, stems, stems_and_spans
 from flows.bench.rank import synthetic_papers
 from flows.subscribers import Subscriber
 
@@ -219,6 +219,8 @@ def reference_match(paper, term, hits, number) -> Match:
         for variant in hits.variants:
             size = len(variant)
             at = [k for k in range(len(slots) - size + 1) if tuple(slots[k:k + size]) == variant]
+            if hits.base and variant == hits.based:  # a one-word keyword: its own word only
+                at = [k for k in at if hits.base in map(inflection_base, normalise(text[begins[k]:ends[k]]))]
             shown = at[:5] if size > 2 else at[:1] + at[-1:]
             spelled += [text[begins[k]:ends[k + size - 1]] for k in shown]
     return Match(term.keyword, fields, tuple(dict.fromkeys(spelled)))

@@ -28,7 +28,7 @@ from flows.rank.excerpt import Excerpts
 from flows.rank.graded import WINDOW, Part, graded_parts
 from flows.rank.query import FIELDS, Term
 from flows.rank.related import EXPANSION, TITLE_BOOST, RelatedModel, units_of_stems
-from flows.rank.text import stem, stems_and_spans
+from flows.rank.text import inflection_base, normalise, stem, stems_and_spans
 
 MAX_VARIANTS = 32  # stem sequences tried per keyword; real keywords need a handful
 # A keyword's related units and their weights (see PaperIndex.expansion).
@@ -139,6 +139,43 @@ class FieldIndex:
         return {number: count for number in sorted(candidates) if (count := joined[number].count(needle))}
 
 
+class _BasesOfWord(dict):
+    """Raw word as a paper writes it → the inflection bases of its normalised word(s)."""
+
+    def __missing__(self, raw: str) -> tuple[str, ...]:
+        if len(self) > 200_000:
+            self.clear()
+        found = self[raw] = tuple(inflection_base(word) for word in normalise(raw))
+        return found
+
+
+_BASES_OF_WORD = _BasesOfWord()
+
+
+def word_counts(index: FieldIndex, papers: Sequence[Paper], f: int, stemmed: str) -> dict[str, dict[int, int]]:
+    """Per inflection base of the words that the stem ``stemmed`` stands for in field ``f``
+    (0 title, 1 abstract), the papers writing that word and how often: "adapt" →
+    {"adapter": …, "adaptiv": …, "adaptation": …}."""
+    needle, found = _needle((stemmed,)), {}
+    bases_of = _BASES_OF_WORD
+    joined_of, starts_of, begins_of, ends_of = index.joined, index.starts, index.begins, index.ends
+    for number in index.words.get(stemmed, EMPTY):
+        paper = papers[number]
+        text, joined, starts = paper.abstract if f else paper.title, joined_of[number], starts_of[number]
+        begins, ends = begins_of[number], ends_of[number]
+        at = joined.find(needle)
+        while at >= 0:
+            slot = bisect_left(starts, at)
+            for base in set(bases_of[text[begins[slot]:ends[slot]]]):
+                counts = found.get(base)
+                if counts is None:
+                    found[base] = {number: 1}
+                else:
+                    counts[number] = counts.get(number, 0) + 1
+            at = joined.find(needle, at + 1)
+    return found
+
+
 @dataclass(slots=True)
 class Hits:
     """How often one keyword occurs in each paper's title and abstract."""
@@ -151,6 +188,12 @@ class Hits:
     title_phrase: AbstractSet[int] = NOWHERE
     abstract_phrase: AbstractSet[int] = NOWHERE
     needles: tuple[str, ...] = ()  # per variant, as searched for in FieldIndex.joined
+    # A one-word keyword whose stem folds other words in ("adapters": adapt, as "adaptive"
+    # and "adaptation"): the keyword's word without its inflection (see
+    # flows.rank.text.inflection_base); its first variant counted only where the paper
+    # writes that word. "" for every other keyword.
+    base: str = ""
+    based: tuple[str, ...] = ()  # the variant counted only where the paper writes that word
 
     def __post_init__(self) -> None:
         if not self.needles:
@@ -200,6 +243,9 @@ class PaperIndex:
     _unit_stems: list[tuple[str, ...]] | None = None
     _variant_lists: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     expansion_scores: dict[tuple, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # Per field and stem, the words it stands for in the papers (see word_counts), for the
+    # one-word keywords whose stem folds in other words.
+    _words_of_stem: dict[tuple[int, str], dict[str, dict[int, int]]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -583,13 +629,38 @@ class PaperIndex:
     def _find(self, term: Term) -> Hits:
         variants = tuple(self.variants(term.words))
         phrases = [v for v in variants if len(v) > 1 or v[0] in self.acronyms.long_forms]
+        base, plain = self._base(term), (stem(term.words[0]),) if len(term.words) == 1 else None
         counts, in_phrase = [], []
-        for index, name in zip(self.fields, FIELDS):
+        for f, (index, name) in enumerate(zip(self.fields, FIELDS)):
             each = [index.counts(v) for v in variants] if term.field in (None, name) else []
+            if base and each:
+                each = [self._word_counts(f, v[0]).get(base, EMPTY) if v == plain and entry else entry
+                        for v, entry in zip(variants, each)]
             counts.append(_merged(each))
             found = [entry for variant, entry in zip(variants, each) if entry and variant in phrases]
             in_phrase.append(_union(found))
-        return Hits(counts[0], counts[1], variants, in_phrase[0], in_phrase[1])
+        return Hits(counts[0], counts[1], variants, in_phrase[0], in_phrase[1], base=base,
+                    based=plain if base and plain else ())
+
+    def _word_counts(self, f: int, stemmed: str) -> dict[str, dict[int, int]]:
+        found = self._words_of_stem.get((f, stemmed))
+        if found is None:
+            found = self._words_of_stem[f, stemmed] = word_counts(self.fields[f], self.papers, f, stemmed)
+        return found
+
+    def _base(self, term: Term) -> str:
+        """For a one-word keyword whose stem is shorter than the word less its inflection
+        ("adapters": adapter, stem adapt), that base: such a stem also holds other words
+        ("adaptive", "adaptation") that are not the keyword. "" otherwise (and for an
+        acronym, a number, or a word Snowball only uninflects: "learning", "studies")."""
+        if len(term.words) != 1 or not term.words[0].isalpha():
+            return ""
+        word = term.words[0]
+        stemmed = stem(word)
+        if stemmed in self.acronyms.long_forms:
+            return ""
+        base = inflection_base(word)
+        return base if base != inflection_base(stemmed) else ""
 
     def explain(self, term: Term, hits: Hits, number: int) -> Match:
         """Work out :meth:`match` (uncached), given the term's hits."""
@@ -612,6 +683,16 @@ class PaperIndex:
         paper, index = self.papers[number], self.fields[f]
         where = (paper.abstract if f else paper.title, index.joined[number], index.starts[number],
                  index.begins[number], index.ends[number])
+        if hits.base:  # the keyword's own word only (not "adaptive" for "adapters"), as _spellings picks them
+            found: list[str] = []
+            for needle, variant in zip(hits.needles, hits.variants):
+                last = len(variant) - 1
+                slots = [bisect_left(where[2], at) for at in _finds(where[1], needle)]
+                spelled = [where[0][where[3][slot]:where[4][slot + last]] for slot in slots]
+                if variant == hits.based:
+                    spelled = [word for word in spelled if hits.base in _BASES_OF_WORD[word]]
+                found.extend(spelled[:MAX_SHOWN] if last > 1 else spelled[:1] + spelled[-1:])
+            return tuple(dict.fromkeys(found))
         if len(hits.needles) == 1:
             return _spellings(where, hits.needles[0], len(hits.variants[0]) - 1, count == 1)
         found = chain.from_iterable(

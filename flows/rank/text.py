@@ -47,6 +47,39 @@ def stem(word: str) -> str:
     return stemmed
 
 
+_CONSONANTS = frozenset("bcdfghjklmnpqrstvwxz")  # doubled before -ed/-ing ("planned", "modelled")
+
+
+@lru_cache(maxsize=100_000)
+def inflection_base(word: str) -> str:
+    """A normalised word without its inflection: the plural or possessive "s", and the
+    verb endings "-ed"/"-ing" (Porter's step 1, plus a final "e" and a doubled consonant
+    dropped), so that "adapters" and "adapter", "optimizing" and "optimized", "studies" and
+    "study" meet, but "adapter", "adaptive" and "adaptation" stay apart, which the Snowball
+    stem ("adapt") folds together. Comparing two words' bases tells whether they are the
+    same word inflected or different words of one stem family."""
+    w = word[:-2] if word.endswith(("'s", "’s")) else word
+    if w.endswith("sses"):
+        w = w[:-2]
+    elif w.endswith("ies") and len(w) > 4:
+        w = w[:-3] + "y"
+    elif w.endswith("s") and not w.endswith(("ss", "us", "is")) and len(w) > 3:
+        w = w[:-1]
+    for ending in ("ing", "ed"):
+        if w.endswith(ending) and len(w) - len(ending) >= 3 and _VOWELS.intersection(w[:-len(ending)]):
+            w = w[:-len(ending)]
+            break
+    if w.endswith("ie") and len(w) > 3:  # "studied" → "studi" → as "study"
+        w = w[:-2] + "y"
+    if w.endswith("i") and len(w) > 3:
+        w = w[:-1] + "y"
+    if w.endswith("e") and len(w) > 3:
+        w = w[:-1]
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] in _CONSONANTS:
+        w = w[:-1]
+    return w
+
+
 class _StemsOfToken(dict):
     """Raw token → its stems; a dict so the hot loops look tokens up at C speed."""
 
