@@ -1,22 +1,23 @@
-"""The day's papers, tokenised once, with postings per stem and per stem pair.
+"""The day's papers as the ranking looks them up: per keyword its hits, graded levels,
+related terms and explanations, cached for every subscriber who shares the keyword.
 
-For each field, postings map each stem, and each pair of adjacent stems, to the
-papers that hold it and how often. A keyword is expanded into a few stem sequences
-(hyphen, joined and split variants, acronym ↔ long form); a word or a two-word
-phrase is then one postings lookup, and a longer phrase is counted only in the
-papers that hold all of its adjacent pairs. Nothing scans every paper per keyword.
+Takes the day's papers (and the related model learned from the stored corpus) and builds
+a :class:`PaperIndex` once per run: the postings of each field (``flows.rank.postings``)
+plus the acronyms the abstracts define. A keyword is expanded into a few stem sequences
+(hyphen, joined and split variants, acronym ↔ long form); a word or a two-word phrase is
+then one postings lookup, and a longer phrase is counted only in the papers that hold all
+of its adjacent pairs. Nothing scans every paper per keyword. Related terms and the
+papers' vectors come from ``flows.rank.expansion``; scoring is ``flows.rank.score``'s.
 """
 
 from __future__ import annotations
 
 import math
-from array import array
 from bisect import bisect_left
-from collections import Counter
-from collections.abc import Mapping, Sequence, Set as AbstractSet
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import reduce
-from itertools import accumulate, chain
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -25,179 +26,34 @@ from flows.models import Match, Paper
 from flows.rank.acronyms import AcronymTable, learn_acronyms, load_acronyms
 from flows.rank.bulk import close_pairs
 from flows.rank.excerpt import Excerpts
+from flows.rank.expansion import Expansion, build_paper_norms, build_unit_postings, expand
 from flows.rank.graded import WINDOW, Part, graded_parts
+from flows.rank.postings import (
+    BASES_OF_WORD,
+    EMPTY,
+    MAX_SHOWN,
+    FieldIndex,
+    Hits,
+    PaperSet,
+    close_together,
+    finds,
+    merged,
+    joined_needle,
+    pairs_close_together,
+    sequence_starts,
+    spellings,
+    union,
+    word_counts,
+)
 from flows.rank.query import FIELDS, Term
-from flows.rank.related import EXPANSION, TITLE_BOOST, RelatedModel, units_of_stems
-from flows.rank.text import inflection_base, normalise, stem, stems_and_spans
+from flows.rank.related import RelatedModel
+from flows.rank.text import inflection_base, stem, stems_and_spans
 
 MAX_VARIANTS = 32  # stem sequences tried per keyword; real keywords need a handful
-# A keyword's related units and their weights (see PaperIndex.expansion).
-Expansion = tuple[np.ndarray, np.ndarray]  # unit numbers (int32), weights
-NO_EXPANSION: Expansion = (np.zeros(0, np.int32), np.zeros(0))
-MAX_SHOWN = 5
-RELIABLE_DF = 10  # spellings per stem sequence and field reported for highlighting
-
-SEPARATOR, BREAK = "\x1f", "\x1e"  # never inside a stem: stems are letters, digits, apostrophes
-EMPTY: dict[int, int] = {}
 _ONLY = (("title",), ("abstract",))  # Match.fields of a match in one field
-NOWHERE: frozenset[int] = frozenset()
-
-
-class PaperSet(Mapping):
-    """Papers (an ascending array of paper numbers) as a read-only mapping paper → 1: the
-    counts of a level that either occurs in a paper or not (the words of a keyword close
-    together), without a dict per keyword."""
-
-    __slots__ = ("numbers",)
-
-    def __init__(self, numbers: np.ndarray) -> None:
-        self.numbers = numbers
-
-    def __getitem__(self, number: int) -> int:
-        if number in self:
-            return 1
-        raise KeyError(number)
-
-    def __contains__(self, number: object) -> bool:
-        numbers = self.numbers
-        at = int(np.searchsorted(numbers, number))  # type: ignore[call-overload]
-        return at < numbers.size and numbers[at] == number
-
-    def __iter__(self):
-        return iter(self.numbers.tolist())
-
-    def __len__(self) -> int:
-        return int(self.numbers.size)
-
-
-@dataclass(slots=True)
-class FieldIndex:
-    """One field (title or abstract) of every paper."""
-
-    words: dict[str, dict[int, int]] = field(default_factory=dict)  # stem → paper → count
-    pairs: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)  # adjacent stems
-    # Per paper, its stems joined by SEPARATOR (clause breaks as BREAK), to count longer
-    # phrases with one substring search; per slot, where its separator is in that string
-    # and where its word begins and ends in the text (-1 for a clause break), to show how
-    # the paper spells what matched.
-    joined: list[str] = field(default_factory=list)
-    starts: list[array[int]] = field(default_factory=list)
-    begins: list[array[int]] = field(default_factory=list)
-    ends: list[array[int]] = field(default_factory=list)
-    # Built on first use by graded phrases: per stem, its slots in one numbering of every
-    # paper's slots (papers WINDOW apart, so no window spans two), and where each paper begins.
-    _positions: dict[str, np.ndarray] | None = None
-    _offsets: np.ndarray | None = None
-    span: int = 0  # above every slot number of positions()
-
-    def add(self, number: int, stems: list[str | None], begins: list[int], ends: list[int]) -> None:
-        joined = _joined(stems)
-        self.joined.append(joined)
-        sizes = map(len, joined.split(SEPARATOR)[1:-2])
-        self.starts.append(array("i", accumulate(map((1).__add__, sizes), initial=0)))
-        self.begins.append(array("i", begins))
-        self.ends.append(array("i", ends))
-        words = Counter(stems)
-        pairs = Counter(zip(stems, stems[1:]))
-        if words.pop(None, 0):  # type: ignore[call-overload]
-            for pair in [pair for pair in pairs if None in pair]:
-                del pairs[pair]
-        _post(self.words, number, words)
-        _post(self.pairs, number, pairs)
-
-    def positions(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Per stem its slots across all papers (ascending), and each paper's first slot."""
-        if self._positions is None or self._offsets is None:
-            found: dict[str, list[int]] = {}
-            offsets, at = [], 0
-            for joined in self.joined:
-                offsets.append(at)
-                slots = joined.split(SEPARATOR)[1:-1]
-                for i, stem in enumerate(slots):
-                    entry = found.get(stem)
-                    if entry is None:
-                        found[stem] = [at + i]
-                    else:
-                        entry.append(at + i)
-                at += len(slots) + WINDOW
-            self._positions = {stem: np.array(slots, np.int64) for stem, slots in found.items()}
-            self._offsets = np.array(offsets, np.int64)
-            self.span = at
-        return self._positions, self._offsets
-
-    def counts(self, sequence: tuple[str, ...]) -> dict[int, int]:
-        """Paper number → occurrences of the stem sequence (shared: do not modify)."""
-        if len(sequence) == 1:
-            return self.words.get(sequence[0], EMPTY)
-        if len(sequence) == 2:
-            return self.pairs.get(sequence, EMPTY)  # type: ignore[call-overload]
-        postings = [self.pairs.get(pair) for pair in zip(sequence, sequence[1:])]
-        if not all(postings):
-            return EMPTY
-        candidates = reduce(lambda found, entry: found & entry.keys(), postings, postings[0].keys())
-        needle, joined = _needle(sequence), self.joined
-        return {number: count for number in sorted(candidates) if (count := joined[number].count(needle))}
-
-
-class _BasesOfWord(dict):
-    """Raw word as a paper writes it → the inflection bases of its normalised word(s)."""
-
-    def __missing__(self, raw: str) -> tuple[str, ...]:
-        if len(self) > 200_000:
-            self.clear()
-        found = self[raw] = tuple(inflection_base(word) for word in normalise(raw))
-        return found
-
-
-_BASES_OF_WORD = _BasesOfWord()
-
-
-def word_counts(index: FieldIndex, papers: Sequence[Paper], f: int, stemmed: str) -> dict[str, dict[int, int]]:
-    """Per inflection base of the words that the stem ``stemmed`` stands for in field ``f``
-    (0 title, 1 abstract), the papers writing that word and how often: "adapt" →
-    {"adapter": …, "adaptiv": …, "adaptation": …}."""
-    needle, found = _needle((stemmed,)), {}
-    bases_of = _BASES_OF_WORD
-    joined_of, starts_of, begins_of, ends_of = index.joined, index.starts, index.begins, index.ends
-    for number in index.words.get(stemmed, EMPTY):
-        paper = papers[number]
-        text, joined, starts = paper.abstract if f else paper.title, joined_of[number], starts_of[number]
-        begins, ends = begins_of[number], ends_of[number]
-        at = joined.find(needle)
-        while at >= 0:
-            slot = bisect_left(starts, at)
-            for base in set(bases_of[text[begins[slot]:ends[slot]]]):
-                counts = found.get(base)
-                if counts is None:
-                    found[base] = {number: 1}
-                else:
-                    counts[number] = counts.get(number, 0) + 1
-            at = joined.find(needle, at + 1)
-    return found
-
-
-@dataclass(slots=True)
-class Hits:
-    """How often one keyword occurs in each paper's title and abstract."""
-
-    title: dict[int, int]  # paper number → occurrences
-    abstract: dict[int, int]
-    variants: tuple[tuple[str, ...], ...]  # the stem sequences that counted
-    # Papers where the field holds the keyword as a phrase or an acronym (scored higher),
-    # decided by the text's spelling so "multiagent" and "multi-agent" score alike.
-    title_phrase: AbstractSet[int] = NOWHERE
-    abstract_phrase: AbstractSet[int] = NOWHERE
-    needles: tuple[str, ...] = ()  # per variant, as searched for in FieldIndex.joined
-    # A one-word keyword whose stem folds other words in ("adapters": adapt, as "adaptive"
-    # and "adaptation"): the keyword's word without its inflection (see
-    # flows.rank.text.inflection_base); its first variant counted only where the paper
-    # writes that word. "" for every other keyword.
-    base: str = ""
-    based: tuple[str, ...] = ()  # the variant counted only where the paper writes that word
-
-    def __post_init__(self) -> None:
-        if not self.needles:
-            self.needles = tuple(map(_needle, self.variants))
+_NO_PAPERS = np.zeros(0, np.intp)
+_NO_WEIGHTS = np.zeros(0)
+_NO_PAPERS.flags.writeable = _NO_WEIGHTS.flags.writeable = False
 
 
 @dataclass(slots=True)
@@ -306,8 +162,8 @@ class PaperIndex:
                 index = self.fields[f]
                 wanted = [k for k, (_, term, _, _) in enumerate(close) if term.field in (None, name)]
                 positions, offsets = index.positions()
-                firsts = [_starts(positions, close[k][3][0]) for k in wanted]
-                seconds = [_starts(positions, close[k][3][1]) for k in wanted]
+                firsts = [sequence_starts(positions, close[k][3][0]) for k in wanted]
+                seconds = [sequence_starts(positions, close[k][3][1]) for k in wanted]
                 near = close_pairs(firsts, seconds, offsets, WINDOW, index.span)
                 each = [_NO_PAPERS] * len(close)
                 for k, numbers in zip(wanted, near):
@@ -348,61 +204,7 @@ class PaperIndex:
         return found
 
     def _expand(self, term: Term) -> Expansion:
-        model = self.related
-        if model is None or not model.documents:
-            return NO_EXPANSION
-        variants = self.variants(term.words)
-        own = {stem for variant in variants for stem in variant}
-        sources: dict[str, float] = {}
-        for variant in variants:
-            units = [" ".join(variant)] if len(variant) <= 2 else [
-                f"{a} {b}" for a, b in zip(variant, variant[1:])]
-            for unit in units:
-                if model.document_frequency(unit):
-                    sources[unit] = max(sources.get(unit, 0.0), _source_weight(model, unit))
-        if not sources:  # no pair known: fall back on the content words themselves
-            for variant in variants:
-                for unit in variant:
-                    if model.document_frequency(unit):
-                        sources[unit] = max(sources.get(unit, 0.0), _source_weight(model, unit))
-        if len(sources) == 1:
-            (unit,) = sources
-            number = model.ids[unit]
-            start, end = int(model.indptr[number]), int(model.indptr[number + 1])
-            mine = unit.split(" ")
-            if all(stem in mine or stem not in model.ids for stem in own):
-                # One unit's centroid, strongest first: no neighbour shares a stem with the
-                # unit (learning kept none), nor with another spelling of the keyword (no
-                # unit holds a stem the model does not know as a unit: a pair's stems are
-                # units too). So its first EXPANSION neighbours, weighted as they are (its
-                # share, w / w, is exactly 1).
-                end = min(end, start + EXPANSION)
-                if end <= start:
-                    return NO_EXPANSION
-                weights = model.weights[start:end].astype(np.float64)
-                weights /= _length(weights)
-                weights.flags.writeable = False
-                return _read_only_ids(model.indices[start:end]), weights
-        stems = self.unit_stems
-        mixed: dict[int, float] = {}
-        total = sum(sources.values())
-        for unit, weight in sources.items():
-            number = model.ids[unit]
-            start, end = model.indptr[number], model.indptr[number + 1]
-            share = weight / total
-            for neighbour, strength in zip(model.indices[start:end].tolist(), model.weights[start:end].tolist()):
-                if own.isdisjoint(stems[neighbour]):
-                    mixed[neighbour] = mixed.get(neighbour, 0.0) + share * strength
-        if len(sources) == 1:  # one unit's centroid: strongest first already
-            best = list(mixed.items())[:EXPANSION]
-        else:
-            best = sorted(mixed.items(), key=lambda item: (-item[1], model.units[item[0]]))[:EXPANSION]
-        if not best:
-            return NO_EXPANSION
-        weights = np.array([weight for _, weight in best])
-        weights /= _length(weights)
-        weights.flags.writeable = False
-        return _read_only_ids(np.array([number for number, _ in best], np.int32)), weights
+        return expand(self.related, self.variants(term.words), lambda: self.unit_stems)
 
     @property
     def unit_stems(self) -> list[tuple[str, ...]]:
@@ -428,34 +230,8 @@ class PaperIndex:
         """Per unit of the related model (CSR by unit number): the papers holding it,
         ascending, and its weight in each paper's vector (see :meth:`unit_papers`)."""
         if self._unit_postings is None:
-            model = self.related
-            assert model is not None
-            norms, ids, df, documents = self.paper_norms, model.ids, model.df, model.documents
-            titles, abstracts = self.fields
-            rows: dict[int, tuple[list[int], dict[int, int]]] = {}
-            for postings in ((titles.words, abstracts.words), (titles.pairs, abstracts.pairs)):
-                for key in postings[0].keys() | postings[1].keys():
-                    number = ids.get(key if isinstance(key, str) else f"{key[0]} {key[1]}")
-                    if number is not None:
-                        in_title = postings[0].get(key, EMPTY)
-                        rows[number] = (sorted(in_title.keys() | postings[1].get(key, EMPTY).keys()), in_title)
-            lengths = np.zeros(len(model.units) + 1, np.int64)
-            papers: list[int] = []
-            boosts: list[float] = []
-            idf = np.zeros(len(model.units))
-            for number in sorted(rows):
-                numbers, in_title = rows[number]
-                lengths[number + 1] = len(numbers)
-                papers.extend(numbers)
-                boosts.extend([TITLE_BOOST if n in in_title else 1.0 for n in numbers])
-                idf[number] = math.log((documents + 1) / (int(df[number]) + 0.5))  # as RelatedModel.idf
-            indptr = np.cumsum(lengths)
-            found = np.array(papers, np.intp)
-            # idf · boost / norm, entry by entry as unit_papers computed it for one unit
-            weights = np.repeat(idf, np.diff(indptr)) * np.array(boosts) / norms[found]
-            for array in (indptr, found, weights):
-                array.flags.writeable = False
-            self._unit_postings = (indptr, found, weights)
+            assert self.related is not None
+            self._unit_postings = build_unit_postings(self.related, self.fields, self.paper_norms)
         return self._unit_postings
 
     @property
@@ -463,34 +239,16 @@ class PaperIndex:
         """Per paper, the length of its vector over the related model's units."""
         if self._paper_norms is None:
             assert self.related is not None
-            ids, df, documents = self.related.ids, self.related.df, self.related.documents
-            squares = np.zeros(len(self.papers))
-            titles, abstracts = self.fields
-            for postings in ((titles.words, abstracts.words), (titles.pairs, abstracts.pairs)):
-                for key in sorted(postings[0].keys() | postings[1].keys()):  # an order no hash seed changes
-                    unit = key if isinstance(key, str) else f"{key[0]} {key[1]}"
-                    number = ids.get(unit)
-                    if number is None:
-                        continue
-                    idf = math.log((documents + 1) / (df[number] + 0.5))
-                    in_title = postings[0].get(key, EMPTY)
-                    if in_title:
-                        squares[list(in_title)] += (idf * TITLE_BOOST) ** 2
-                    rest = [n for n in postings[1].get(key, EMPTY) if n not in in_title]
-                    if rest:
-                        squares[rest] += idf * idf
-            norms = np.sqrt(squares)
-            norms[norms == 0.0] = 1.0
-            self._paper_norms = norms
+            self._paper_norms = build_paper_norms(self.related, self.fields, len(self.papers))
         return self._paper_norms
 
     def spell(self, number: int, unit: str) -> str | None:
         """How the paper writes a unit (title first), or None."""
-        needle = _needle(tuple(unit.split(" ")))
+        needle = joined_needle(tuple(unit.split(" ")))
         for f, text in enumerate((self.papers[number].title, self.papers[number].abstract)):
             index = self.fields[f]
             where = (text, index.joined[number], index.starts[number], index.begins[number], index.ends[number])
-            found = _spellings(where, needle, unit.count(" "), True)
+            found = spellings(where, needle, unit.count(" "), True)
             if found:
                 return found[0]
         return None
@@ -515,15 +273,15 @@ class PaperIndex:
                 continue
             index = self.fields[f]
             if len(units) == 2:
-                counts.append(_pairs_close_together(index, units))
+                counts.append(pairs_close_together(index, units))
                 continue
             positions, offsets = index.positions()
-            papers = [set((np.searchsorted(offsets, _starts(positions, variants), side="right") - 1).tolist())
+            papers = [set((np.searchsorted(offsets, sequence_starts(positions, variants), side="right") - 1).tolist())
                       for variants in units]
             candidates = reduce(set.intersection, papers[1:], papers[0])
-            needles = [tuple(map(_needle, variants)) for variants in units]
+            needles = [tuple(map(joined_needle, variants)) for variants in units]
             counts.append({number: 1 for number in sorted(candidates)
-                           if _close_together(index, number, needles)})
+                           if close_together(index, number, needles)})
         variants = tuple(dict.fromkeys(variant for unit in units for variant in unit))
         return Hits(counts[0], counts[1], variants)
 
@@ -636,9 +394,9 @@ class PaperIndex:
             if base and each:
                 each = [self._word_counts(f, v[0]).get(base, EMPTY) if v == plain and entry else entry
                         for v, entry in zip(variants, each)]
-            counts.append(_merged(each))
+            counts.append(merged(each))
             found = [entry for variant, entry in zip(variants, each) if entry and variant in phrases]
-            in_phrase.append(_union(found))
+            in_phrase.append(union(found))
         return Hits(counts[0], counts[1], variants, in_phrase[0], in_phrase[1], base=base,
                     based=plain if base and plain else ())
 
@@ -683,137 +441,23 @@ class PaperIndex:
         paper, index = self.papers[number], self.fields[f]
         where = (paper.abstract if f else paper.title, index.joined[number], index.starts[number],
                  index.begins[number], index.ends[number])
-        if hits.base:  # the keyword's own word only (not "adaptive" for "adapters"), as _spellings picks them
+        if hits.base:  # the keyword's own word only (not "adaptive" for "adapters"), as spellings picks them
             found: list[str] = []
             for needle, variant in zip(hits.needles, hits.variants):
                 last = len(variant) - 1
-                slots = [bisect_left(where[2], at) for at in _finds(where[1], needle)]
+                slots = [bisect_left(where[2], at) for at in finds(where[1], needle)]
                 spelled = [where[0][where[3][slot]:where[4][slot + last]] for slot in slots]
                 if variant == hits.based:
-                    spelled = [word for word in spelled if hits.base in _BASES_OF_WORD[word]]
+                    spelled = [word for word in spelled if hits.base in BASES_OF_WORD[word]]
                 found.extend(spelled[:MAX_SHOWN] if last > 1 else spelled[:1] + spelled[-1:])
             return tuple(dict.fromkeys(found))
         if len(hits.needles) == 1:
-            return _spellings(where, hits.needles[0], len(hits.variants[0]) - 1, count == 1)
+            return spellings(where, hits.needles[0], len(hits.variants[0]) - 1, count == 1)
         found = chain.from_iterable(
-            _spellings(where, needle, len(variant) - 1, False)
+            spellings(where, needle, len(variant) - 1, False)
             for needle, variant in zip(hits.needles, hits.variants)
         )
         return tuple(dict.fromkeys(found))
-
-
-def _spellings(
-    field: tuple[str, str, array, array, array], needle: str, last_word: int, once: bool
-) -> tuple[str, ...]:
-    """How a field spells a stem sequence (``needle`` in its joined stems, ``last_word + 1``
-    stems long): its first and its last spelling ("Reinforcement Learning" in a title,
-    "reinforcement learning" later on), or the first few of a longer phrase.
-
-    ``field`` is the text, its joined stems, and per slot where it is in the joined stems
-    and where its word begins and ends in the text (see :class:`FieldIndex`); ``once`` says
-    that the field holds the sequence only once.
-    """
-    text, joined, starts, begins, ends = field
-    if last_word > 1:
-        slots = [bisect_left(starts, at) for at in _finds(joined, needle, MAX_SHOWN)]
-        return tuple(dict.fromkeys(text[begins[slot]:ends[slot + last_word]] for slot in slots))
-    first = joined.find(needle)
-    if first < 0:
-        return ()
-    slot = bisect_left(starts, first)
-    spelled = text[begins[slot]:ends[slot + last_word]]
-    last = first if once else joined.rfind(needle)
-    if last == first:
-        return (spelled,)
-    slot = bisect_left(starts, last)
-    again = text[begins[slot]:ends[slot + last_word]]
-    return (spelled,) if again == spelled else (spelled, again)
-
-
-def _slots(joined: str) -> list[str | None]:
-    """A field's stems back from its joined form (None where a clause breaks)."""
-    return [None if part == BREAK else part for part in joined.split(SEPARATOR)[1:-1]]
-
-
-def _source_weight(model: RelatedModel, unit: str) -> float:
-    """How much a unit's associations count in a keyword's related terms: its specificity
-    (idf), discounted where few papers taught them (RELIABLE_DF papers count half)."""
-    df = model.document_frequency(unit) or 0
-    return model.idf(unit) * df / (df + RELIABLE_DF)
-
-
-def _pairs_close_together(index: FieldIndex, units: list[tuple[tuple[str, ...], ...]]) -> dict[int, int]:
-    """:func:`_close_together` for every paper at once, for two units (their stem sequences):
-    the papers where an occurrence of one starts fewer than ``WINDOW`` slots from one of the other."""
-    positions, offsets = index.positions()
-    first, second = (_starts(positions, variants) for variants in units)
-    if not first.size or not second.size:
-        return EMPTY
-    at = np.searchsorted(second, first)
-    after = second[np.minimum(at, second.size - 1)]
-    before = second[np.maximum(at - 1, 0)]
-    close = (np.abs(after - first) < WINDOW) | (np.abs(first - before) < WINDOW)
-    papers = np.unique(np.searchsorted(offsets, first[close], side="right") - 1)
-    return dict.fromkeys(papers.tolist(), 1)
-
-
-_NOWHERE = np.zeros(0, np.int64)
-_NO_PAPERS = np.zeros(0, np.intp)
-_NO_WEIGHTS = np.zeros(0)
-_NO_PAPERS.flags.writeable = _NO_WEIGHTS.flags.writeable = False
-
-
-def _length(weights: np.ndarray) -> float:
-    """The vector's Euclidean length, the same wherever the array sits in memory (a BLAS dot
-    product's rounding depends on the array's alignment: the same keyword could get weights
-    a last bit apart from one run to the next)."""
-    return math.sqrt(math.fsum((weights * weights).tolist()))
-
-
-def _read_only_ids(numbers: np.ndarray) -> np.ndarray:
-    numbers = numbers.astype(np.int32)  # a copy: never a view that keeps the model's array alive
-    numbers.flags.writeable = False
-    return numbers
-
-
-def _starts(positions: dict[str, np.ndarray], variants: tuple[tuple[str, ...], ...]) -> np.ndarray:
-    """Where any of the stem sequences starts, in the numbering of ``FieldIndex.positions``."""
-    found = []
-    for variant in variants:
-        starts = positions.get(variant[0], _NOWHERE)
-        for offset, stem in enumerate(variant[1:], start=1):
-            if not starts.size:
-                break
-            starts = np.intersect1d(starts, positions.get(stem, _NOWHERE) - offset, assume_unique=True)
-        found.append(starts)
-    if len(found) == 1:
-        return found[0]
-    return np.unique(np.concatenate(found)) if found else _NOWHERE
-
-
-def _close_together(index: FieldIndex, number: int, units: list[tuple[str, ...]]) -> bool:
-    """Whether the field holds an occurrence of every unit (its needles: stem sequences as
-    searched for in the joined stems), all starting within ``WINDOW`` slots of the first."""
-    joined, starts = index.joined[number], index.starts[number]
-    occurrences: list[tuple[int, int]] = []  # first slot, unit
-    for u, needles in enumerate(units):
-        for needle in needles:
-            occurrences.extend((bisect_left(starts, at), u) for at in _finds(joined, needle, 50))
-    occurrences.sort()
-    wanted = len(units)
-    for i, (first, _) in enumerate(occurrences):
-        seen: set[int] = set()
-        for slot, u in occurrences[i:]:
-            if slot - first >= WINDOW:
-                break
-            seen.add(u)
-            if len(seen) == wanted:
-                return True
-    return False
-
-
-def _needle(sequence: tuple[str, ...]) -> str:
-    return f"{SEPARATOR}{SEPARATOR.join(sequence)}{SEPARATOR}"
 
 
 def build_index(papers: Sequence[Paper], *, acronyms: AcronymTable | None = None,
@@ -850,49 +494,6 @@ def build_index(papers: Sequence[Paper], *, acronyms: AcronymTable | None = None
         _reverse_acronyms=table.acronyms_by_long_form(),
         related=related,
     )
-
-
-def _post(postings: dict, number: int, counts: Counter) -> None:
-    for key, count in counts.items():
-        entry = postings.get(key)
-        if entry is None:
-            postings[key] = {number: count}
-        else:
-            entry[number] = count
-
-
-def _finds(joined: str, needle: str, limit: int = 0) -> list[int]:
-    """Where ``needle`` starts in ``joined``, overlaps included (the first ``limit``)."""
-    found: list[int] = []
-    at = joined.find(needle)
-    while at >= 0 and (not limit or len(found) < limit):
-        found.append(at)
-        at = joined.find(needle, at + 1)
-    return found
-
-
-def _joined(stems: list[str | None]) -> str:
-    return f"{SEPARATOR}{SEPARATOR.join([stem or BREAK for stem in stems])}{SEPARATOR}"
-
-
-def _union(postings: list[dict[int, int]]) -> AbstractSet[int]:
-    """The papers in any of the postings; a single one's keys as they are (most phrases)."""
-    if len(postings) <= 1:
-        return postings[0].keys() if postings else NOWHERE
-    return frozenset().union(*postings)
-
-
-def _merged(counts: list[dict[int, int]]) -> dict[int, int]:
-    """Counts summed over the variants; a single non-empty one is returned as it is."""
-    present = sorted((entry for entry in counts if entry), key=len, reverse=True)
-    if len(present) <= 1:
-        return present[0] if present else EMPTY
-    merged = dict(present[0])
-    for entry in present[1:]:
-        for number, count in entry.items():
-            merged[number] = merged.get(number, 0) + count
-    return merged
-
 
 def _variants(
     words: tuple[str, ...], index: PaperIndex, *, expand_acronyms: bool

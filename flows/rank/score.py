@@ -28,7 +28,8 @@ import numpy as np
 from flows.models import Match, Paper, RankedPaper
 from flows.rank.feedback import DISLIKED_WEIGHT, LIKED_WEIGHT, Feedback, best_likeness, liked_match
 from flows.rank.bulk import best_levels, weighted_shares
-from flows.rank.index import Hits, PaperIndex, PaperSet
+from flows.rank.index import PaperIndex
+from flows.rank.postings import Hits, PaperSet
 from flows.rank.query import Query, QueryError, Term, parse_query
 
 if TYPE_CHECKING:

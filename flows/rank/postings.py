@@ -1,0 +1,304 @@
+"""Postings of the day's papers: per field, per stem and per pair of adjacent stems, the
+papers that hold it and how often, and each paper's stems joined into one string.
+
+Takes tokenised text (``flows.rank.text.stems_and_spans``) and gives the low-level
+lookups the ranking index is built on (``flows.rank.index.PaperIndex``): counts of a stem
+sequence, where sequences start, whether words stand close together, and how a paper
+spells what matched. Nothing here knows about keywords, scores or the related model.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Mapping, Sequence, Set as AbstractSet
+from dataclasses import dataclass, field
+from functools import reduce
+from itertools import accumulate
+
+import numpy as np
+
+from flows.models import Paper
+from flows.rank.graded import WINDOW
+from flows.rank.text import inflection_base, normalise
+
+MAX_SHOWN = 5  # spellings of a longer phrase reported per field for highlighting
+SEPARATOR, BREAK = "\x1f", "\x1e"  # never inside a stem: stems are letters, digits, apostrophes
+EMPTY: dict[int, int] = {}
+NOWHERE: frozenset[int] = frozenset()
+
+
+class PaperSet(Mapping):
+    """Papers (an ascending array of paper numbers) as a read-only mapping paper → 1: the
+    counts of a level that either occurs in a paper or not (the words of a keyword close
+    together), without a dict per keyword."""
+
+    __slots__ = ("numbers",)
+
+    def __init__(self, numbers: np.ndarray) -> None:
+        self.numbers = numbers
+
+    def __getitem__(self, number: int) -> int:
+        if number in self:
+            return 1
+        raise KeyError(number)
+
+    def __contains__(self, number: object) -> bool:
+        numbers = self.numbers
+        at = int(np.searchsorted(numbers, number))  # type: ignore[call-overload]
+        return at < numbers.size and numbers[at] == number
+
+    def __iter__(self):
+        return iter(self.numbers.tolist())
+
+    def __len__(self) -> int:
+        return int(self.numbers.size)
+
+
+@dataclass(slots=True)
+class FieldIndex:
+    """One field (title or abstract) of every paper."""
+
+    words: dict[str, dict[int, int]] = field(default_factory=dict)  # stem → paper → count
+    pairs: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)  # adjacent stems
+    # Per paper, its stems joined by SEPARATOR (clause breaks as BREAK), to count longer
+    # phrases with one substring search; per slot, where its separator is in that string
+    # and where its word begins and ends in the text (-1 for a clause break), to show how
+    # the paper spells what matched.
+    joined: list[str] = field(default_factory=list)
+    starts: list[array[int]] = field(default_factory=list)
+    begins: list[array[int]] = field(default_factory=list)
+    ends: list[array[int]] = field(default_factory=list)
+    # Built on first use by graded phrases: per stem, its slots in one numbering of every
+    # paper's slots (papers WINDOW apart, so no window spans two), and where each paper begins.
+    _positions: dict[str, np.ndarray] | None = None
+    _offsets: np.ndarray | None = None
+    span: int = 0  # above every slot number of positions()
+
+    def add(self, number: int, stems: list[str | None], begins: list[int], ends: list[int]) -> None:
+        joined = _joined(stems)
+        self.joined.append(joined)
+        sizes = map(len, joined.split(SEPARATOR)[1:-2])
+        self.starts.append(array("i", accumulate(map((1).__add__, sizes), initial=0)))
+        self.begins.append(array("i", begins))
+        self.ends.append(array("i", ends))
+        words = Counter(stems)
+        pairs = Counter(zip(stems, stems[1:]))
+        if words.pop(None, 0):  # type: ignore[call-overload]
+            for pair in [pair for pair in pairs if None in pair]:
+                del pairs[pair]
+        _post(self.words, number, words)
+        _post(self.pairs, number, pairs)
+
+    def positions(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Per stem its slots across all papers (ascending), and each paper's first slot."""
+        if self._positions is None or self._offsets is None:
+            found: dict[str, list[int]] = {}
+            offsets, at = [], 0
+            for joined in self.joined:
+                offsets.append(at)
+                slots = joined.split(SEPARATOR)[1:-1]
+                for i, stem in enumerate(slots):
+                    entry = found.get(stem)
+                    if entry is None:
+                        found[stem] = [at + i]
+                    else:
+                        entry.append(at + i)
+                at += len(slots) + WINDOW
+            self._positions = {stem: np.array(slots, np.int64) for stem, slots in found.items()}
+            self._offsets = np.array(offsets, np.int64)
+            self.span = at
+        return self._positions, self._offsets
+
+    def counts(self, sequence: tuple[str, ...]) -> dict[int, int]:
+        """Paper number → occurrences of the stem sequence (shared: do not modify)."""
+        if len(sequence) == 1:
+            return self.words.get(sequence[0], EMPTY)
+        if len(sequence) == 2:
+            return self.pairs.get(sequence, EMPTY)  # type: ignore[call-overload]
+        postings = [self.pairs.get(pair) for pair in zip(sequence, sequence[1:])]
+        if not all(postings):
+            return EMPTY
+        candidates = reduce(lambda found, entry: found & entry.keys(), postings, postings[0].keys())
+        needle, joined = joined_needle(sequence), self.joined
+        return {number: count for number in sorted(candidates) if (count := joined[number].count(needle))}
+
+class _BasesOfWord(dict):
+    """Raw word as a paper writes it → the inflection bases of its normalised word(s)."""
+
+    def __missing__(self, raw: str) -> tuple[str, ...]:
+        if len(self) > 200_000:
+            self.clear()
+        found = self[raw] = tuple(inflection_base(word) for word in normalise(raw))
+        return found
+
+
+BASES_OF_WORD = _BasesOfWord()
+
+
+def word_counts(index: FieldIndex, papers: Sequence[Paper], f: int, stemmed: str) -> dict[str, dict[int, int]]:
+    """Per inflection base of the words that the stem ``stemmed`` stands for in field ``f``
+    (0 title, 1 abstract), the papers writing that word and how often: "adapt" →
+    {"adapter": …, "adaptiv": …, "adaptation": …}."""
+    needle, found = joined_needle((stemmed,)), {}
+    bases_of = BASES_OF_WORD
+    joined_of, starts_of, begins_of, ends_of = index.joined, index.starts, index.begins, index.ends
+    for number in index.words.get(stemmed, EMPTY):
+        paper = papers[number]
+        text, joined, starts = paper.abstract if f else paper.title, joined_of[number], starts_of[number]
+        begins, ends = begins_of[number], ends_of[number]
+        at = joined.find(needle)
+        while at >= 0:
+            slot = bisect_left(starts, at)
+            for base in set(bases_of[text[begins[slot]:ends[slot]]]):
+                counts = found.get(base)
+                if counts is None:
+                    found[base] = {number: 1}
+                else:
+                    counts[number] = counts.get(number, 0) + 1
+            at = joined.find(needle, at + 1)
+    return found
+
+
+@dataclass(slots=True)
+class Hits:
+    """How often one keyword occurs in each paper's title and abstract."""
+
+    title: dict[int, int]  # paper number → occurrences
+    abstract: dict[int, int]
+    variants: tuple[tuple[str, ...], ...]  # the stem sequences that counted
+    # Papers where the field holds the keyword as a phrase or an acronym (scored higher),
+    # decided by the text's spelling so "multiagent" and "multi-agent" score alike.
+    title_phrase: AbstractSet[int] = NOWHERE
+    abstract_phrase: AbstractSet[int] = NOWHERE
+    needles: tuple[str, ...] = ()  # per variant, as searched for in FieldIndex.joined
+    # A one-word keyword whose stem folds other words in ("adapters": adapt, as "adaptive"
+    # and "adaptation"): the keyword's word without its inflection (see
+    # flows.rank.text.inflection_base); its first variant counted only where the paper
+    # writes that word. "" for every other keyword.
+    base: str = ""
+    based: tuple[str, ...] = ()  # the variant counted only where the paper writes that word
+
+    def __post_init__(self) -> None:
+        if not self.needles:
+            self.needles = tuple(map(joined_needle, self.variants))
+
+
+def spellings(
+    field: tuple[str, str, array, array, array], needle: str, last_word: int, once: bool
+) -> tuple[str, ...]:
+    """How a field spells a stem sequence (``needle`` in its joined stems, ``last_word + 1``
+    stems long): its first and its last spelling ("Reinforcement Learning" in a title,
+    "reinforcement learning" later on), or the first few of a longer phrase.
+
+    ``field`` is the text, its joined stems, and per slot where it is in the joined stems
+    and where its word begins and ends in the text (see :class:`FieldIndex`); ``once`` says
+    that the field holds the sequence only once.
+    """
+    text, joined, starts, begins, ends = field
+    if last_word > 1:
+        slots = [bisect_left(starts, at) for at in finds(joined, needle, MAX_SHOWN)]
+        return tuple(dict.fromkeys(text[begins[slot]:ends[slot + last_word]] for slot in slots))
+    first = joined.find(needle)
+    if first < 0:
+        return ()
+    slot = bisect_left(starts, first)
+    spelled = text[begins[slot]:ends[slot + last_word]]
+    last = first if once else joined.rfind(needle)
+    if last == first:
+        return (spelled,)
+    slot = bisect_left(starts, last)
+    again = text[begins[slot]:ends[slot + last_word]]
+    return (spelled,) if again == spelled else (spelled, again)
+
+def pairs_close_together(index: FieldIndex, units: list[tuple[tuple[str, ...], ...]]) -> dict[int, int]:
+    """:func:`close_together` for every paper at once, for two units (their stem sequences):
+    the papers where an occurrence of one starts fewer than ``WINDOW`` slots from one of the other."""
+    positions, offsets = index.positions()
+    first, second = (sequence_starts(positions, variants) for variants in units)
+    if not first.size or not second.size:
+        return EMPTY
+    at = np.searchsorted(second, first)
+    after = second[np.minimum(at, second.size - 1)]
+    before = second[np.maximum(at - 1, 0)]
+    close = (np.abs(after - first) < WINDOW) | (np.abs(first - before) < WINDOW)
+    papers = np.unique(np.searchsorted(offsets, first[close], side="right") - 1)
+    return dict.fromkeys(papers.tolist(), 1)
+
+_NOWHERE = np.zeros(0, np.int64)
+
+
+def sequence_starts(positions: dict[str, np.ndarray], variants: tuple[tuple[str, ...], ...]) -> np.ndarray:
+    """Where any of the stem sequences starts, in the numbering of ``FieldIndex.positions``."""
+    found = []
+    for variant in variants:
+        starts = positions.get(variant[0], _NOWHERE)
+        for offset, stem in enumerate(variant[1:], start=1):
+            if not starts.size:
+                break
+            starts = np.intersect1d(starts, positions.get(stem, _NOWHERE) - offset, assume_unique=True)
+        found.append(starts)
+    if len(found) == 1:
+        return found[0]
+    return np.unique(np.concatenate(found)) if found else _NOWHERE
+
+def close_together(index: FieldIndex, number: int, units: list[tuple[str, ...]]) -> bool:
+    """Whether the field holds an occurrence of every unit (its needles: stem sequences as
+    searched for in the joined stems), all starting within ``WINDOW`` slots of the first."""
+    joined, starts = index.joined[number], index.starts[number]
+    occurrences: list[tuple[int, int]] = []  # first slot, unit
+    for u, needles in enumerate(units):
+        for needle in needles:
+            occurrences.extend((bisect_left(starts, at), u) for at in finds(joined, needle, 50))
+    occurrences.sort()
+    wanted = len(units)
+    for i, (first, _) in enumerate(occurrences):
+        seen: set[int] = set()
+        for slot, u in occurrences[i:]:
+            if slot - first >= WINDOW:
+                break
+            seen.add(u)
+            if len(seen) == wanted:
+                return True
+    return False
+
+def joined_needle(sequence: tuple[str, ...]) -> str:
+    return f"{SEPARATOR}{SEPARATOR.join(sequence)}{SEPARATOR}"
+
+def _post(postings: dict, number: int, counts: Counter) -> None:
+    for key, count in counts.items():
+        entry = postings.get(key)
+        if entry is None:
+            postings[key] = {number: count}
+        else:
+            entry[number] = count
+
+def finds(joined: str, needle: str, limit: int = 0) -> list[int]:
+    """Where ``needle`` starts in ``joined``, overlaps included (the first ``limit``)."""
+    found: list[int] = []
+    at = joined.find(needle)
+    while at >= 0 and (not limit or len(found) < limit):
+        found.append(at)
+        at = joined.find(needle, at + 1)
+    return found
+
+def _joined(stems: list[str | None]) -> str:
+    return f"{SEPARATOR}{SEPARATOR.join([stem or BREAK for stem in stems])}{SEPARATOR}"
+
+def union(postings: list[dict[int, int]]) -> AbstractSet[int]:
+    """The papers in any of the postings; a single one's keys as they are (most phrases)."""
+    if len(postings) <= 1:
+        return postings[0].keys() if postings else NOWHERE
+    return frozenset().union(*postings)
+
+def merged(counts: list[dict[int, int]]) -> dict[int, int]:
+    """Counts summed over the variants; a single non-empty one is returned as it is."""
+    present = sorted((entry for entry in counts if entry), key=len, reverse=True)
+    if len(present) <= 1:
+        return present[0] if present else EMPTY
+    merged = dict(present[0])
+    for entry in present[1:]:
+        for number, count in entry.items():
+            merged[number] = merged.get(number, 0) + count
+    return merged
