@@ -64,10 +64,13 @@ class Excerpts:
         width = self._width
         if len(text) <= width:
             return text
-        wanted = set(map(self._keys.__getitem__, terms))
+        keys = self._keys
+        wanted = {keys[terms[0]]} if len(terms) == 1 else set(map(keys.__getitem__, terms))
         wanted.discard("")
         if lowered is None or None in wanted:
             return _centred(text, _term_spans(text, terms), width)
+        if not wanted:  # nothing to centre on (a title match): the start, as _centred cuts it
+            return _cut(text, 0, width)
         if len(wanted) == 1:  # the usual case: one keyword, one spelling, often one mention
             (term,) = wanted
             at = lowered.find(term)
@@ -100,9 +103,17 @@ def _spans(text: str, lowered: str, wanted: set[str]) -> list[Span]:
     """What :func:`_term_spans` finds in ASCII terms: leftmost matches, the longest term first
     where several start at the same place.
     """
-    found = sorted(
-        (at, -len(term), term) for term in wanted for at in _finds(text, lowered, term)
-    )
+    found = []
+    size = len(text)
+    for term in wanted:  # every whole-word start, overlapping ones included
+        length = len(term)
+        at = lowered.find(term)
+        while at >= 0:
+            end = at + length  # as _whole_word, inline: this loop runs for every occurrence
+            if (at == 0 or not text[at - 1].isalnum()) and (end == size or not text[end].isalnum()):
+                found.append((at, -length, term))
+            at = lowered.find(term, at + 1)
+    found.sort()
     spans: list[Span] = []
     after = 0
     for at, size, term in found:
@@ -112,17 +123,6 @@ def _spans(text: str, lowered: str, wanted: set[str]) -> list[Span]:
             if len(spans) == MAX_SPANS:
                 break
     return spans
-
-
-def _finds(text: str, lowered: str, term: str) -> list[int]:
-    """Every whole-word start of ``term`` in the text, overlapping ones included."""
-    found = []
-    at = lowered.find(term)
-    while at >= 0:
-        if _whole_word(text, at, at + len(term)):
-            found.append(at)
-        at = lowered.find(term, at + 1)
-    return found
 
 
 def _whole_word(text: str, start: int, end: int) -> bool:
@@ -149,13 +149,16 @@ def _centred(text: str, spans: list[Span], width: int) -> str:
         return _around(text, (spans[0][0], spans[-1][1]), width)
     # The window starting at span i holds the later spans ending within room: ends grow
     # with starts (matches never overlap), so it is spans[i:j] with j never moving back.
-    single = len({term for _, _, term in spans}) == 1
+    distinct = len({term for _, _, term in spans})
     best, best_key, j = (0, 1), (0, 0), 0
     for i, (start, _, _) in enumerate(spans):
         j = max(j, i + 1)
         while j < len(spans) and spans[j][1] <= start + room:
             j += 1
-        key = (1 if single else len({term for _, _, term in spans[i:j]}), j - i)
+        count = j - i
+        if (min(count, distinct), count) <= best_key:  # cannot beat the best: no need to count its terms
+            continue
+        key = (1 if distinct == 1 else len({term for _, _, term in spans[i:j]}), count)
         if key > best_key:
             best, best_key = (i, j), key
     return _around(text, (spans[best[0]][0], spans[best[1] - 1][1]), width)

@@ -600,28 +600,31 @@ def _ranked(index: PaperIndex, prepared: _Prepared, best: list[tuple[float, int]
     """The best papers with their explanations (worked out once per keyword and paper) and snippets."""
     terms = prepared.terms
     matches: dict[int, list[Match]] = {number: [] for _, number in best}
-    winners = matches.keys()
-    winner_array = np.fromiter(winners, np.intp, len(matches))
-    for numbers, _, term, hits, explained, has_parts, won in terms:
-        if has_parts:  # the papers the keyword scored, sorted: look the winners up in them
-            if not numbers.size:
-                continue
-            at = np.searchsorted(numbers, winner_array)
-            hit = (at < numbers.size) & (numbers[np.minimum(at, numbers.size - 1)] == winner_array)
-            for number, position in zip(winner_array[hit].tolist(), at[hit].tolist()):
-                match = explained.get(number)
-                if match is None:
-                    match = explained[number] = index.explain_levels(
-                        term, _levels_won(index, term, hits, won[position]), number)
-                matches[number].append(match)
-            continue
-        found = winners & hits.title.keys()
-        if hits.abstract:  # empty for a title: keyword
-            found |= winners & hits.abstract.keys()
-        for number in found:
+    # Which keyword matches which winner, for all keywords at once: every keyword's papers
+    # laid end to end (query order, each ascending), looked up in a mark per paper. Entries
+    # come out by keyword, then paper, so each paper's matches keep the query's order. A
+    # keyword's papers are where it, or a part of it, scored: the papers its hits name.
+    if len(terms) == 1:
+        numbers = terms[0][0]
+    else:
+        numbers = np.concatenate([looked[0] for looked in terms])
+    marked_papers = np.zeros(len(index.papers), np.bool_)
+    marked_papers[list(matches)] = True
+    entries = np.flatnonzero(marked_papers[numbers])
+    if entries.size:
+        bounds = np.cumsum([looked[0].size for looked in terms])
+        owners = np.searchsorted(bounds, entries, side="right")
+        starts = np.concatenate(([0], bounds[:-1]))
+        positions = entries - starts[owners]
+        for owner, number, position in zip(owners.tolist(), numbers[entries].tolist(), positions.tolist()):
+            _, _, term, hits, explained, has_parts, won = terms[owner]
             match = explained.get(number)
             if match is None:
-                match = explained[number] = index.explain(term, hits, number)
+                if has_parts:
+                    match = index.explain_levels(term, _levels_won(index, term, hits, won[position]), number)
+                else:
+                    match = index.explain(term, hits, number)
+                explained[number] = match
             matches[number].append(match)
     if prepared.related:
         for number in [number for number, found in matches.items() if not found]:
