@@ -126,11 +126,16 @@ def best_levels(size: int, count: int, owners: np.ndarray, fields: np.ndarray, p
     score. Returns per keyword (papers ascending, scores, and per paper the winning level
     number in the title and in the abstract, -1 for none, as int8 pairs)."""
     group = (owners.astype(np.int64) * 2 + fields) * size + papers
-    order = np.lexsort((levels, -values, group))  # per (keyword, field, paper): best first, then the first level
+    # Per (keyword, field, paper) its best score, and the first level reaching it. The
+    # entries come by keyword, field, level, then paper: a stable sort by group keeps each
+    # group's levels in order (and merges the runs of sorted papers quickly).
+    order = np.argsort(group, kind="stable")
     group, value, level = group[order], values[order], levels[order]
-    first = np.ones(group.size, np.bool_)
-    first[1:] = group[1:] != group[:-1]
-    group, value, level = group[first], value[first], level[first]
+    starts = np.flatnonzero(np.concatenate(([True], group[1:] != group[:-1])))
+    best = np.maximum.reduceat(value, starts)
+    reaching = np.flatnonzero(value == np.repeat(best, np.diff(np.append(starts, group.size))))
+    kept = reaching[np.concatenate(([True], group[reaching[1:]] != group[reaching[:-1]]))]
+    group, value, level = group[kept], value[kept], level[kept]
     keyword_field, paper = np.divmod(group, size)
     keyword, field = np.divmod(keyword_field, 2)
     cells, where = np.unique(keyword * size + paper, return_inverse=True)

@@ -64,9 +64,11 @@ RELATED_LEVELS = ("off", "near", "far")
 _ROUNDING_SLACK = 2e-6
 
 # Per term of a query: the papers it matches and its scores there times its weight (aligned
-# arrays, ascending paper numbers), the term, its hits, its explanations so far, and whether
-# graded phrases gave it parts (False: exact matching, where the hits say which papers matched).
-_Looked = tuple[np.ndarray, np.ndarray, Term, Hits, dict[int, Match], bool, np.ndarray | None]
+# arrays, ascending paper numbers), the term, its hits, its explanations so far, whether
+# graded phrases gave it parts (False: exact matching, where the hits say which papers
+# matched), per paper the levels that scored it (with parts), and the papers the whole
+# keyword matches (its exact matches: the first array's papers, without parts).
+_Looked = tuple[np.ndarray, np.ndarray, Term, Hits, dict[int, Match], bool, np.ndarray | None, np.ndarray]
 _NO_SHARE = (np.zeros(0, np.intp), np.zeros(0))  # a keyword without related terms
 _NOT_GRADED = (*_NO_SHARE, True, np.zeros((0, 2), np.int8))  # parts, none of which occurs
 for _array in (*_NO_SHARE, _NOT_GRADED[3]):
@@ -389,15 +391,14 @@ def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool) -
     for term in query.exclusions:  # exclusions stay exact: only the whole keyword excludes
         hits = index.hits(term)
         excluded.update(hits.title, hits.abstract)
-    looked = tuple(_look_up(index, term, graded) for term in query.terms)
-    related = tuple(_weighted_related(index, term) for term in query.terms) if use_related else ()
+    looked = tuple([_look_up(index, term, graded) for term in query.terms])
+    related = tuple([_weighted_related(index, term) for term in query.terms]) if use_related else ()
     if related and not any(numbers.size for numbers, _ in related):
         related = ()
     exact = None
     if (graded or related) and looked:
         exact = np.zeros(len(index.papers), np.bool_)  # packed: 1 bit a paper, whatever the keywords
-        for entry in looked:
-            exact[term_scores(index, entry[2])[0]] = True
+        exact[looked[0][7] if len(looked) == 1 else np.concatenate([entry[7] for entry in looked])] = True
         exact = np.packbits(exact)
     return _Prepared(looked, np.fromiter(sorted(excluded), np.intp, len(excluded)), related, exact)
 
@@ -524,7 +525,8 @@ def _look_up(index: PaperIndex, term: Term, graded: bool) -> _Looked:
         if term.weight != 1:  # elementwise, each product rounded as the same product of Python floats
             scores = _read_only(term.weight * scores)
         explained = index.explained(term, graded=has_parts)
-        found = (numbers, scores, term, index.hits(term), explained, has_parts, won)
+        matched = term_scores(index, term)[0] if has_parts else numbers
+        found = (numbers, scores, term, index.hits(term), explained, has_parts, won, matched)
         index.looked_up[key] = found
     return found
 
@@ -617,7 +619,7 @@ def _ranked(index: PaperIndex, prepared: _Prepared, best: list[tuple[float, int]
         starts = np.concatenate(([0], bounds[:-1]))
         positions = entries - starts[owners]
         for owner, number, position in zip(owners.tolist(), numbers[entries].tolist(), positions.tolist()):
-            _, _, term, hits, explained, has_parts, won = terms[owner]
+            _, _, term, hits, explained, has_parts, won, _ = terms[owner]
             match = explained.get(number)
             if match is None:
                 if has_parts:
