@@ -33,13 +33,13 @@ def snippet(text: str, terms: Sequence[str], width: int = SNIPPET_WIDTH) -> str:
     return _centred(text, _term_spans(text, terms), width)
 
 
-SNIPPETS_KEPT = 20_000
+SNIPPETS_KEPT = 10_000  # snippets remembered: at most twice this many
 
 
 class Excerpts:
     """Snippets of one index's abstracts (paper number → abstract), as :func:`snippet` cuts them."""
 
-    __slots__ = ("_abstracts", "_width", "_texts", "_keys", "_snippets")
+    __slots__ = ("_abstracts", "_width", "_texts", "_keys", "_snippets", "_older")
 
     def __init__(self, abstracts: Sequence[str], width: int = SNIPPET_WIDTH) -> None:
         self._abstracts = abstracts
@@ -47,16 +47,23 @@ class Excerpts:
         self._texts: dict[int, tuple[str, str | None]] = {}
         self._keys = _Keys()
         self._snippets: dict[tuple[int, tuple[str, ...]], str] = {}
+        self._older: dict[tuple[int, tuple[str, ...]], str] = {}
 
     def snippet(self, number: int, terms: tuple[str, ...]) -> str:
         """``snippet(abstracts[number], terms, width)``, remembered (the latest few thousand)."""
-        found = self._snippets.get((number, terms))
+        key = (number, terms)
+        found = self._snippets.get(key)
         if found is None:
+            found = self._older.get(key)
+            if found is None:
+                found = self._cut(number, terms)
             if len(self._snippets) >= SNIPPETS_KEPT:
                 # Subscribers seldom share a paper's snippet (terms differ): kept forever, the
                 # snippets were the largest part of a run's memory and grew with subscribers.
-                self._snippets.clear()
-            found = self._snippets[number, terms] = self._cut(number, terms)
+                # The latest SNIPPETS_KEPT and those before them stay (one used again from
+                # those is kept on): popular snippets are not forgotten.
+                self._older, self._snippets = self._snippets, {}
+            self._snippets[key] = found
         return found
 
     def _cut(self, number: int, terms: tuple[str, ...]) -> str:
