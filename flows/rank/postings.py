@@ -124,6 +124,7 @@ class FieldIndex:
         needle, joined = joined_needle(sequence), self.joined
         return {number: count for number in sorted(candidates) if (count := joined[number].count(needle))}
 
+
 class _BasesOfWord(dict):
     """Raw word as a paper writes it → the inflection bases of its normalised word(s)."""
 
