@@ -11,7 +11,8 @@ Each entry of a subscriber's ``keywords`` list is one keyword:
 
 ==============================  ==============================================================
 ``diffusion``                   a word; plurals and inflections fold with the Snowball stemmer
-                                ("models", "modeling" → "model")
+                                ("models", "modeling" → "model"), British spellings with
+                                American ones ("optimisation" = "optimization")
 ``reinforcement learning``      several words: a phrase, matched as adjacent words
 ``"reinforcement learning"``    the same; quotes are only needed around ``-``, ``:`` or ``^``
 ``multi-agent``                 hyphen, space and joined forms are alike: "multi-agent" =

@@ -34,6 +34,10 @@ import numpy as np
 
 from flows.rank.text import stems
 
+# Version of the stored model: it names units by the stems of flows.rank.text, so a model
+# stored by a version that stemmed otherwise (format 1: before British spellings folded)
+# is learned again rather than used.
+FORMAT = 2
 MIN_DF = 3  # a unit needs this many papers to be learned from or related to
 MIN_PAPERS = 50  # fewer stored papers teach nothing reliable: the model then relates nothing
 NEIGHBOURS = 40  # related units kept per unit
@@ -140,14 +144,18 @@ class RelatedModel:
         """The model as one compressed blob (numpy's npz), for the store."""
         buffer = io.BytesIO()
         np.savez_compressed(
-            buffer, units=np.array("\n".join(self.units)), df=self.df, documents=np.array(self.documents),
+            buffer, format=np.array(FORMAT), units=np.array("\n".join(self.units)), df=self.df,
+            documents=np.array(self.documents),
             indptr=self.indptr, indices=self.indices, weights=self.weights,
         )
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> "RelatedModel":
+        """The model stored by :meth:`to_bytes`; ValueError for one of another format."""
         with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+            if "format" not in data.files or int(data["format"]) != FORMAT:
+                raise ValueError("a related-terms model of another format: learn it again")
             text = str(data["units"])
             return cls(
                 units=tuple(text.split("\n")) if text else (), df=data["df"], documents=int(data["documents"]),

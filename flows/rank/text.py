@@ -1,8 +1,8 @@
 """Text normalisation shared by keywords and papers, so both sides fold words alike.
 
 A token is a run of letters and digits (an apostrophe may sit inside: "model's").
-Each token is NFKC-normalised, case-folded and stemmed with the Snowball English
-stemmer. A clause break leaves an empty slot (None) in the token list, so a phrase
+Each token is NFKC-normalised, case-folded, spelled the American way (see
+:mod:`flows.rank.spelling`) and stemmed with the Snowball English stemmer. A clause break leaves an empty slot (None) in the token list, so a phrase
 never matches across it: a bracket, or punctuation with a space (". ", ", ", "; ").
 Spaces, hyphens, dashes and slashes keep words adjacent ("multi-agent" = "multi
 agent"), as does one punctuation character inside a word ("3.5").
@@ -18,6 +18,8 @@ from functools import lru_cache
 from itertools import accumulate
 
 import Stemmer
+
+from flows.rank.spelling import american
 
 TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _TOKEN_AND_SEPARATORS = re.compile(f"({TOKEN.pattern})")
@@ -36,10 +38,11 @@ def normalise(raw: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
-    """Snowball stem of a normalised word, also folding acronym plurals ("llms" → "llm")."""
+    """Snowball stem of a normalised word, also folding acronym plurals ("llms" → "llm")
+    and British spellings ("optimisation" → "optim", as "optimization")."""
     if word.isdigit():
         return word
-    stemmed = _STEMMER.stemWord(word)
+    stemmed = _STEMMER.stemWord(american(word))
     # Snowball keeps the "s" of vowel-less words, so "LLMs" and "SSMs" would not meet
     # their singular.
     if len(stemmed) >= 3 and stemmed[-1] == "s" and not _VOWELS.intersection(stemmed[:-1]):
@@ -57,7 +60,9 @@ def inflection_base(word: str) -> str:
     dropped), so that "adapters" and "adapter", "optimizing" and "optimized", "studies" and
     "study" meet, but "adapter", "adaptive" and "adaptation" stay apart, which the Snowball
     stem ("adapt") folds together. Comparing two words' bases tells whether they are the
-    same word inflected or different words of one stem family."""
+    same word inflected or different words of one stem family. British spellings fold
+    first ("normalised" → as "normalized")."""
+    word = american(word)
     w = word[:-2] if word.endswith(("'s", "’s")) else word
     if w.endswith("sses"):
         w = w[:-2]
