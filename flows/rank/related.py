@@ -4,22 +4,24 @@ A researcher following ``deep reinforcement learning`` also wants the paper that
 says "policy gradient", "reward shaping" and "actor-critic". Keywords alone never find
 it; the corpus can. :func:`learn_related` reads every stored paper's title and abstract
 once and learns, for each *unit* (a word stem, or two adjacent stems within a clause)
-used by at least ``MIN_DF`` papers, the units that papers using it use far more often
-than the other papers (pseudo-relevance feedback over the whole corpus). For units a
-and b, with co(a, b) the papers holding both::
+used by at least ``MIN_DF`` papers, what papers using it say (pseudo-relevance feedback
+over the whole corpus):
 
-    w(a → b) = ln( p(b | a) / p(b | not a) )     (counts smoothed by ½; kept if ≥ ln 2 and co ≥ 2)
+- each paper is a vector over the kept units it holds, each weighted by its idf (a unit
+  in the title ``TITLE_BOOST`` times more), scaled to unit length;
+- a unit's related units are the centroid of the papers that hold it (at most
+  ``MAX_SOURCE_PAPERS`` of them, those with the unit in the title first and counting
+  ``TITLE_SEED`` times), cut to its ``NEIGHBOURS`` heaviest other units, never one that
+  shares a stem with it, and scaled to unit length.
 
-Each unit keeps the ``NEIGHBOURS`` associations whose 2×2 table is the most significant
-(Dunning's G²: a strong ratio seen in few papers counts less than a clear one seen in
-many), their weights scaled to sum to 1; a unit never relates to a unit that shares a
-stem with it. Nothing is downloaded:
-the model is a few numpy arrays, stored in SQLite by the store and rebuilt when the
-corpus has grown.
+Nothing is downloaded: the model is a few numpy arrays (CSR over unit numbers), stored in
+SQLite by the store and learned again when the corpus has changed (or when it was stored
+in another ``FORMAT``). With fewer than ``MIN_PAPERS`` papers it relates nothing.
 
-At ranking time (see ``flows.rank.score``) a keyword's related terms are its units'
-associations, mixed by each unit's specificity (idf); a paper's related evidence for
-the keyword is the share of that mixture it holds (0 to 1).
+At ranking time (see ``flows.rank.expansion`` and ``flows.rank.score``) a keyword's
+related terms are its units' centroids, mixed by each unit's specificity (idf) and cut to
+``EXPANSION``; a paper's related evidence for the keyword is the cosine between those and
+the paper's own vector (0 to 1).
 """
 
 from __future__ import annotations
