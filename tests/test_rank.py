@@ -223,6 +223,26 @@ def test_acronyms_keep_their_long_forms_whatever_the_stem():
     assert set(ids(rank(index, subscriber("LoRA")))) == {"a", "b"}
 
 
+@pytest.mark.parametrize("short, long", [
+    ("PINNs", "physics-informed neural networks"), ("GRPO", "group relative policy optimization"),
+    ("MCTS", "Monte Carlo tree search"), ("MTL", "multi-task learning"), ("SGD", "stochastic gradient descent"),
+])
+def test_settled_acronyms_find_papers_that_never_define_them(short, long):
+    """A paper that writes only the acronym (or only the long form) is found either way,
+    though no abstract of the day defines it."""
+    papers = [paper("a", f"Scaling {short} further"), paper("b", f"A study of {long}"), paper("c", "Unrelated")]
+    index = build_index(papers)
+    assert set(ids(rank(index, subscriber(short)))) == {"a", "b"}
+    assert set(ids(rank(index, subscriber(long)))) == {"a", "b"}
+
+
+def test_an_acronym_that_is_also_a_lowercase_word_is_not_built_in():
+    """"KG" is a knowledge graph in ML writing and a kilogram everywhere: only an abstract
+    that defines it makes it an acronym."""
+    papers = [paper("a", "Legged robots", "A 12 kg robot walks."), paper("b", "Knowledge graphs for QA")]
+    assert ids(rank(build_index(papers), subscriber("knowledge graph"))) == ["b"]
+
+
 def test_acronym_plurals_fold_to_the_singular():
     index = build_index([paper("a", "Small LLMs reason"), paper("b", "One SSM to rule them")])
     assert ids(rank(index, subscriber("LLM"))) == ["a"]
@@ -336,17 +356,17 @@ def test_load_acronyms_without_a_file_is_the_builtin_table():
 def test_the_operator_file_extends_the_table(tmp_path):
     path = tmp_path / "acronyms.csv"
     path.write_text(
-        "# acronym,long form\n\nGRPO,group relative policy optimization\n"
+        "# acronym,long form\n\nGFN,generative flow network\n"
         'KV,"key, value"\nRL , robot learning\n',
         encoding="utf-8",
     )
     table = load_acronyms(path)
-    assert table.long_forms["grpo"] == {("group", "relative", "policy", "optimization")}
+    assert table.long_forms["gfn"] == {("generative", "flow", "network")}
     assert table.long_forms["kv"] == {("key", "value")}
     assert table.long_forms["rl"] == {("reinforcement", "learning"), ("robot", "learning")}
-    index = build_index([paper("a", "Group relative policy optimization at scale"), paper("b", "GRPO")],
+    index = build_index([paper("a", "Generative flow networks at scale"), paper("b", "GFNs")],
                         acronyms=table)
-    assert set(ids(rank(index, subscriber("GRPO")))) == {"a", "b"}
+    assert set(ids(rank(index, subscriber("GFN")))) == {"a", "b"}
 
 
 @pytest.mark.parametrize(

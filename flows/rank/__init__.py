@@ -52,7 +52,7 @@ enough on its own). Order: score, then upvotes, then paper id; at most
 Acronyms
 --------
 Three sources, merged: :data:`BUILTIN_ACRONYMS` (RL, MARL, MBRL, RLHF, LLM, VLM,
-MoE, GAN, LoRA, … about 40 settled in ML writing); the operator's CSV file named by
+MoE, GAN, LoRA, … about 80 settled in ML writing); the operator's CSV file named by
 the setting ``acronyms_file`` (``PAPERBOY_ACRONYMS_FILE``), one ``acronym,long form``
 per line, ``#`` starts a comment; and the day's abstracts, whose definitions
 ("… large language models (LLMs) …") are found with the Schwartz–Hearst algorithm.
