@@ -81,9 +81,9 @@ class _Prepared:
 
     terms: tuple[_Looked, ...]
     excluded: np.ndarray  # paper numbers (intp)
-    # Per term, its related evidence: (papers, RELATED_WEIGHT · weight · r) aligned arrays;
-    # empty without related papers.
-    related: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+    # Per term, its related evidence: (papers, r) aligned arrays and RELATED_WEIGHT · weight,
+    # their factor; empty without related papers.
+    related: tuple[tuple[np.ndarray, np.ndarray, float], ...] = ()
     # With graded phrases or related papers: per paper, whether some keyword matches it
     # exactly (it enters at MIN_SCORE; the others need the threshold of the subscriber's
     # level), as bits (np.packbits).
@@ -393,7 +393,7 @@ def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool) -
         excluded.update(hits.title, hits.abstract)
     looked = tuple([_look_up(index, term, graded) for term in query.terms])
     related = tuple([_weighted_related(index, term) for term in query.terms]) if use_related else ()
-    if related and not any(numbers.size for numbers, _ in related):
+    if related and not any(numbers.size for numbers, _, _ in related):
         related = ()
     exact = None
     if (graded or related) and looked:
@@ -497,19 +497,23 @@ def _related_shares(index: PaperIndex, terms: Sequence[Term]) -> list[tuple[np.n
 
 
 
-def _weighted_related(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
-    key = (term.keyword, f"\x01{term.key}", term.weight)
-    found = index.looked_up.get(key)
-    if found is None:
-        numbers, share = related_scores(index, term)
-        found = index.looked_up[key] = (numbers, _read_only((RELATED_WEIGHT * term.weight) * share))
-    return found
+def _weighted_related(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray, float]:
+    """The keyword's related shares (cached per index) and their factor, RELATED_WEIGHT ·
+    weight: multiplied where they are used, not kept as one more array per keyword."""
+    numbers, share = related_scores(index, term)
+    return numbers, share, RELATED_WEIGHT * term.weight
 
 
-def _related_evidence(size: int, related: tuple[tuple[np.ndarray, np.ndarray], ...]) -> np.ndarray:
-    """Paper number → Σ over keywords of RELATED_WEIGHT · weight · related share."""
+def _related_evidence(size: int, related: tuple[tuple[np.ndarray, np.ndarray, float], ...]) -> np.ndarray:
+    """Paper number → Σ over keywords of RELATED_WEIGHT · weight · related share (each
+    product rounded as factor · share, then added in the order of the keywords)."""
     numbers = np.concatenate([entry[0] for entry in related])
-    values = np.concatenate([entry[1] for entry in related])
+    shares = np.concatenate([entry[1] for entry in related])
+    factors = [entry[2] for entry in related]
+    if factors.count(factors[0]) == len(factors):
+        values = factors[0] * shares
+    else:
+        values = np.repeat(np.array(factors), [entry[0].size for entry in related]) * shares
     return np.bincount(numbers, values, size)
 
 
@@ -651,10 +655,10 @@ def _related_matches(index: PaperIndex, prepared: _Prepared, number: int) -> lis
     """Why a paper no keyword matched was included: per keyword with related evidence in
     it, strongest first, the related terms it holds (as the paper spells them)."""
     evidence = []
-    for looked, (numbers, values) in zip(prepared.terms, prepared.related):
+    for looked, (numbers, shares, factor) in zip(prepared.terms, prepared.related):
         at = np.searchsorted(numbers, number)
         if at < numbers.size and numbers[at] == number:
-            evidence.append((-float(values[at]), looked[2].keyword, looked[2]))
+            evidence.append((-(factor * float(shares[at])), looked[2].keyword, looked[2]))
     evidence.sort(key=lambda item: (item[0], item[1]))
     return [_related_match(index, term, number) for _, _, term in evidence]
 
