@@ -67,7 +67,8 @@ _ROUNDING_SLACK = 2e-6
 # arrays, ascending paper numbers), the term, its hits, its explanations so far, whether
 # graded phrases gave it parts (False: exact matching, where the hits say which papers
 # matched), per paper the levels that scored it (with parts), and the papers the whole
-# keyword matches (its exact matches: the first array's papers, without parts).
+# keyword matches (its exact matches, in no particular order: the first array's papers,
+# without parts).
 _Looked = tuple[np.ndarray, np.ndarray, Term, Hits, dict[int, Match], bool, np.ndarray | None, np.ndarray]
 _NO_SHARE = (np.zeros(0, np.intp), np.zeros(0))  # a keyword without related terms
 _NOT_GRADED = (*_NO_SHARE, True, np.zeros((0, 2), np.int8))  # parts, none of which occurs
@@ -529,10 +530,19 @@ def _look_up(index: PaperIndex, term: Term, graded: bool) -> _Looked:
         if term.weight != 1:  # elementwise, each product rounded as the same product of Python floats
             scores = _read_only(term.weight * scores)
         explained = index.explained(term, graded=has_parts)
-        matched = term_scores(index, term)[0] if has_parts else numbers
-        found = (numbers, scores, term, index.hits(term), explained, has_parts, won, matched)
+        hits = index.hits(term)
+        matched = _exact_papers(hits) if has_parts else numbers
+        found = (numbers, scores, term, hits, explained, has_parts, won, matched)
         index.looked_up[key] = found
     return found
+
+
+def _exact_papers(hits: Hits) -> np.ndarray:
+    """The papers the whole keyword matches, in no particular order (for the exact-match
+    bits): :func:`term_scores`' papers without working out, and keeping for the rest of the
+    run, its scores, which ranking with graded phrases never reads."""
+    papers = hits.abstract.keys() | hits.title.keys()
+    return np.fromiter(papers, np.intp, len(papers))
 
 
 def _relevance(size: int, terms: tuple[_Looked, ...]) -> np.ndarray:
