@@ -93,7 +93,10 @@ class Excerpts:
 
     def _text(self, number: int) -> tuple[str, str | None]:
         """The abstract with whitespace collapsed, and lower-cased where str.find may search it."""
-        text = " ".join(self._abstracts[number].split())
+        abstract = self._abstracts[number]
+        text = " ".join(abstract.split())
+        if text == abstract:  # the usual case: keep one copy of the abstract, not two
+            text = abstract
         lowered: str | None = text.lower()
         if len(lowered) != len(text) or not (text.isascii() or _FOLDS_TO_ASCII.isdisjoint(text)):
             lowered = None
