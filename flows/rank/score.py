@@ -41,10 +41,12 @@ ABSTRACT_WEIGHT = 1.0
 PHRASE_BOOST = 1.5  # phrases and acronyms are more specific than single words
 POPULARITY_SCALE = 0.25  # times Subscriber.popularity times ln(1 + upvotes)
 MIN_SCORE = 0.5
-# Keyword lists whose lookups an index keeps before it forgets the per-keyword work of
-# graded phrases and related papers (and every keyword list's): with thousands of distinct
-# keywords that work outgrew the index itself; redoing it for a later subscriber is cheap.
-QUERIES_KEPT = 5000
+# Keyword lists whose lookups an index keeps before it forgets them, and the per-keyword work
+# of graded phrases and related papers that none of those lists used (see
+# PaperIndex.forget_rankings): with thousands of distinct keywords that work outgrew the index
+# itself. Keeping what the latest lists used, 2,500 lists cost less CPU than forgetting
+# everything every 5,000 did, and less memory.
+QUERIES_KEPT = 2500
 PREPARED_TOGETHER = 250  # subscribers whose new keywords rank_many works out in one pass (see prepare)
 # Related papers (see flows.rank.related): a keyword's related evidence r in a paper is the
 # share of its related terms' weight the paper holds (0 to 1); it adds RELATED_WEIGHT · r ·
@@ -392,6 +394,7 @@ def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool) -
     for term in query.exclusions:  # exclusions stay exact: only the whole keyword excludes
         hits = index.hits(term)
         excluded.update(hits.title, hits.abstract)
+    index._used.update([term.key for term in query.terms])  # their per-keyword work outlives a forget
     looked = tuple([_look_up(index, term, graded) for term in query.terms])
     related = tuple([_weighted_related(index, term) for term in query.terms]) if use_related else ()
     if related and not any(numbers.size for numbers, _, _ in related):
