@@ -16,14 +16,17 @@ import sys
 import types
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from pathlib import Path
 from datetime import date, timedelta
 
 from flows.models import Paper
 from flows.rank import Feedback, PaperIndex, RelatedModel, build_index, learn_related, load_acronyms
 from flows.settings import Settings
-from flows.store import Store
 from flows.subscribers import Subscriber
+
+if TYPE_CHECKING:  # the store (and sqlite_utils, ≈ 25 MB) is imported where it is used: render
+    from flows.store import Store  # processes unpickle a Corpus but never open SQLite
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,8 @@ def _learn_elsewhere(path: Path) -> bool:
 
 def learn_stored(path: str) -> None:
     """A child process's work: learn the model of the database at ``path`` and store it."""
+    from flows.store import Store
+
     with Store(path) as store:
         learn_into(store)
 

@@ -204,3 +204,20 @@ def test_the_model_and_feedback_terms_do_not_depend_on_the_hash_seed():
                               text=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
                for seed in ("1", "2")}
     assert len(digests) == 1, digests
+
+
+def test_forgetting_keeps_the_work_of_the_keywords_the_latest_lists_used():
+    index = build_index(sample(), related=model())
+    old, latest = reader("continual learning"), reader("deep reinforcement learning")
+
+    def kept() -> set[str]:  # term keys with graded or related scores in the index
+        return {key[1:] for key in index.term_scores if key[:1] in ("\x00", "\x01")}
+
+    rank(index, old)
+    index.forget_rankings()  # "continual learning" was used since the start: kept
+    assert kept() == {":continual learning"}
+    rank(index, latest)
+    index.forget_rankings()  # only "deep reinforcement learning" was used since the last time
+    assert kept() == {":deep reinforcement learning"} and set(index._expansions) <= kept()
+    assert not index.queries and not index.looked_up
+    assert rank(index, old) == rank(build_index(sample(), related=model()), old)

@@ -102,6 +102,8 @@ class PaperIndex:
     # Per field and stem, the words it stands for in the papers (see word_counts), for the
     # one-word keywords whose stem folds in other words.
     _words_of_stem: dict[tuple[int, str], dict[str, dict[int, int]]] = field(default_factory=dict)
+    # The keywords (term keys) of the keyword lists looked up since forget_rankings last ran.
+    _used: set[str] = field(default_factory=set)
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -117,14 +119,17 @@ class PaperIndex:
         return found
 
     def forget_rankings(self) -> None:
-        """Forget the per-keyword scores of graded phrases and related papers, and every
-        keyword list's lookups (see ``flows.rank.score.QUERIES_KEPT``); the postings, the
-        matches and the explanations stay."""
+        """Forget every keyword list's lookups, and the per-keyword scores of graded phrases
+        and related papers of the keywords that no list looked up since the last time (see
+        ``flows.rank.score.QUERIES_KEPT``); the postings, the matches and the explanations
+        stay."""
+        used, self._used = self._used, set()
         self.queries.clear()
         self.looked_up.clear()
-        self._expansions.clear()
-        self.expansion_scores.clear()
-        for key in [key for key in self.term_scores if key[:1] in ("\x00", "\x01")]:
+        self._expansions = {key: found for key, found in self._expansions.items() if key in used}
+        shared = ((units.tobytes(), weights.tobytes()) for units, weights in self._expansions.values())
+        self.expansion_scores = {key: self.expansion_scores[key] for key in shared if key in self.expansion_scores}
+        for key in [key for key in self.term_scores if key[:1] in ("\x00", "\x01") and key[1:] not in used]:
             del self.term_scores[key]
 
     def graded(self, term: Term) -> tuple[tuple[Part, Hits], ...]:

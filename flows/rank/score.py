@@ -41,10 +41,12 @@ ABSTRACT_WEIGHT = 1.0
 PHRASE_BOOST = 1.5  # phrases and acronyms are more specific than single words
 POPULARITY_SCALE = 0.25  # times Subscriber.popularity times ln(1 + upvotes)
 MIN_SCORE = 0.5
-# Keyword lists whose lookups an index keeps before it forgets the per-keyword work of
-# graded phrases and related papers (and every keyword list's): with thousands of distinct
-# keywords that work outgrew the index itself; redoing it for a later subscriber is cheap.
-QUERIES_KEPT = 5000
+# Keyword lists whose lookups an index keeps before it forgets them, and the per-keyword work
+# of graded phrases and related papers that none of those lists used (see
+# PaperIndex.forget_rankings): with thousands of distinct keywords that work outgrew the index
+# itself. Keeping what the latest lists used, 2,500 lists cost less CPU than forgetting
+# everything every 5,000 did, and less memory.
+QUERIES_KEPT = 2500
 PREPARED_TOGETHER = 250  # subscribers whose new keywords rank_many works out in one pass (see prepare)
 # Related papers (see flows.rank.related): a keyword's related evidence r in a paper is the
 # share of its related terms' weight the paper holds (0 to 1); it adds RELATED_WEIGHT · r ·
@@ -67,7 +69,8 @@ _ROUNDING_SLACK = 2e-6
 # arrays, ascending paper numbers), the term, its hits, its explanations so far, whether
 # graded phrases gave it parts (False: exact matching, where the hits say which papers
 # matched), per paper the levels that scored it (with parts), and the papers the whole
-# keyword matches (its exact matches: the first array's papers, without parts).
+# keyword matches (its exact matches, in no particular order: the first array's papers,
+# without parts).
 _Looked = tuple[np.ndarray, np.ndarray, Term, Hits, dict[int, Match], bool, np.ndarray | None, np.ndarray]
 _NO_SHARE = (np.zeros(0, np.intp), np.zeros(0))  # a keyword without related terms
 _NOT_GRADED = (*_NO_SHARE, True, np.zeros((0, 2), np.int8))  # parts, none of which occurs
@@ -81,9 +84,9 @@ class _Prepared:
 
     terms: tuple[_Looked, ...]
     excluded: np.ndarray  # paper numbers (intp)
-    # Per term, its related evidence: (papers, RELATED_WEIGHT · weight · r) aligned arrays;
-    # empty without related papers.
-    related: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+    # Per term, its related evidence: (papers, r) aligned arrays and RELATED_WEIGHT · weight,
+    # their factor; empty without related papers.
+    related: tuple[tuple[np.ndarray, np.ndarray, float], ...] = ()
     # With graded phrases or related papers: per paper, whether some keyword matches it
     # exactly (it enters at MIN_SCORE; the others need the threshold of the subscriber's
     # level), as bits (np.packbits).
@@ -391,9 +394,10 @@ def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool) -
     for term in query.exclusions:  # exclusions stay exact: only the whole keyword excludes
         hits = index.hits(term)
         excluded.update(hits.title, hits.abstract)
+    index._used.update([term.key for term in query.terms])  # their per-keyword work outlives a forget
     looked = tuple([_look_up(index, term, graded) for term in query.terms])
     related = tuple([_weighted_related(index, term) for term in query.terms]) if use_related else ()
-    if related and not any(numbers.size for numbers, _ in related):
+    if related and not any(numbers.size for numbers, _, _ in related):
         related = ()
     exact = None
     if (graded or related) and looked:
@@ -497,19 +501,23 @@ def _related_shares(index: PaperIndex, terms: Sequence[Term]) -> list[tuple[np.n
 
 
 
-def _weighted_related(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
-    key = (term.keyword, f"\x01{term.key}", term.weight)
-    found = index.looked_up.get(key)
-    if found is None:
-        numbers, share = related_scores(index, term)
-        found = index.looked_up[key] = (numbers, _read_only((RELATED_WEIGHT * term.weight) * share))
-    return found
+def _weighted_related(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray, float]:
+    """The keyword's related shares (cached per index) and their factor, RELATED_WEIGHT ·
+    weight: multiplied where they are used, not kept as one more array per keyword."""
+    numbers, share = related_scores(index, term)
+    return numbers, share, RELATED_WEIGHT * term.weight
 
 
-def _related_evidence(size: int, related: tuple[tuple[np.ndarray, np.ndarray], ...]) -> np.ndarray:
-    """Paper number → Σ over keywords of RELATED_WEIGHT · weight · related share."""
+def _related_evidence(size: int, related: tuple[tuple[np.ndarray, np.ndarray, float], ...]) -> np.ndarray:
+    """Paper number → Σ over keywords of RELATED_WEIGHT · weight · related share (each
+    product rounded as factor · share, then added in the order of the keywords)."""
     numbers = np.concatenate([entry[0] for entry in related])
-    values = np.concatenate([entry[1] for entry in related])
+    shares = np.concatenate([entry[1] for entry in related])
+    factors = [entry[2] for entry in related]
+    if factors.count(factors[0]) == len(factors):
+        values = factors[0] * shares
+    else:
+        values = np.repeat(np.array(factors), [entry[0].size for entry in related]) * shares
     return np.bincount(numbers, values, size)
 
 
@@ -525,10 +533,19 @@ def _look_up(index: PaperIndex, term: Term, graded: bool) -> _Looked:
         if term.weight != 1:  # elementwise, each product rounded as the same product of Python floats
             scores = _read_only(term.weight * scores)
         explained = index.explained(term, graded=has_parts)
-        matched = term_scores(index, term)[0] if has_parts else numbers
-        found = (numbers, scores, term, index.hits(term), explained, has_parts, won, matched)
+        hits = index.hits(term)
+        matched = _exact_papers(hits) if has_parts else numbers
+        found = (numbers, scores, term, hits, explained, has_parts, won, matched)
         index.looked_up[key] = found
     return found
+
+
+def _exact_papers(hits: Hits) -> np.ndarray:
+    """The papers the whole keyword matches, in no particular order (for the exact-match
+    bits): :func:`term_scores`' papers without working out, and keeping for the rest of the
+    run, its scores, which ranking with graded phrases never reads."""
+    papers = hits.abstract.keys() | hits.title.keys()
+    return np.fromiter(papers, np.intp, len(papers))
 
 
 def _relevance(size: int, terms: tuple[_Looked, ...]) -> np.ndarray:
@@ -651,10 +668,10 @@ def _related_matches(index: PaperIndex, prepared: _Prepared, number: int) -> lis
     """Why a paper no keyword matched was included: per keyword with related evidence in
     it, strongest first, the related terms it holds (as the paper spells them)."""
     evidence = []
-    for looked, (numbers, values) in zip(prepared.terms, prepared.related):
+    for looked, (numbers, shares, factor) in zip(prepared.terms, prepared.related):
         at = np.searchsorted(numbers, number)
         if at < numbers.size and numbers[at] == number:
-            evidence.append((-float(values[at]), looked[2].keyword, looked[2]))
+            evidence.append((-(factor * float(shares[at])), looked[2].keyword, looked[2]))
     evidence.sort(key=lambda item: (item[0], item[1]))
     return [_related_match(index, term, number) for _, _, term in evidence]
 
