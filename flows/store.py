@@ -305,10 +305,13 @@ class Store:
             row["first_seen"] = old["first_seen"] if old else now
             row["first_listed"] = min(old["first_listed"], row["listed"]) if old else row["listed"]
             row["sources"] = json.dumps(sorted(set(json.loads(old["sources"]) if old else []) | {paper.source}))
+            if old and all(old.get(k) == v for k, v in row.items()):
+                continue  # unchanged (a re-fetched day): updated_at, and so the corpus signature, stay
             row["updated_at"] = now
             rows.append(row)
-        with self.db.conn:
-            self.db["papers"].upsert_all(rows, pk="id")
+        if rows:
+            with self.db.conn:
+                self.db["papers"].upsert_all(rows, pk="id")
         return len(incoming) - len(existing)
 
     def _rows_by_id(self, ids: Sequence[str]) -> Iterable[dict]:

@@ -142,6 +142,27 @@ def test_the_store_keeps_the_model_until_the_corpus_changes(tmp_path):
     assert corpus.index(3).related is corpus.related
 
 
+def test_fetching_the_same_papers_again_keeps_the_stored_model(tmp_path, monkeypatch):
+    import dataclasses
+
+    from flows import corpus
+
+    store = Store(tmp_path / "p.db")
+    store.upsert_papers(sample()[:60])
+    monkeypatch.setattr(corpus, "_learn_elsewhere", lambda path: False)
+    related_model(store)
+    signature = store.corpus_signature()
+    monkeypatch.setattr("flows.store._utcnow", lambda: "2099-01-01T00:00:00+00:00")  # a later run
+    assert store.upsert_papers(sample()[:60]) == 0  # a rerun re-fetches the day: nothing changed
+    assert store.corpus_signature() == signature
+    learned = []
+    monkeypatch.setattr(corpus, "learn_related", lambda texts: learned.append(1) or learn_related(texts))
+    assert related_model(store).documents == 60 and not learned  # loaded, not learned again
+    changed = dataclasses.replace(sample()[0], upvotes=sample()[0].upvotes + 1)
+    store.upsert_papers([changed])  # a changed paper is still written
+    assert store.paper(changed.id).upvotes == changed.upvotes
+
+
 def test_an_unreadable_stored_model_is_learned_again(tmp_path):
     store = Store(tmp_path / "p.db")
     store.upsert_papers(sample()[:60])
@@ -165,6 +186,8 @@ def test_forgetting_the_per_keyword_work_changes_no_ranking(monkeypatch):
 
 
 def test_learning_runs_in_a_process_of_its_own_and_falls_back_to_this_one(tmp_path, monkeypatch):
+    import dataclasses
+
     from flows import corpus
 
     store = Store(tmp_path / "p.db")
