@@ -9,6 +9,7 @@ the backfill flow are in tasks.py.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import date, timedelta
 
@@ -124,4 +125,22 @@ def serve_daily(settings: Settings) -> None:
     # Runs execute here: take the deployment back from a work pool `prefect deploy` gave it.
     deployment.work_pool_name = None
     deployment.work_queue_name = None
-    serve(deployment, limit=1)
+    try:
+        serve(deployment, limit=1)
+    except KeyboardInterrupt:
+        # Prefect's runner pauses the schedule when interrupted, but not if the interrupt
+        # lands before or inside its own shutdown: pause it here too (idempotent), so no
+        # runs pile up while nobody serves them.
+        pause_served(f"{daily_digest.name}/{deployment.name}")
+        raise
+
+
+def pause_served(name: str) -> None:
+    """Pause the named deployment's schedule; a failure is logged, never raised."""
+    from prefect import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.pause_deployment(client.read_deployment_by_name(name).id)
+    except Exception as exc:  # the server may be gone too: stopping must still work
+        logging.getLogger(__name__).warning("could not pause %s: %s", name, exc)
