@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 from itertools import chain
@@ -117,6 +117,11 @@ class PaperIndex:
         if found is None:
             found = self._hits[term.key] = self._find(term)
         return found
+
+    def mark_used(self, keys: Iterable[str]) -> None:
+        """Note keywords (term keys) a keyword list looks up: :meth:`forget_rankings` keeps
+        their per-keyword work."""
+        self._used.update(keys)
 
     def forget_rankings(self) -> None:
         """Forget every keyword list's lookups, and the per-keyword scores of graded phrases

@@ -394,7 +394,7 @@ def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool) -
     for term in query.exclusions:  # exclusions stay exact: only the whole keyword excludes
         hits = index.hits(term)
         excluded.update(hits.title, hits.abstract)
-    index._used.update([term.key for term in query.terms])  # their per-keyword work outlives a forget
+    index.mark_used([term.key for term in query.terms])  # their per-keyword work outlives a forget
     looked = tuple([_look_up(index, term, graded) for term in query.terms])
     related = tuple([_weighted_related(index, term) for term in query.terms]) if use_related else ()
     if related and not any(numbers.size for numbers, _, _ in related):
