@@ -301,12 +301,18 @@ class Pacer:
         self.interval = 1.0 / rate
         self.next_slot = 0.0
 
-    async def wait(self) -> None:
+    async def wait(self) -> bool:
+        """Wait for this connection's slot; False when a stop was requested meanwhile (the
+        caller sends nothing then). Waits in short steps: at a slow rate a slot can be many
+        seconds away, and a Ctrl-C must not wait for it."""
         now = time.monotonic()
         slot = max(now, self.next_slot)
         self.next_slot = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        while (left := slot - time.monotonic()) > 0:
+            if stop_requested():
+                return False
+            await asyncio.sleep(min(left, 0.2))
+        return stop_requested() is None
 
 
 _PACERS: dict[float, Pacer] = {}
@@ -461,8 +467,9 @@ class _Connection:
                 await asyncio.sleep(_backoff(settings.smtp_retry_delay, attempt - 1))
                 if run.halted():
                     return None
-            if run.pacer is not None:
-                await run.pacer.wait()
+            if run.pacer is not None and not await run.pacer.wait():
+                run.halted()  # notes the stop in the stats
+                return None
             try:
                 await self.connect()
             except _CannotConnect as exc:

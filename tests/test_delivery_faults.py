@@ -291,6 +291,25 @@ async def test_the_send_rate_holds_within_5_percent(smtp_server, tmp_path):
     assert len(times) == count and abs(measured / rate - 1) <= 0.05
 
 
+async def test_a_stop_does_not_wait_for_a_slow_rate_and_sends_nothing_more(smtp_server, tmp_path):
+    """A slow PAPERBOY_SMTP_RATE keeps connections waiting for their slots; a stop meanwhile
+    ends the wait at once and sends nothing more (found by the demo's Ctrl-C test: at 0.25/s
+    the stop took 9.4 s and every waiting message still went out)."""
+    outcomes: list[Outcome] = []
+
+    def on_outcome(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        threading.Timer(0.3, request_stop, ("SIGINT",)).start()
+
+    settings = settings_for(smtp_server, tmp_path, smtp_connections=4, smtp_rate=0.25)
+    started = time.monotonic()
+    stats = await deliver(items_for(readers(6)), settings, on_outcome)
+    took = time.monotonic() - started
+
+    assert stats.stopped == "SIGINT" and took < 2.5, took  # the next slot was 4 s away
+    assert len(outcomes) == 1 and smtp_server.recipients() == [outcomes[0].subscriber]
+
+
 def test_the_daily_cap_defers_the_rest_counting_the_last_24_hours(ready, workspace):
     with Store(ready.db_path) as store:  # one sent by yesterday's run, within 24 hours
         store.record_outcome(Outcome("someone@example.org", DAY - timedelta(days=1), "sent", "<x@example.org>"))

@@ -232,13 +232,18 @@ def test_ctrl_c_stops_a_backfill_between_dates_and_it_resumes(install, http_repl
 
 
 def test_ctrl_c_stops_the_demo(install, tmp_path):
-    child = spawn(["demo", "--home", str(tmp_path / "demo")], install.environ)
+    # One message every 4 s: the Ctrl-C lands mid-send, never after a run that already ended
+    # (waiting only for the database let a loaded machine finish the demo's 3 digests first).
+    env = {**install.environ, "PAPERBOY_SMTP_RATE": "0.25"}
+    child = spawn(["demo", "--home", str(tmp_path / "demo")], env)
     child.expect("demo SMTP server listening", timeout=60)
-    wait_until(child, lambda: (tmp_path / "demo" / "paperboy.db").exists(), 120, "the run to start")
+    delivered = tmp_path / "demo" / "mail" / "new"
+    wait_until(child, lambda: delivered.is_dir() and any(delivered.iterdir()), 150, "the first digest")
     took, output = interrupt(child)
     print(f"\ndemo: exit {took:.2f} s after Ctrl-C, code {child.exitstatus}")
     assert child.exitstatus == 130 and took < BOUND, output[-3000:]
     assert "interrupted (SIGINT)" in output and "Traceback" not in output
+    assert len(list(delivered.iterdir())) < 3, "the demo sent every digest: the Ctrl-C came too late"
 
 
 def run_until(env: dict[str, str], sink: SlowSink, messages: int) -> subprocess.Popen:
