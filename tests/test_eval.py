@@ -42,11 +42,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # the word "adaptation", the same accident that put 13 irrelevant papers in that digest.)
 # The exact-match ranker: 0.813, 0.851, 0.600, worst scientific-ml at 0.215 (0.816, 0.792,
 # 0.610 before that change, which applies to exact matching too).
+# Raised 2026-12-04 with the built-in thesaurus (flows/rank/thesaurus.py): 0.913, 0.840,
+# 0.752, worst scientific-ml at 0.763.
 # Raise them as the ranker improves; never lower them to make a change pass.
-FLOOR_MEAN_NDCG10 = 0.89
-FLOOR_MEAN_PRECISION = 0.82
-FLOOR_MEAN_RECALL = 0.68
-FLOOR_WORST_NDCG10 = 0.72
+FLOOR_MEAN_NDCG10 = 0.91
+FLOOR_MEAN_PRECISION = 0.84
+FLOOR_MEAN_RECALL = 0.75
+FLOOR_WORST_NDCG10 = 0.76
 
 
 # -- metrics, worked by hand ------------------------------------------------------------------

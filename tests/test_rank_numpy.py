@@ -18,7 +18,7 @@ from flows.rank import build_index, rank, rank_many
 from flows.rank.score import _relevance
 from flows.bench.rank import synthetic_papers
 from flows.subscribers import Subscriber
-from tests.test_rank_properties import corpus_vocabulary, index, papers, random_reader, reference_rank
+from tests.test_rank_properties import MODES, corpus_vocabulary, index, papers, random_reader, reference_rank
 
 POPULARITIES = (0.0, 0.0, 0.5, 1.0, 2.0, 10.0)
 LIMITS = (0, 1, 2, 5, None, 10_000)  # None: the subscriber's max_papers
@@ -36,14 +36,15 @@ def draw(rng: random.Random, vocabulary: list[str], ids: list[str], n: int):
     return reader, (set if rng.random() < 0.5 else list)(delivered), rng.choice(LIMITS)
 
 
-def check(index, rng: random.Random, count: int, graded: bool = False) -> int:
+def check(index, rng: random.Random, count: int, graded: bool = False, neighbours: bool = False) -> int:
     ids, vocabulary, compared = [paper.id for paper in index.papers], corpus_vocabulary(), 0
     readers, histories = [], {}
-    mode = {"graded": graded, "related": "off"}
+    mode = {"graded": graded, "related": "near" if neighbours else "off"}  # no related model: neighbours only
+    graded = {"graded": graded, "neighbours": neighbours}
     for n in range(count):
         reader, delivered, limit = draw(rng, vocabulary, ids, n)
         for min_score in (0.5, 0.0):
-            expected = reference_rank(index, reader, delivered, limit=limit, min_score=min_score, graded=graded)
+            expected = reference_rank(index, reader, delivered, limit=limit, min_score=min_score, **graded)
             got = rank(index, reader, exclude_ids=delivered, limit=limit, min_score=min_score, **mode)
             assert shown(got) == shown(expected), (reader.keywords, reader.exclude, limit)
             assert got == expected
@@ -53,19 +54,20 @@ def check(index, rng: random.Random, count: int, graded: bool = False) -> int:
     batch = rank_many(index, readers, delivered=histories, **mode)
     for reader in readers:
         assert shown(batch[reader.email]) == shown(
-            reference_rank(index, reader, histories[reader.email], graded=graded))
+            reference_rank(index, reader, histories[reader.email], **graded))
     return compared
 
 
-@pytest.mark.parametrize("graded", [False, True], ids=["exact", "graded"])
-def test_rank_equals_the_reference_for_random_subscribers_on_the_seed_papers(graded):
-    assert check(index(), random.Random(1), 300, graded) > 1000  # enough papers compared to mean something
+@MODES
+def test_rank_equals_the_reference_for_random_subscribers_on_the_seed_papers(graded, neighbours):
+    assert check(index(), random.Random(1), 300, graded, neighbours) > 1000  # enough papers compared to mean something
 
 
-@pytest.mark.parametrize("graded", [False, True], ids=["exact", "graded"])
-def test_rank_equals_the_reference_where_ties_and_upvotes_crowd_the_cut(graded):
+@MODES
+def test_rank_equals_the_reference_where_ties_and_upvotes_crowd_the_cut(graded, neighbours):
     seeds = [{"title": p.title, "abstract": p.abstract, "upvotes": p.upvotes} for p in papers()]
-    assert check(build_index(synthetic_papers(seeds, 300, random.Random(3))), random.Random(2), 60, graded) > 500
+    index = build_index(synthetic_papers(seeds, 300, random.Random(3)))
+    assert check(index, random.Random(2), 60, graded, neighbours) > 500
 
 
 def test_limits_at_the_edges():

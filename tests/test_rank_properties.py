@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from flows.models import Match, Paper, RankedPaper
 from flows.rank import MIN_SCORE, QueryError, build_index, parse_keyword, parse_query, rank, rank_many, snippet
 from flows.rank.excerpt import Excerpts
-from flows.rank.query import FIELDS, _parse_keyword
+from flows.rank.query import FIELDS, Query, _parse_keyword
 from flows.rank.score import PARTIAL_MIN, level_scores, saturate
 from flows.rank.text import inflection_base, normalise, spans, stems, stems_and_spans
 from flows.bench.rank import synthetic_papers
@@ -166,11 +166,15 @@ def test_adjacent_words_as_a_keyword_find_the_paper_and_highlight_its_spelling(p
 # for every keyword from the documented formula, sorts them all and explains from the token
 # lists. Both must agree exactly: scores, order, matches and snippets.
 
-def reference_rank(index, reader, exclude_ids=frozenset(), limit=None, min_score=MIN_SCORE, graded=False):
+def reference_rank(index, reader, exclude_ids=frozenset(), limit=None, min_score=MIN_SCORE, graded=False,
+                   neighbours=False):
     """Exact matching (``graded=False``: the ranking before issue 11) or graded phrases:
-    per field the best of the whole keyword and its parts (times their credit), and a
-    paper no keyword matches exactly needs the non-exact threshold."""
+    per field the best of the whole keyword and its parts (times their credit), and with
+    ``neighbours`` the thesaurus's neighbours as parts too (related papers on, but no related
+    model); a paper no keyword matches exactly needs the non-exact threshold."""
     query = parse_query(reader.keywords, reader.exclude)
+    if not neighbours:
+        query = Query(tuple(term.without_neighbours() for term in query.terms), query.exclusions)
     limit = reader.max_papers if limit is None else limit
     excluded = set(exclude_ids)
     for term in query.exclusions:
@@ -243,7 +247,10 @@ def corpus_vocabulary() -> list[str]:
 
 
 BUILTIN_WORDS = ("RL", "LLM", "MoE", "GAN", "DSI", "reinforcement learning", "mixture of experts",
-                 "large language models", "multi-agent", "multiagent", "world model")
+                 "large language models", "multi-agent", "multiagent", "world model",
+                 # thesaurus phrases (flows.rank.thesaurus), whose groups the seed papers use
+                 "deep reinforcement learning", "policy gradient", "actor-critic", "reward model",
+                 "RLHF", "continual learning", "catastrophic forgetting", "offline RL", "LLM reasoning")
 
 
 def random_reader(rng: random.Random, vocabulary: list[str]) -> Subscriber:
@@ -259,33 +266,41 @@ def random_reader(rng: random.Random, vocabulary: list[str]) -> Subscriber:
     )
 
 
-def check_against_reference(index, rng, vocabulary, count, graded=False):
+def check_against_reference(index, rng, vocabulary, count, graded=False, neighbours=False):
+    """``neighbours``: related papers on ("near") in an index without a related model, so
+    graded phrases and the thesaurus's neighbours, and no related evidence."""
+    assert index.related is None
     readers, delivered = [], {}
-    mode = {"graded": graded, "related": "off"}
+    mode = {"graded": graded, "related": "near" if neighbours else "off"}
+    graded = {"graded": graded, "neighbours": neighbours}
     for n in range(count):
         reader = random_reader(rng, vocabulary).model_copy(update={"email": f"r{n}@example.org"})
         seen = set(rng.sample([p.id for p in index.papers], rng.choice([0, 0, 3, 20])))
-        expected = reference_rank(index, reader, seen, graded=graded)
+        expected = reference_rank(index, reader, seen, **graded)
         assert rank(index, reader, exclude_ids=seen, **mode) == expected, reader.keywords
         assert rank(index, reader, exclude_ids=seen, limit=3, min_score=0.0, **mode) == reference_rank(
-            index, reader, seen, limit=3, min_score=0.0, graded=graded)
+            index, reader, seen, limit=3, min_score=0.0, **graded)
         readers.append(reader)
         delivered[reader.email] = seen
     batch = rank_many(index, readers, delivered=delivered, **mode)  # warm caches, GC paused: same results
     for reader in readers:
-        assert batch[reader.email] == reference_rank(index, reader, delivered[reader.email], graded=graded)
+        assert batch[reader.email] == reference_rank(index, reader, delivered[reader.email], **graded)
 
 
-@pytest.mark.parametrize("graded", [False, True], ids=["exact", "graded"])
-def test_rank_equals_a_straightforward_reference_on_the_seed_papers(graded):
-    check_against_reference(index(), random.Random(20240603), corpus_vocabulary(), 300, graded)
+MODES = pytest.mark.parametrize("graded, neighbours", [(False, False), (True, False), (True, True)],
+                                ids=["exact", "graded", "neighbours"])
 
 
-@pytest.mark.parametrize("graded", [False, True], ids=["exact", "graded"])
-def test_rank_equals_the_reference_where_many_papers_compete_for_the_list(graded):
+@MODES
+def test_rank_equals_a_straightforward_reference_on_the_seed_papers(graded, neighbours):
+    check_against_reference(index(), random.Random(20240603), corpus_vocabulary(), 300, graded, neighbours)
+
+
+@MODES
+def test_rank_equals_the_reference_where_many_papers_compete_for_the_list(graded, neighbours):
     synthetic = synthetic_papers([{"title": p.title, "abstract": p.abstract, "upvotes": p.upvotes}
                                   for p in papers()], 400, random.Random(5))
-    check_against_reference(build_index(synthetic), random.Random(7), corpus_vocabulary(), 60, graded)
+    check_against_reference(build_index(synthetic), random.Random(7), corpus_vocabulary(), 60, graded, neighbours)
 
 
 # --- the shortcuts behind the speed agree with the plain definitions ----------------------

@@ -12,6 +12,8 @@ from flows.corpus import Corpus, related_model
 from flows.models import Paper
 from flows.rank import RelatedModel, build_index, learn_related, rank
 from flows.rank.related import MIN_PAPERS, units_of
+from flows.rank.text import words
+from flows.rank.thesaurus import GROUPS
 from flows.settings import SAMPLE_SNAPSHOT_DIR, Settings
 from flows.store import Store
 from flows.subscribers import Subscriber
@@ -119,10 +121,14 @@ def test_exclusions_and_the_ledger_apply_to_related_papers():
     assert second.paper.id not in {item.paper.id for item in excluded}
 
 
-def test_without_a_model_there_are_no_related_papers():
+def test_without_a_model_only_the_thesaurus_relates_papers():
     index = build_index(sample())
-    assert all(m.tier != "related" for item in rank(index, reader(*REASONING, related="far"))
-               for m in item.matches)
+    related = [m for item in rank(index, reader(*REASONING, related="far")) for m in item.matches
+               if m.tier == "related"]
+    assert related, "the sample has papers that name LLM reasoning in the thesaurus's words"
+    for name in {name for m in related for name in m.via}:  # each a thesaurus phrase as the paper spells it
+        assert set(index.variants(tuple(words(name)))) & set(index.thesaurus), name
+    assert len(index.thesaurus) > sum(len(group) for group in GROUPS)  # variants included
 
 
 def test_the_store_keeps_the_model_until_the_corpus_changes(tmp_path):

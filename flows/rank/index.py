@@ -27,7 +27,7 @@ from flows.rank.acronyms import AcronymTable, learn_acronyms, load_acronyms
 from flows.rank.bulk import close_pairs
 from flows.rank.excerpt import Excerpts
 from flows.rank.expansion import Expansion, build_paper_norms, build_unit_postings, expand
-from flows.rank.graded import WINDOW, Part, graded_parts
+from flows.rank.graded import MIN_CREDIT, WINDOW, Part, graded_parts, head_unit, keyword_units
 from flows.rank.postings import (
     BASES_OF_WORD,
     EMPTY,
@@ -47,11 +47,14 @@ from flows.rank.postings import (
 )
 from flows.rank.query import FIELDS, Term
 from flows.rank.related import RelatedModel
-from flows.rank.text import inflection_base, stem, stems_and_spans
+from flows.rank.text import inflection_base, stem, stems_and_spans, words
+from flows.rank.thesaurus import GROUPS as THESAURUS_GROUPS
 
+NEIGHBOUR_CREDIT = 0.5  # a thesaurus neighbour's share of the credit of the keyword (or part) it neighbours
 MAX_VARIANTS = 32  # stem sequences tried per keyword; real keywords need a handful
 _ONLY = (("title",), ("abstract",))  # Match.fields of a match in one field
 _NO_PAPERS = np.zeros(0, np.intp)
+_NONE: frozenset = frozenset()
 _NO_WEIGHTS = np.zeros(0)
 _NO_PAPERS.flags.writeable = _NO_WEIGHTS.flags.writeable = False
 
@@ -104,6 +107,9 @@ class PaperIndex:
     _words_of_stem: dict[tuple[int, str], dict[str, dict[int, int]]] = field(default_factory=dict)
     # The keywords (term keys) of the keyword lists looked up since forget_rankings last ran.
     _used: set[str] = field(default_factory=set)
+    _thesaurus: dict[tuple[str, ...], tuple[int, ...]] | None = None
+    _neighbour_variants: dict[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
+    _parts_pending: dict[str, tuple[Part, ...]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -154,10 +160,7 @@ class PaperIndex:
             if cached is not None:
                 found.append(cached)
                 continue
-            if self.related is not None and self.related.documents:
-                parts = graded_parts(term.keyword, self.corpus_frequency, self.related.documents)
-            else:
-                parts = graded_parts(term.keyword, self.document_frequency, len(self.papers))
+            parts = self._parts_pending.pop(term.key, None) or self.parts(term)
             levels: list = []
             for part in parts:
                 if part.kind == "words" and len(part.units) == 2:
@@ -188,6 +191,64 @@ class PaperIndex:
             if isinstance(found[n], list):
                 found[n] = self._graded[term.key] = tuple(found[n])
         return found
+
+    def neighbours(self, term: Term, parts: tuple[Part, ...]) -> tuple[Part, ...]:
+        """The thesaurus's neighbours of a keyword (see :mod:`flows.rank.thesaurus`): the
+        other phrases of every group the keyword, or a part of it that holds its head,
+        belongs to; each credited NEIGHBOUR_CREDIT times that part's credit (1 for the
+        keyword itself). None that the keyword or its parts already match."""
+        own = {variant for variant in self.variants(term.words)}
+        heads = [(own, 1.0)] + [(set(self.variants(part.words)), part.credit) for part in parts
+                                if part.kind == "part" and _holds_head(term.keyword, part)]
+        known = set(own).union(*(self.variants(part.words) for part in parts if part.kind == "part"),
+                               *(self.variants(words) for words in term.besides))
+        found: dict[str, Part] = {}
+        for variants, credit in heads:
+            for group in {g for variant in variants for g in self.thesaurus.get(variant, ())}:
+                for label in THESAURUS_GROUPS[group]:
+                    member_words = tuple(words(label))
+                    member = set(self.variants(member_words))
+                    if member & known or any(_contains(m, k) for m in member for k in own):
+                        continue
+                    share = round(NEIGHBOUR_CREDIT * credit, 6)
+                    if share >= MIN_CREDIT and (label not in found or found[label].credit < share):
+                        found[label] = Part(label, member_words, share, "neighbour")
+        return tuple(sorted(found.values(), key=lambda part: -part.credit))
+
+    def parts(self, term: Term) -> tuple[Part, ...]:
+        """The keyword's graded parts and, unless the term says otherwise, its neighbours
+        (without where they occur: :meth:`graded` adds that)."""
+        if self.related is not None and self.related.documents:
+            parts = graded_parts(term.keyword, self.corpus_frequency, self.related.documents)
+        else:
+            parts = graded_parts(term.keyword, self.document_frequency, len(self.papers))
+        if term.neighbours:
+            parts += self.neighbours(term, parts)
+        return parts
+
+    def neighbour_variants(self, term: Term) -> frozenset[tuple[str, ...]]:
+        """The stem sequences of the keyword's neighbours (empty for most keywords)."""
+        found = self._neighbour_variants.get(term.key)
+        if found is None:
+            parts = self.parts(term)
+            if term.key not in self._graded:  # graded_many takes them from here
+                self._parts_pending[term.key] = parts
+            found = frozenset(variant for part in parts if part.kind == "neighbour"
+                              for variant in self.variants(part.words))
+            self._neighbour_variants[term.key] = found or _NONE
+        return found
+
+    @property
+    def thesaurus(self) -> dict[tuple[str, ...], tuple[int, ...]]:
+        """Stem sequence (any variant of a member) → the thesaurus groups holding it."""
+        if self._thesaurus is None:
+            table: dict[tuple[str, ...], list[int]] = {}
+            for g, group in enumerate(THESAURUS_GROUPS):
+                for label in group:
+                    for variant in self.variants(tuple(words(label))):
+                        table.setdefault(variant, []).append(g)
+            self._thesaurus = {variant: tuple(dict.fromkeys(gs)) for variant, gs in table.items()}
+        return self._thesaurus
 
     def corpus_frequency(self, words: tuple[str, ...]) -> int:
         """How many stored papers hold these words (a word, a pair, or every pair of a longer
@@ -272,7 +333,7 @@ class PaperIndex:
         return found
 
     def _part_hits(self, term: Term, part: Part) -> Hits:
-        if part.kind == "part":
+        if part.kind in ("part", "neighbour"):
             return self.hits(Term(part.label, part.words, term.field))
         # The words apart need only where each unit starts: no counts of the units themselves.
         units = [tuple(self.variants(unit)) for unit in part.units]
@@ -318,14 +379,22 @@ class PaperIndex:
         fields = tuple(name for name, _, _, _ in levels)
         spelled: list[str] = []
         parts: list[str] = []
+        neighbours: list[str] = []
         for name, _, part, hits in levels:
             f = FIELDS.index(name)
             count = (hits.abstract if f else hits.title)[number]
             spelled.extend(self._spelled(number, f, hits, count))
-            if part is not None:
+            if part is not None and part.kind == "neighbour":
+                neighbours.append(part.label)
+            elif part is not None:
                 parts.append(part.label if part.kind == "part" else " … ".join(
                     " ".join(unit) for unit in part.units))
-        tier = "partial" if len(parts) == len(levels) else "exact"
+        if neighbours and not parts and len(neighbours) == len(levels):
+            # only the thesaurus's neighbours: related, named as the paper spells them (as
+            # related terms are), one name per idea
+            tier, parts = "related", _one_name_each(spelled) or neighbours
+        else:
+            tier = "partial" if parts and len(parts) + len(neighbours) == len(levels) else "exact"
         key = (term.keyword, fields, tuple(dict.fromkeys(spelled)), tier, tuple(dict.fromkeys(parts)))
         found = self._interned.get(key)
         if found is None:
@@ -534,3 +603,28 @@ def _heads(
             acronyms = index._reverse_acronyms.get(stems[i:end])
             heads.extend([((acronym,), end) for acronym in sorted(acronyms)] if acronyms else ())
     return heads
+
+
+def _holds_head(keyword: str, part: Part) -> bool:
+    """Whether a part of the keyword holds its head ("reinforcement learning" of "deep
+    reinforcement learning"): a broader subject that contains the keyword's."""
+    units = keyword_units(keyword)
+    head = units[head_unit(units)][1] if units else ()
+    return _contains(part.words, head)
+
+
+def _contains(longer: tuple[str, ...], shorter: tuple[str, ...]) -> bool:
+    n = len(shorter)
+    return 0 < n <= len(longer) and any(longer[i:i + n] == shorter for i in range(len(longer) - n + 1))
+
+
+def _one_name_each(spelled: list[str]) -> list[str]:
+    """Spellings without repeats (any case) and without any that another holds ("incremental
+    learning" inside "Class-incremental learning")."""
+    found: list[str] = []
+    for name in dict.fromkeys(spelled):
+        low = name.lower()
+        if any(low in kept.lower() for kept in found):
+            continue
+        found = [kept for kept in found if kept.lower() not in low] + [name]
+    return found

@@ -6,7 +6,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from flows.rank.text import words
@@ -39,10 +39,26 @@ class Term:
     weight: float = 1.0
     negated: bool = False
     key: str = ""  # what decides which papers match: field and words ("title:world model")
+    # Whether the thesaurus's neighbours count as graded levels (flows.rank.thesaurus): not
+    # for a subscriber with related papers off, who asked for their own words only.
+    neighbours: bool = True
+    # Other keywords of the same list that are among this one's neighbours: scored as the
+    # subscriber's own keywords, so never again as this one's neighbours.
+    besides: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.key:
-            object.__setattr__(self, "key", f"{self.field or ''}:{' '.join(self.words)}")
+            # other levels, so their own caches
+            plain = "" if self.neighbours else "\x02"
+            if self.besides:
+                plain += "\x03" + "\x03".join(" ".join(words) for words in self.besides) + "\x03"
+            object.__setattr__(self, "key", f"{plain}{self.field or ''}:{' '.join(self.words)}")
+
+    def without_neighbours(self) -> Term:
+        return self if not self.neighbours else replace(self, neighbours=False, besides=(), key="")
+
+    def besides_keywords(self, besides: tuple[tuple[str, ...], ...]) -> Term:
+        return replace(self, besides=besides, key="")
 
 
 @dataclass(frozen=True, slots=True)

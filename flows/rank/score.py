@@ -119,12 +119,12 @@ def rank(
     """
     level = related if related is not None else getattr(subscriber, "related", "near")
     use_related = level != "off" and index.related is not None
-    key = (tuple(subscriber.keywords), tuple(subscriber.exclude), graded, use_related)
+    key = (tuple(subscriber.keywords), tuple(subscriber.exclude), graded, use_related, level != "off")
     prepared = index.queries.get(key)
     if prepared is None:  # many subscribers share a keyword list: parse and look it up once
         if len(index.queries) >= QUERIES_KEPT:
             index.forget_rankings()
-        prepared = index.queries[key] = _prepare(index, parse_query(*key[:2]), graded, use_related)
+        prepared = index.queries[key] = _prepare(index, parse_query(*key[:2]), graded, use_related, key[4])
     limit = subscriber.max_papers if limit is None else limit
     if limit <= 0 or not prepared.terms:
         return []
@@ -298,13 +298,13 @@ def prepare(index: PaperIndex, subscribers: Iterable[Subscriber], *, graded: boo
     for subscriber in subscribers:
         level = related if related is not None else getattr(subscriber, "related", "near")
         use_related = level != "off" and index.related is not None
-        if (tuple(subscriber.keywords), tuple(subscriber.exclude), graded, use_related) in index.queries:
+        if (tuple(subscriber.keywords), tuple(subscriber.exclude), graded, use_related, level != "off") in index.queries:
             continue
         try:
             query = parse_query(tuple(subscriber.keywords), tuple(subscriber.exclude))
         except QueryError:
             continue
-        for term in query.terms:
+        for term in _for_level(index, query, level != "off").terms:
             if graded and f"\x00{term.key}" not in scores:
                 wanted_graded.setdefault(term.key, term)
             if use_related and f"\x01{term.key}" not in scores:
@@ -389,7 +389,8 @@ def _field_scores(counts: dict[int, int], in_phrase: AbstractSet[int], weight: f
     return {number: (boosted if number in in_phrase else plain)[tf] for number, tf in counts.items()}
 
 
-def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool) -> _Prepared:
+def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool, neighbours: bool) -> _Prepared:
+    query = _for_level(index, query, neighbours)
     excluded: set[int] = set()
     for term in query.exclusions:  # exclusions stay exact: only the whole keyword excludes
         hits = index.hits(term)
@@ -405,6 +406,28 @@ def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool) -
         exact[looked[0][7] if len(looked) == 1 else np.concatenate([entry[7] for entry in looked])] = True
         exact = np.packbits(exact)
     return _Prepared(looked, np.fromiter(sorted(excluded), np.intp, len(excluded)), related, exact)
+
+
+def _for_level(index: PaperIndex, query: Query, neighbours: bool) -> Query:
+    """The query's terms as the subscriber's level has them: with related papers off, the
+    thesaurus's neighbours do not count either (they are related terms too; they need no
+    related model: they count from the first day). A keyword of the list that is another's
+    neighbour is scored as a keyword, not again as that one's neighbour."""
+    if not neighbours:
+        return Query(tuple([term.without_neighbours() for term in query.terms]), query.exclusions)
+    if len(query.terms) < 2:
+        return query
+    terms = list(query.terms)
+    for n, term in enumerate(query.terms):
+        labels = index.neighbour_variants(term)
+        if not labels:
+            continue
+        besides = tuple(dict.fromkeys(other.words for m, other in enumerate(query.terms) if m != n
+                                      and other.words != term.words
+                                      and not labels.isdisjoint(index.variants(other.words))))
+        if besides:
+            terms[n] = term.besides_keywords(besides)
+    return Query(tuple(terms), query.exclusions)
 
 
 @dataclass(frozen=True, slots=True)
