@@ -12,6 +12,7 @@ from flows.corpus import Corpus, related_model
 from flows.models import Paper
 from flows.rank import RelatedModel, build_index, learn_related, rank
 from flows.rank.related import MIN_PAPERS, units_of
+from flows.rank.score import PASSING_MIN
 from flows.rank.text import words
 from flows.rank.thesaurus import GROUPS
 from flows.settings import SAMPLE_SNAPSHOT_DIR, Settings
@@ -94,6 +95,24 @@ def test_related_papers_enter_above_the_threshold_and_say_why():
             assert match.explain().startswith(f"related to {match.keyword}: ")
     exact = {item.paper.id for item in rank(index, reader(*REASONING), graded=False, related="off")}
     assert exact <= {item.paper.id for item in found}  # nothing direct is lost
+
+
+def test_a_keyword_named_once_in_passing_needs_related_support():
+    soil = Paper(id="soil", title="Cheap sensors for soil moisture in vineyards", listed=date(2025, 12, 12),
+                 abstract="We deploy cheap soil moisture sensors across three vineyards and calibrate them "
+                          "against lab samples. Unlike reinforcement learning, our irrigation rule is fixed. "
+                          "Readings drift with temperature, which a linear correction removes.")
+    twice = Paper(id="twice", title="Cheap sensors for soil moisture in orchards", listed=date(2025, 12, 12),
+                  abstract="Reinforcement learning schedules irrigation from soil moisture sensors; "
+                           "the reinforcement learning agent saves water in three orchards.")
+    index = build_index((*sample(), soil, twice), related=model())
+    for level in ("near", "far"):
+        found = {item.paper.id: item for item in rank(index, reader("reinforcement learning", related=level))}
+        assert "soil" not in found  # once, in passing, among unrelated words: 1.5 < PASSING_MIN
+        assert "twice" in found and found["twice"].score >= PASSING_MIN
+    # without related evidence there is nothing to tell a passing mention by: it stays
+    assert "soil" in {item.paper.id for item in rank(index, reader("reinforcement learning", related="off"))}
+    assert "soil" in {item.paper.id for item in rank(build_index((*sample(), soil)), reader("reinforcement learning"))}
 
 
 def test_the_levels_reach_further_in_order():

@@ -59,6 +59,10 @@ RELATED_FLOOR = 0.05  # evidence below this share is noise, and dropped
 # the subscriber's level's threshold.
 PARTIAL_MIN = 3.0
 NON_EXACT_THRESHOLDS = {"near": 3.5, "far": 2.0, "off": float("inf")}
+# Where related evidence is at hand, a paper a keyword matches exactly needs at least the
+# "far" threshold too: a keyword named once, in passing, in an abstract whose words are
+# otherwise unrelated to it (one mention of a phrase scores 1.5) is not enough on its own.
+PASSING_MIN = NON_EXACT_THRESHOLDS["far"]
 RELATED_SHOWN = 3  # related terms named per keyword in an explanation
 RELATED_LEVELS = ("off", "near", "far")
 # Scores compare rounded to 6 decimals; an unrounded total this far below another's can
@@ -452,18 +456,22 @@ class _Marked:
 
 def _tiered(relevance: np.ndarray, prepared: _Prepared, level: str, index: PaperIndex,
             marked: _Marked | None, min_score: float) -> np.ndarray:
-    """Add the related evidence; keep the papers a keyword matches exactly, those whose
-    partial matches reach PARTIAL_MIN, and those whose partial and related evidence (and
+    """Add the related evidence; keep the papers a keyword matches exactly (with related
+    evidence at hand: if they reach PASSING_MIN with it), those whose partial matches
+    reach PARTIAL_MIN, and those whose partial and related evidence (and
     likeness to liked papers) together reach the level's threshold. Likeness to disliked
     papers then lowers a kept paper's score, never below the minimum: not an exclusion."""
     keep = relevance >= PARTIAL_MIN
     if prepared.exact is not None:
-        keep |= np.unpackbits(prepared.exact, count=relevance.size).view(np.bool_)
+        exact = np.unpackbits(prepared.exact, count=relevance.size).view(np.bool_)
     else:
-        keep |= _exact_matches(index, prepared)
+        exact = _exact_matches(index, prepared)
     threshold = NON_EXACT_THRESHOLDS[level]
     if prepared.related:
         relevance = relevance + _related_evidence(relevance.size, prepared.related)
+        keep |= exact & (relevance >= PASSING_MIN)
+    else:
+        keep |= exact
     if marked is not None and marked.like is not None:
         relevance = relevance + LIKED_WEIGHT * marked.like
         threshold = min(threshold, NON_EXACT_THRESHOLDS["near"])  # they asked for these
