@@ -197,14 +197,21 @@ class PaperIndex:
         other phrases of every group the keyword, or a part of it that holds its head,
         belongs to; each credited NEIGHBOUR_CREDIT times that part's credit (1 for the
         keyword itself). None that the keyword or its parts already match."""
-        own = {variant for variant in self.variants(term.words)}
-        heads = [(own, 1.0)] + [(set(self.variants(part.words)), part.credit) for part in parts
-                                if part.kind == "part" and _holds_head(term.keyword, part)]
+        table = self.thesaurus
+        own = set(self.variants(term.words))
+        heads = [(own, 1.0)]
+        holders = [part for part in parts if part.kind == "part"]
+        if holders:
+            head = _head_words(term.keyword)
+            heads += [(set(self.variants(part.words)), part.credit) for part in holders if _contains(part.words, head)]
+        heads = [(variants, credit) for variants, credit in heads if any(v in table for v in variants)]
+        if not heads:  # most keywords: in no group
+            return ()
         known = set(own).union(*(self.variants(part.words) for part in parts if part.kind == "part"),
                                *(self.variants(words) for words in term.besides))
         found: dict[str, Part] = {}
         for variants, credit in heads:
-            for group in {g for variant in variants for g in self.thesaurus.get(variant, ())}:
+            for group in {g for variant in variants for g in table.get(variant, ())}:
                 for label in THESAURUS_GROUPS[group]:
                     member_words = tuple(words(label))
                     member = set(self.variants(member_words))
@@ -605,12 +612,11 @@ def _heads(
     return heads
 
 
-def _holds_head(keyword: str, part: Part) -> bool:
-    """Whether a part of the keyword holds its head ("reinforcement learning" of "deep
-    reinforcement learning"): a broader subject that contains the keyword's."""
+def _head_words(keyword: str) -> tuple[str, ...]:
+    """The words of the keyword's head unit: a part holding them ("reinforcement learning" of
+    "deep reinforcement learning") names a broader subject that contains the keyword's."""
     units = keyword_units(keyword)
-    head = units[head_unit(units)][1] if units else ()
-    return _contains(part.words, head)
+    return units[head_unit(units)][1] if units else ()
 
 
 def _contains(longer: tuple[str, ...], shorter: tuple[str, ...]) -> bool:
