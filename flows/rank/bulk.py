@@ -89,7 +89,8 @@ def _chunks(indptr: np.ndarray, size: int, expansions: Sequence[tuple[np.ndarray
 def close_pairs(first: Sequence[np.ndarray], second: Sequence[np.ndarray], offsets: np.ndarray,
                 window: int, span: int) -> list[np.ndarray]:
     """Per pair of ascending slot arrays (numbered as ``FieldIndex.positions`` numbers a
-    field's slots, papers ``offsets`` apart): the papers (ascending, unique) where a slot
+    field's slots, each paper starting at its ``offsets`` entry and at least ``window``
+    slots after the previous paper's last): the papers (ascending, unique) where a slot
     of the first lies fewer than ``window`` slots from one of the second. ``span`` is
     above every slot number."""
     count = len(first)
@@ -97,6 +98,11 @@ def close_pairs(first: Sequence[np.ndarray], second: Sequence[np.ndarray], offse
     todo = [k for k in range(count) if first[k].size and second[k].size]
     if not todo:
         return found
+    # Two close slots are in the same paper, so the relation is symmetric: look the shorter
+    # array's slots up in the longer one (a frequent word's thousands of slots are then
+    # never searched for one by one).
+    first, second = ([a if a.size <= b.size else b for a, b in zip(first, second)],
+                     [b if a.size <= b.size else a for a, b in zip(first, second)])
     shift = np.arange(len(todo), dtype=np.int64) * (span + 2 * window)
     a_sizes = np.fromiter((first[k].size for k in todo), np.intp, len(todo))
     b_sizes = np.fromiter((second[k].size for k in todo), np.intp, len(todo))
