@@ -323,10 +323,34 @@ class PaperIndex:
             count = (hits.abstract if f else hits.title)[number]
             spelled.extend(self._spelled(number, f, hits, count))
             if part is not None:
-                parts.append(part.label if part.kind == "part" else " … ".join(
-                    " ".join(unit) for unit in part.units))
+                parts.append(_label(part))
         tier = "partial" if len(parts) == len(levels) else "exact"
         key = (term.keyword, fields, tuple(dict.fromkeys(spelled)), tier, tuple(dict.fromkeys(parts)))
+        found = self._interned.get(key)
+        if found is None:
+            found = self._interned[key] = Match(*key)
+        return found
+
+    def explain_won(self, term: Term, hits: Hits, title: int, abstract: int, number: int) -> Match:
+        """:meth:`explain_levels` given the level that scored each field as ranking records
+        it: -1 none, 0 the keyword itself (``hits``), i the i-th of :meth:`graded`."""
+        spelled: list[str] = []
+        parts: list[str] = []
+        if title >= 0:
+            part, level_hits = self.graded(term)[title - 1] if title else (None, hits)
+            spelled.extend(self._spelled(number, 0, level_hits, level_hits.title[number]))
+            if part is not None:
+                parts.append(_label(part))
+        if abstract >= 0:
+            part, level_hits = self.graded(term)[abstract - 1] if abstract else (None, hits)
+            spelled.extend(self._spelled(number, 1, level_hits, level_hits.abstract[number]))
+            if part is not None:
+                parts.append(_label(part))
+        both = title >= 0 and abstract >= 0
+        fields = FIELDS if both else _ONLY[0] if title >= 0 else _ONLY[1]
+        tier = "partial" if len(parts) == 1 + both else "exact"
+        key = (term.keyword, fields, tuple(dict.fromkeys(spelled)) if both else tuple(spelled), tier,
+               tuple(dict.fromkeys(parts)) if len(parts) > 1 else tuple(parts))
         found = self._interned.get(key)
         if found is None:
             found = self._interned[key] = Match(*key)
@@ -468,6 +492,11 @@ class PaperIndex:
             for needle, variant in zip(hits.needles, hits.variants)
         )
         return tuple(dict.fromkeys(found))
+
+
+def _label(part: Part) -> str:
+    """How an explanation names a partial match: the part, or its words apart."""
+    return part.label if part.kind == "part" else " … ".join(" ".join(unit) for unit in part.units)
 
 
 def build_index(papers: Sequence[Paper], *, acronyms: AcronymTable | None = None,
