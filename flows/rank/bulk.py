@@ -140,8 +140,8 @@ def best_levels(size: int, count: int, owners: np.ndarray, fields: np.ndarray, p
     One entry per (keyword ``owners``, field 0 title / 1 abstract, level, paper) with its
     score. Returns per keyword (papers ascending, scores, and per paper the winning level
     number in the title and in the abstract, -1 for none, as int8 pairs)."""
-    group = (owners.astype(np.int64) * 2 + fields) * size + papers
-    # Per (keyword, field, paper) its best score, and the first level reaching it. The
+    group = (owners.astype(np.int64) * size + papers) * 2 + fields
+    # Per (keyword, paper, field) its best score, and the first level reaching it. The
     # entries come by keyword, field, level, then paper: a stable sort by group keeps each
     # group's levels in order (and merges the runs of sorted papers quickly).
     order = np.argsort(group, kind="stable")
@@ -151,9 +151,11 @@ def best_levels(size: int, count: int, owners: np.ndarray, fields: np.ndarray, p
     reaching = np.flatnonzero(value == np.repeat(best, np.diff(np.append(starts, group.size))))
     kept = reaching[np.concatenate(([True], group[reaching[1:]] != group[reaching[:-1]]))]
     group, value, level = group[kept], value[kept], level[kept]
-    keyword_field, paper = np.divmod(group, size)
-    keyword, field = np.divmod(keyword_field, 2)
-    cells, where = np.unique(keyword * size + paper, return_inverse=True)
+    # A (keyword, paper) cell's fields are neighbours, the title's first: the cells ascend
+    # without another sort.
+    cell, field = np.divmod(group, 2)
+    first = np.concatenate(([True], cell[1:] != cell[:-1]))
+    cells, where = cell[first], np.cumsum(first, dtype=np.intp) - 1
     # abstract + title: IEEE addition is commutative, and a field that did not score adds
     # nothing (bincount starts each bin at 0.0, and 0.0 + x is x)
     total = np.bincount(where, value, cells.size)
