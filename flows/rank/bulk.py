@@ -74,7 +74,12 @@ def _chunks(indptr: np.ndarray, size: int, expansions: Sequence[tuple[np.ndarray
     """The expansions in runs of at most MAX_ENTRIES postings entries (and MAX_CELLS dense
     cells): arrays that stay in the processor's cache run several times faster than one
     pass over everything."""
-    sizes = [int(indptr[units + 1].sum() - indptr[units].sum()) for units, _ in expansions]
+    # each expansion's postings entries: its units' row lengths summed, as differences of
+    # running totals (one pass for all of them)
+    every = np.concatenate([units for units, _ in expansions]) if expansions else _NONE
+    ends = np.concatenate(([0], np.cumsum(indptr[every + 1] - indptr[every])))
+    bounds = np.concatenate(([0], np.cumsum([units.size for units, _ in expansions], dtype=np.intp)))
+    sizes = (ends[bounds[1:]] - ends[bounds[:-1]]).tolist()
     most = max(1, MAX_CELLS // max(size, 1))
     start, entries = 0, 0
     for end, entry in enumerate(sizes):
@@ -89,7 +94,8 @@ def _chunks(indptr: np.ndarray, size: int, expansions: Sequence[tuple[np.ndarray
 def close_pairs(first: Sequence[np.ndarray], second: Sequence[np.ndarray], offsets: np.ndarray,
                 window: int, span: int) -> list[np.ndarray]:
     """Per pair of ascending slot arrays (numbered as ``FieldIndex.positions`` numbers a
-    field's slots, papers ``offsets`` apart): the papers (ascending, unique) where a slot
+    field's slots, each paper starting at its ``offsets`` entry and at least ``window``
+    slots after the previous paper's last): the papers (ascending, unique) where a slot
     of the first lies fewer than ``window`` slots from one of the second. ``span`` is
     above every slot number."""
     count = len(first)
@@ -97,6 +103,11 @@ def close_pairs(first: Sequence[np.ndarray], second: Sequence[np.ndarray], offse
     todo = [k for k in range(count) if first[k].size and second[k].size]
     if not todo:
         return found
+    # Two close slots are in the same paper, so the relation is symmetric: look the shorter
+    # array's slots up in the longer one (a frequent word's thousands of slots are then
+    # never searched for one by one).
+    first, second = ([a if a.size <= b.size else b for a, b in zip(first, second)],
+                     [b if a.size <= b.size else a for a, b in zip(first, second)])
     shift = np.arange(len(todo), dtype=np.int64) * (span + 2 * window)
     a_sizes = np.fromiter((first[k].size for k in todo), np.intp, len(todo))
     b_sizes = np.fromiter((second[k].size for k in todo), np.intp, len(todo))
@@ -129,8 +140,8 @@ def best_levels(size: int, count: int, owners: np.ndarray, fields: np.ndarray, p
     One entry per (keyword ``owners``, field 0 title / 1 abstract, level, paper) with its
     score. Returns per keyword (papers ascending, scores, and per paper the winning level
     number in the title and in the abstract, -1 for none, as int8 pairs)."""
-    group = (owners.astype(np.int64) * 2 + fields) * size + papers
-    # Per (keyword, field, paper) its best score, and the first level reaching it. The
+    group = (owners.astype(np.int64) * size + papers) * 2 + fields
+    # Per (keyword, paper, field) its best score, and the first level reaching it. The
     # entries come by keyword, field, level, then paper: a stable sort by group keeps each
     # group's levels in order (and merges the runs of sorted papers quickly).
     order = np.argsort(group, kind="stable")
@@ -140,9 +151,11 @@ def best_levels(size: int, count: int, owners: np.ndarray, fields: np.ndarray, p
     reaching = np.flatnonzero(value == np.repeat(best, np.diff(np.append(starts, group.size))))
     kept = reaching[np.concatenate(([True], group[reaching[1:]] != group[reaching[:-1]]))]
     group, value, level = group[kept], value[kept], level[kept]
-    keyword_field, paper = np.divmod(group, size)
-    keyword, field = np.divmod(keyword_field, 2)
-    cells, where = np.unique(keyword * size + paper, return_inverse=True)
+    # A (keyword, paper) cell's fields are neighbours, the title's first: the cells ascend
+    # without another sort.
+    cell, field = np.divmod(group, 2)
+    first = np.concatenate(([True], cell[1:] != cell[:-1]))
+    cells, where = cell[first], np.cumsum(first, dtype=np.intp) - 1
     # abstract + title: IEEE addition is commutative, and a field that did not score adds
     # nothing (bincount starts each bin at 0.0, and 0.0 + x is x)
     total = np.bincount(where, value, cells.size)

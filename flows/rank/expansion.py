@@ -75,7 +75,11 @@ def expand(model: RelatedModel | None, variants: Sequence[tuple[str, ...]],
     if len(sources) == 1:  # one unit's centroid: strongest first already
         best = list(mixed.items())[:EXPANSION]
     else:
-        best = sorted(mixed.items(), key=lambda item: (-item[1], model.units[item[0]]))[:EXPANSION]
+        items = mixed.items()
+        if len(mixed) > EXPANSION:  # only units weighing at least the EXPANSION-th weight can be among the first
+            least = sorted(mixed.values(), reverse=True)[EXPANSION - 1]
+            items = [item for item in items if item[1] >= least]
+        best = sorted(items, key=lambda item: (-item[1], model.units[item[0]]))[:EXPANSION]
     if not best:
         return NO_EXPANSION
     weights = np.array([weight for _, weight in best])

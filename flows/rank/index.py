@@ -385,24 +385,44 @@ class PaperIndex:
         each field (see ``flows.rank.score.level_scores``)."""
         fields = tuple(name for name, _, _, _ in levels)
         spelled: list[str] = []
-        parts: list[str] = []
-        neighbours: list[str] = []
+        scored: list[Part | None] = []
         for name, _, part, hits in levels:
             f = FIELDS.index(name)
             count = (hits.abstract if f else hits.title)[number]
             spelled.extend(self._spelled(number, f, hits, count))
-            if part is not None and part.kind == "neighbour":
-                neighbours.append(part.label)
-            elif part is not None:
-                parts.append(part.label if part.kind == "part" else " … ".join(
-                    " ".join(unit) for unit in part.units))
-        if neighbours and not parts and len(neighbours) == len(levels):
-            # only the thesaurus's neighbours: related, named as the paper spells them (as
-            # related terms are), one name per idea
-            tier, parts = "related", _one_name_each(spelled) or neighbours
+            scored.append(part)
+        return self._level_match(term, fields, spelled, scored)
+
+    def explain_won(self, term: Term, hits: Hits, title: int, abstract: int, number: int) -> Match:
+        """:meth:`explain_levels` given the level that scored each field as ranking records
+        it: -1 none, 0 the keyword itself (``hits``), i the i-th of :meth:`graded`."""
+        spelled: list[str] = []
+        scored: list[Part | None] = []
+        if title >= 0:
+            part, level_hits = self.graded(term)[title - 1] if title else (None, hits)
+            spelled.extend(self._spelled(number, 0, level_hits, level_hits.title[number]))
+            scored.append(part)
+        if abstract >= 0:
+            part, level_hits = self.graded(term)[abstract - 1] if abstract else (None, hits)
+            spelled.extend(self._spelled(number, 1, level_hits, level_hits.abstract[number]))
+            scored.append(part)
+        fields = FIELDS if len(scored) == 2 else _ONLY[0] if title >= 0 else _ONLY[1]
+        return self._level_match(term, fields, spelled, scored)
+
+    def _level_match(self, term: Term, fields: tuple[str, ...], spelled: list[str],
+                     scored: list[Part | None]) -> Match:
+        """The (interned) Match of the levels that scored each field (None: the keyword
+        itself): ``exact`` if the keyword scored a field; ``related`` if only thesaurus
+        neighbours did, named as the paper spells them (as related terms are), one name per
+        idea; else ``partial``, naming the parts."""
+        named = [_label(part) for part in scored if part is not None and part.kind != "neighbour"]
+        neighbours = [part.label for part in scored if part is not None and part.kind == "neighbour"]
+        if neighbours and len(neighbours) == len(scored):
+            tier, via = "related", _one_name_each(spelled) or neighbours
         else:
-            tier = "partial" if parts and len(parts) + len(neighbours) == len(levels) else "exact"
-        key = (term.keyword, fields, tuple(dict.fromkeys(spelled)), tier, tuple(dict.fromkeys(parts)))
+            tier = "partial" if named and len(named) + len(neighbours) == len(scored) else "exact"
+            via = named
+        key = (term.keyword, fields, tuple(dict.fromkeys(spelled)), tier, tuple(dict.fromkeys(via)))
         found = self._interned.get(key)
         if found is None:
             found = self._interned[key] = Match(*key)
@@ -544,6 +564,11 @@ class PaperIndex:
             for needle, variant in zip(hits.needles, hits.variants)
         )
         return tuple(dict.fromkeys(found))
+
+
+def _label(part: Part) -> str:
+    """How an explanation names a partial match: the part, or its words apart."""
+    return part.label if part.kind == "part" else " … ".join(" ".join(unit) for unit in part.units)
 
 
 def build_index(papers: Sequence[Paper], *, acronyms: AcronymTable | None = None,

@@ -126,12 +126,12 @@ class FieldIndex:
 
 
 class _BasesOfWord(dict):
-    """Raw word as a paper writes it → the inflection bases of its normalised word(s)."""
+    """Raw word as a paper writes it → the inflection bases of its normalised word(s), each once."""
 
     def __missing__(self, raw: str) -> tuple[str, ...]:
         if len(self) > 200_000:
             self.clear()
-        found = self[raw] = tuple(inflection_base(word) for word in normalise(raw))
+        found = self[raw] = tuple(dict.fromkeys(inflection_base(word) for word in normalise(raw)))
         return found
 
 
@@ -152,7 +152,7 @@ def word_counts(index: FieldIndex, papers: Sequence[Paper], f: int, stemmed: str
         at = joined.find(needle)
         while at >= 0:
             slot = bisect_left(starts, at)
-            for base in set(bases_of[text[begins[slot]:ends[slot]]]):
+            for base in bases_of[text[begins[slot]:ends[slot]]]:
                 counts = found.get(base)
                 if counts is None:
                     found[base] = {number: 1}

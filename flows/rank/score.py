@@ -73,8 +73,8 @@ _ROUNDING_SLACK = 2e-6
 # arrays, ascending paper numbers), the term, its hits, its explanations so far, whether
 # graded phrases gave it parts (False: exact matching, where the hits say which papers
 # matched), per paper the levels that scored it (with parts), and the papers the whole
-# keyword matches (its exact matches, in no particular order: the first array's papers,
-# without parts).
+# keyword matches (its exact matches, in no particular order, some maybe twice: the first
+# array's papers, without parts).
 _Looked = tuple[np.ndarray, np.ndarray, Term, Hits, dict[int, Match], bool, np.ndarray | None, np.ndarray]
 _NO_SHARE = (np.zeros(0, np.intp), np.zeros(0))  # a keyword without related terms
 _NOT_GRADED = (*_NO_SHARE, True, np.zeros((0, 2), np.int8))  # parts, none of which occurs
@@ -340,18 +340,6 @@ def level_scores(index: PaperIndex, term: Term, number: int) -> list[tuple[str, 
     return found
 
 
-def _levels_won(index: PaperIndex, term: Term, hits: Hits, won: np.ndarray) -> list[tuple[str, float, object, Hits]]:
-    """:func:`level_scores` from the levels recorded when the keyword was scored (the score
-    itself left out: explanations do not need it)."""
-    title, abstract = won.tolist()
-    found: list[tuple[str, float, object, Hits]] = []
-    for name, level in (("title", title), ("abstract", abstract)):
-        if level >= 0:
-            part, level_hits = (None, hits) if level == 0 else index.graded(term)[level - 1]
-            found.append((name, 0.0, part, level_hits))
-    return found
-
-
 def _read_only(array: np.ndarray) -> np.ndarray:
     """The array, locked: the caches on the index are shared by every subscriber."""
     array.flags.writeable = False
@@ -572,11 +560,13 @@ def _look_up(index: PaperIndex, term: Term, graded: bool) -> _Looked:
 
 
 def _exact_papers(hits: Hits) -> np.ndarray:
-    """The papers the whole keyword matches, in no particular order (for the exact-match
-    bits): :func:`term_scores`' papers without working out, and keeping for the rest of the
-    run, its scores, which ranking with graded phrases never reads."""
-    papers = hits.abstract.keys() | hits.title.keys()
-    return np.fromiter(papers, np.intp, len(papers))
+    """The papers the whole keyword matches, in no particular order and some maybe twice
+    (for the exact-match bits): :func:`term_scores`' papers without working out, and keeping
+    for the rest of the run, its scores, which ranking with graded phrases never reads."""
+    abstract, title = hits.abstract, hits.title
+    if not title:
+        return np.fromiter(abstract, np.intp, len(abstract))
+    return np.fromiter(chain(abstract, title), np.intp, len(abstract) + len(title))
 
 
 def _relevance(size: int, terms: tuple[_Looked, ...]) -> np.ndarray:
@@ -667,13 +657,16 @@ def _ranked(index: PaperIndex, prepared: _Prepared, best: list[tuple[float, int]
         starts = np.concatenate(([0], bounds[:-1]))
         positions = entries - starts[owners]
         for owner, number, position in zip(owners.tolist(), numbers[entries].tolist(), positions.tolist()):
-            _, _, term, hits, explained, has_parts, won, _ = terms[owner]
+            looked = terms[owner]
+            explained = looked[4]
             match = explained.get(number)
             if match is None:
-                if has_parts:
-                    match = index.explain_levels(term, _levels_won(index, term, hits, won[position]), number)
+                if looked[5]:  # with parts: the levels that won each field when it was scored
+                    won = looked[6]
+                    match = index.explain_won(looked[2], looked[3], won.item(position, 0), won.item(position, 1),
+                                              number)
                 else:
-                    match = index.explain(term, hits, number)
+                    match = index.explain(looked[2], looked[3], number)
                 explained[number] = match
             matches[number].append(match)
     if prepared.related:
