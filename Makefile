@@ -8,7 +8,7 @@ export PREFECT_HOME := $(CURDIR)/var/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: venv demo demo-reset test test-fast fuzz bench soak eval digest-check email-lint clean delete-data
+.PHONY: venv demo demo-reset test test-fast fuzz bench soak eval digest-check email-lint inlined clean delete-data
 
 # The venv is rebuilt when the dependencies change; versions come from .ci/constraints.txt
 # (the full, tested set) so every machine gets the same packages.
@@ -55,6 +55,11 @@ email-lint: $(STAMP)
 	$(BIN)/python -m flows.bench.digest --no-browser --out var/digest-check
 	cd tests/email-lint && npm ci --no-audit --no-fund --silent
 	node tests/email-lint/lint.js var/digest-check/*.html
+
+# After changing templates/digest.html.j2 or digest.css: store the template with the CSS
+# inlined (templates/digest.inlined.json), so no process imports premailer to inline it
+inlined: $(STAMP)
+	$(BIN)/python -m flows.render
 
 # Relevance on a judged set (default tests/data/eval/judged.json): make eval EVAL_SET=path/to/set.json
 eval: $(STAMP)

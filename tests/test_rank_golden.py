@@ -140,6 +140,17 @@ def test_a_seeded_day_ranks_every_digest_as_recorded():
     assert not differ, f"{len(differ)} of {len(expected)} digests changed, e.g. {differ[:5]}"
 
 
+def test_forgetting_the_per_keyword_work_changes_no_digest(monkeypatch):
+    from flows.rank import score
+
+    monkeypatch.setattr(score, "QUERIES_KEPT", 60)  # the day's 450 lists forget it 8 times or more
+    expected, got = golden()["day"], day_digests()
+    differ = [email for email in expected if got[email][0] != expected[email][0]
+              or got[email][1] != pytest.approx(expected[email][1], abs=SCORE_TOLERANCE)
+              or got[email][2] != expected[email][2]]
+    assert not differ, f"{len(differ)} of {len(expected)} digests changed, e.g. {differ[:5]}"
+
+
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit("usage: python -m tests.test_rank_golden --write   (records the current rankings)")

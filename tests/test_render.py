@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import statistics
@@ -29,8 +30,11 @@ from flows.render import (
     digest_context,
     highlight,
     inline_css,
+    inlining_key,
     preinline_template,
+    probe_styles,
     safe_url,
+    write_inlined,
 )
 from flows.settings import PROJECT_ROOT, Settings
 from flows.subscribers import Subscriber
@@ -574,6 +578,35 @@ def test_structural_css_falls_back_to_per_email_inlining(tmp_path, settings, sub
     assert slow.inline_mode == "per-email"
     chips = parse(slow.render_html(twenty_paper_digest(), subscriber, LINKS)).find_class("chip")
     assert "3px solid #c00" not in chips[0].get("style") and "3px solid #c00" in chips[1].get("style")
+
+
+def test_stored_inlining_is_what_inlining_now_gives(settings):
+    """templates/digest.inlined.json is current: regenerate it with `python -m flows.render`
+    after changing digest.html.j2 or digest.css (a stale file is ignored, so this only
+    costs every process a premailer import)."""
+    stored = json.loads((TEMPLATES / "digest.inlined.json").read_text(encoding="utf-8"))
+    source = (TEMPLATES / "digest.html.j2").read_text(encoding="utf-8")
+    css = (TEMPLATES / "digest.css").read_text(encoding="utf-8")
+    assert stored["key"] == inlining_key(source, css)
+    assert stored["template"] == preinline_template(source, css)
+    assert stored["styles"] == probe_styles(css)._asdict()
+    renderer = Renderer(TEMPLATES, settings=settings)
+    assert renderer.styles == probe_styles(css) and renderer.inline_mode == "pre-inlined"
+
+
+def test_stale_stored_inlining_is_ignored(tmp_path, settings, subscriber):
+    for name in ("digest.html.j2", "digest.txt.j2", "digest.css"):
+        shutil.copy(TEMPLATES / name, tmp_path / name)
+    write_inlined(tmp_path)
+    stored = Renderer(tmp_path, settings=settings)
+    assert stored.render_html(twenty_paper_digest(), subscriber, LINKS) == \
+        Renderer(TEMPLATES, settings=settings).render_html(twenty_paper_digest(), subscriber, LINKS)
+    with (tmp_path / "digest.css").open("a") as css:
+        css.write("\n.hl { color: #c00; }\n")
+    changed = Renderer(tmp_path, settings=settings)
+    assert "#c00" in changed.styles.mark and "#c00" not in stored.styles.mark
+    (tmp_path / "digest.inlined.json").write_text("{not json", encoding="utf-8")
+    assert Renderer(tmp_path, settings=settings).styles == changed.styles
 
 
 def test_context_is_reusable_without_a_renderer(subscriber):

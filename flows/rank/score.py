@@ -7,7 +7,7 @@ it matched a paper, the snippet around it) is worked out once per index, the fir
 subscriber needs it, and shared with every later one.
 
 Vector layout: per keyword, two aligned arrays, the numbers of the papers it matches
-(intp) and its weighted score in each (float64), kept sparse because a day holds tens of
+(int32) and its weighted score in each (float64), kept sparse because a day holds tens of
 thousands of distinct keywords. Per subscriber, one dense float64 vector indexed by paper
 number holds the relevance, summed term by term in query order from 0.0 as the plain
 formula adds them (so the sums are bit for bit the same). Every term's score is positive,
@@ -27,7 +27,7 @@ import numpy as np
 
 from flows.models import Match, Paper, RankedPaper
 from flows.rank.feedback import DISLIKED_WEIGHT, LIKED_WEIGHT, Feedback, best_likeness, liked_match
-from flows.rank.bulk import best_levels, weighted_shares
+from flows.rank.bulk import PAPER_NUMBER, best_levels, weighted_shares
 from flows.rank.index import PaperIndex
 from flows.rank.postings import Hits, PaperSet
 from flows.rank.query import Query, QueryError, Term, parse_query
@@ -184,7 +184,7 @@ def term_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
         scores = _field_scores(hits.abstract, hits.abstract_phrase, ABSTRACT_WEIGHT)
         for number, score in _field_scores(hits.title, hits.title_phrase, TITLE_WEIGHT).items():
             scores[number] = scores.get(number, 0.0) + score  # abstract first, as the formula adds
-        numbers = _read_only(np.fromiter(scores.keys(), np.intp, len(scores)))
+        numbers = _read_only(np.fromiter(scores.keys(), PAPER_NUMBER, len(scores)))
         values = _read_only(np.fromiter(scores.values(), np.float64, len(scores)))
         cached = index.term_scores[term.key] = (numbers, values)
     return cached
@@ -565,8 +565,8 @@ def _exact_papers(hits: Hits) -> np.ndarray:
     for the rest of the run, its scores, which ranking with graded phrases never reads."""
     abstract, title = hits.abstract, hits.title
     if not title:
-        return np.fromiter(abstract, np.intp, len(abstract))
-    return np.fromiter(chain(abstract, title), np.intp, len(abstract) + len(title))
+        return np.fromiter(abstract, PAPER_NUMBER, len(abstract))
+    return np.fromiter(chain(abstract, title), PAPER_NUMBER, len(abstract) + len(title))
 
 
 def _relevance(size: int, terms: tuple[_Looked, ...]) -> np.ndarray:

@@ -9,6 +9,7 @@ the CLI and the web pages share: the limits, the weekdays, the errors, and
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -232,7 +233,8 @@ def _query_parser() -> Callable[[list[str], list[str]], object]:
     # reading or listing subscriber files does not need.
     from flows.rank.query import parse_query
 
-    return parse_query
+    # Not remembered: the flow's process validates every file and ranks none of them.
+    return functools.partial(parse_query, remember=False)
 
 
 @dataclass(frozen=True)
