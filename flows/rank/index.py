@@ -200,15 +200,15 @@ class PaperIndex:
         table = self.thesaurus
         own = set(self.variants(term.words))
         heads = [(own, 1.0)]
-        holders = [part for part in parts if part.kind == "part"]
-        if holders:
+        runs = [(part, set(self.variants(part.words))) for part in parts if part.kind == "part"]
+        if runs:
             head = _head_words(term.keyword)
-            heads += [(set(self.variants(part.words)), part.credit) for part in holders if _contains(part.words, head)]
+            heads += [(variants, part.credit) for part, variants in runs if _contains(part.words, head)]
         heads = [(variants, credit) for variants, credit in heads if any(v in table for v in variants)]
         if not heads:  # most keywords: in no group
             return ()
-        known = set(own).union(*(self.variants(part.words) for part in parts if part.kind == "part"),
-                               *(self.variants(words) for words in term.besides))
+        known = own.union(*(variants for _, variants in runs),
+                          *(self.variants(words) for words in term.besides))
         found: dict[str, Part] = {}
         for variants, credit in heads:
             for group in {g for variant in variants for g in table.get(variant, ())}:

@@ -122,13 +122,12 @@ def rank(
     Raises :class:`QueryError` for a keyword that does not parse.
     """
     level = related if related is not None else getattr(subscriber, "related", "near")
-    use_related = level != "off" and index.related is not None
-    key = (tuple(subscriber.keywords), tuple(subscriber.exclude), graded, use_related, level != "off")
+    key = _list_key(index, subscriber, graded, level)
     prepared = index.queries.get(key)
     if prepared is None:  # many subscribers share a keyword list: parse and look it up once
         if len(index.queries) >= QUERIES_KEPT:
             index.forget_rankings()
-        prepared = index.queries[key] = _prepare(index, parse_query(*key[:2]), graded, use_related, key[4])
+        prepared = index.queries[key] = _prepare(index, parse_query(*key[:2]), *key[2:])
     limit = subscriber.max_papers if limit is None else limit
     if limit <= 0 or not prepared.terms:
         return []
@@ -301,14 +300,15 @@ def prepare(index: PaperIndex, subscribers: Iterable[Subscriber], *, graded: boo
     scores = index.term_scores
     for subscriber in subscribers:
         level = related if related is not None else getattr(subscriber, "related", "near")
-        use_related = level != "off" and index.related is not None
-        if (tuple(subscriber.keywords), tuple(subscriber.exclude), graded, use_related, level != "off") in index.queries:
+        key = _list_key(index, subscriber, graded, level)
+        if key in index.queries:
             continue
+        _, _, _, use_related, neighbours = key
         try:
-            query = parse_query(tuple(subscriber.keywords), tuple(subscriber.exclude))
+            query = parse_query(*key[:2])
         except QueryError:
             continue
-        for term in _for_level(index, query, level != "off").terms:
+        for term in _for_level(index, query, neighbours).terms:
             if graded and f"\x00{term.key}" not in scores:
                 wanted_graded.setdefault(term.key, term)
             if use_related and f"\x01{term.key}" not in scores:
@@ -319,6 +319,15 @@ def prepare(index: PaperIndex, subscribers: Iterable[Subscriber], *, graded: boo
         terms = list(wanted_related.values())
         for term, share in zip(terms, _related_shares(index, terms)):
             scores[f"\x01{term.key}"] = share
+
+
+def _list_key(index: PaperIndex, subscriber: Subscriber, graded: bool,
+              level: str) -> tuple[tuple[str, ...], tuple[str, ...], bool, bool, bool]:
+    """What decides a keyword list's lookups in ``index.queries``: the keywords, the
+    exclusions, graded phrases, related evidence (a level other than off, and a related
+    model) and the thesaurus's neighbours (a level other than off)."""
+    return (tuple(subscriber.keywords), tuple(subscriber.exclude), graded,
+            level != "off" and index.related is not None, level != "off")
 
 
 def level_scores(index: PaperIndex, term: Term, number: int) -> list[tuple[str, float, object, Hits]]:
