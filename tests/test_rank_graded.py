@@ -108,6 +108,45 @@ def test_the_head_is_last_or_before_a_linking_word():
                    for part in graded_parts("mixture of experts", lambda words: 1, 1000))
 
 
+def test_a_compound_that_starts_with_a_function_word_is_a_part():
+    """ "in-context" is one word of its own: a part of `in-context learning` (it was skipped
+    as if it were a lone "in"); a lone linking word is still never a part's edge."""
+    common = {("learning",): 500}  # a head too common to count alone
+    labels = {part.label: part.kind
+              for part in graded_parts("in-context learning", lambda words: common.get(words, 1), 1000)}
+    assert labels == {"in-context": "part", "in-context learning": "words"}
+    labels = {part.label for part in graded_parts("out-of-distribution detection", lambda words: 1, 1000)}
+    assert "out-of-distribution" in labels
+    labels = {part.label for part in graded_parts("mixture of experts", lambda words: 1, 1000)}
+    assert not {"of experts", "mixture of"} & labels
+    index = build_index(corpus(
+        paper("mistakes", "Language models learn from mistakes in-context",
+              "Given in-context examples of wrong answers, a model corrects itself in-context."),
+        paper("whole", "In-context learning in transformers", "In-context learning emerges with scale."),
+    ))
+    found = by_id(rank(index, reader("in-context learning")))
+    assert found["whole"].matches[0].tier == "exact"
+    assert found["mistakes"].matches[0].tier == "partial"
+    assert found["mistakes"].matches[0].via == ("in-context",)
+    assert found["whole"].score > found["mistakes"].score
+
+
+def test_a_phrase_with_a_function_word_is_not_counted_as_held_by_no_paper():
+    """The related model keeps no unit holding a function word; such a phrase's corpus
+    frequency is the index's own share of papers holding it, scaled to the corpus (it was
+    0: as rare as can be, which made every part of it look far less specific)."""
+    from flows.rank import learn_related
+
+    papers = corpus(*(paper(f"icl{i}", f"In-context learning study {i}", "In-context examples help.")
+                      for i in range(6)))
+    index = build_index(papers, related=learn_related((p.title, p.abstract) for p in papers))
+    assert index.related is not None and index.related.documents == len(papers)
+    assert index.corpus_frequency(("in", "context")) == index.document_frequency(("in", "context")) == 6
+    assert index.corpus_frequency(("in", "context", "learning")) == 6
+    assert index.corpus_frequency(("in", "context", "learning")) <= index.corpus_frequency(("in", "context"))
+    assert index.corpus_frequency(("examples",)) == index.related.document_frequency("exampl") == 6
+
+
 def test_too_few_papers_to_tell_a_common_word_credit_no_plain_word():
     labels = {part.label for part in graded_parts("curriculum learning", lambda words: 1, 5)}
     assert labels == {"curriculum learning"}  # only its words close together

@@ -106,7 +106,7 @@ def graded_parts(
     found: list[Part] = []
     for start, end in _runs(len(units)):
         run = units[start:end]
-        if run[0][1][0] in FUNCTION_WORDS or run[-1][1][-1] in FUNCTION_WORDS:
+        if _function_word(run[0][1]) or _function_word(run[-1][1]):
             continue
         part_words = tuple(word for _, unit_words in run for word in unit_words)
         if len(run) == 1 and not _alone(run[0][1], start == head, linked, df, documents):
@@ -118,7 +118,7 @@ def graded_parts(
         credit = PART_CREDIT * min(1.0, idf(part_words) / whole) * role
         if credit >= MIN_CREDIT:
             found.append(Part(" ".join(chunk for chunk, _ in run), part_words, round(credit, 6), "part"))
-    content = tuple(unit_words for _, unit_words in units if unit_words[0] not in FUNCTION_WORDS)
+    content = tuple(unit_words for _, unit_words in units if not _function_word(unit_words))
     if len(content) >= 2:
         credit = WORDS_CREDIT if len(content) >= 3 else WORDS_CREDIT_PAIR
         found.append(Part(label, all_words, credit, "words", content))
@@ -136,6 +136,17 @@ def _alone(unit: tuple[str, ...], is_head: bool, linked: bool,
     if not is_head or linked or documents < MIN_DOCUMENTS:  # too few papers to tell a common word
         return False
     return df(unit) <= MAX_SHARE * documents
+
+
+def _function_word(unit: tuple[str, ...]) -> bool:
+    return len(unit) == 1 and unit[0] in FUNCTION_WORDS
+
+
+def _function_word(unit: tuple[str, ...]) -> bool:
+    """A unit that is a lone function word ("of" in mixture of experts): never a part's
+    edge. A compound that starts or ends with one ("in-context", "out-of-distribution",
+    "on-policy") is a word of its own and may be a part."""
+    return len(unit) == 1 and unit[0] in FUNCTION_WORDS
 
 
 def _runs(count: int) -> list[tuple[int, int]]:

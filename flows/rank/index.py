@@ -46,7 +46,7 @@ from flows.rank.postings import (
     word_counts,
 )
 from flows.rank.query import FIELDS, Term
-from flows.rank.related import RelatedModel
+from flows.rank.related import RelatedModel, stop_stems
 from flows.rank.text import inflection_base, stem, stems_and_spans, words
 from flows.rank.thesaurus import GROUPS as THESAURUS_GROUPS
 
@@ -259,9 +259,15 @@ class PaperIndex:
 
     def corpus_frequency(self, words: tuple[str, ...]) -> int:
         """How many stored papers hold these words (a word, a pair, or every pair of a longer
-        sequence at least), from the related model's statistics."""
+        sequence at least), from the related model's statistics. The model keeps no unit
+        with a function word ("in-context", "model-based", "mixture of experts"): for
+        those the index's own share of papers holding the words stands in, scaled to the
+        stored corpus (before, they counted as held by no paper: as rare as can be)."""
         assert self.related is not None
         stems = [stem(word) for word in words]
+        if not stop_stems().isdisjoint(stems):
+            share = self.document_frequency(words) / max(1, len(self.papers))
+            return round(share * self.related.documents)
         pairs = [f"{a} {b}" for a, b in zip(stems, stems[1:])] if len(stems) > 1 else stems
         return min((self.related.document_frequency(unit) or 0 for unit in pairs), default=0)
 
