@@ -48,10 +48,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # to 0.74 with it, deliberately: the digests lost 5 papers that matched a keyword once in
 # the abstract among unrelated words, 4 of them graded 0 (precision +0.029) and one graded
 # 1 (prompting: a survey of LLM reasoning that names in-context learning once).
+# Raised 2026-12-04 (evening) when a compound starting with a function word ("in-context")
+# became a graded part: 0.916, 0.870, 0.756, worst scientific-ml at 0.763.
 # Raise them as the ranker improves; never lower them to make a change pass.
-FLOOR_MEAN_NDCG10 = 0.91
+FLOOR_MEAN_NDCG10 = 0.915
 FLOOR_MEAN_PRECISION = 0.86
-FLOOR_MEAN_RECALL = 0.74
+FLOOR_MEAN_RECALL = 0.75
 FLOOR_WORST_NDCG10 = 0.76
 
 
