@@ -131,6 +131,14 @@ def test_a_compound_that_starts_with_a_function_word_is_a_part():
     assert found["whole"].score > found["mistakes"].score
 
 
+def test_a_part_never_cuts_what_a_linking_word_links():
+    labels = {part.label for part in graded_parts("reinforcement learning from human feedback", lambda words: 1, 1000)}
+    assert {"learning from human feedback", "reinforcement learning", "human feedback"} <= labels
+    assert not {"learning from human", "reinforcement learning from human"} & labels
+    labels = {part.label for part in graded_parts("mixture of experts in vision", lambda words: 1, 1000)}
+    assert "mixture of experts" in labels  # ends just before the next linking word
+
+
 def test_a_phrase_with_a_function_word_is_not_counted_as_held_by_no_paper():
     """The related model keeps no unit holding a function word; such a phrase's corpus
     frequency is the index's own share of papers holding it, scaled to the corpus (it was

@@ -108,6 +108,8 @@ def graded_parts(
         run = units[start:end]
         if _function_word(run[0][1]) or _function_word(run[-1][1]):
             continue
+        if not _whole_objects(units, start, end):
+            continue
         part_words = tuple(word for _, unit_words in run for word in unit_words)
         if len(run) == 1 and not _alone(run[0][1], start == head, linked, df, documents):
             continue
@@ -147,6 +149,16 @@ def _function_word(unit: tuple[str, ...]) -> bool:
     edge. A compound that starts or ends with one ("in-context", "out-of-distribution",
     "on-policy") is a word of its own and may be a part."""
     return len(unit) == 1 and unit[0] in FUNCTION_WORDS
+
+
+def _whole_objects(units: list[tuple[str, tuple[str, ...]]], start: int, end: int) -> bool:
+    """Whether a run that holds a linking word keeps what that word links whole: it ends
+    where the keyword ends or just before another linking word. "learning from human
+    feedback" and "mixture of experts" (of `mixture of experts in vision`) are parts;
+    "learning from human" is not (it cuts "human feedback" in two)."""
+    if end == len(units) or not any(unit[0] in LINKS for _, unit in units[start + 1:end - 1] if len(unit) == 1):
+        return True
+    return _function_word(units[end][1])
 
 
 def _runs(count: int) -> list[tuple[int, int]]:
