@@ -297,6 +297,9 @@ class Store:
             return 0
         existing = {row["id"]: row for row in self._rows_by_id(list(incoming))}
         now = _utcnow()
+        # to the microsecond: the corpus signature (below) must change with any change, even
+        # one in the same second as the change the stored related model was learned after
+        changed_at = _stamp(datetime.now(timezone.utc))
         rows = []
         for paper_id, paper in incoming.items():
             old = existing.get(paper_id)
@@ -307,7 +310,7 @@ class Store:
             row["sources"] = json.dumps(sorted(set(json.loads(old["sources"]) if old else []) | {paper.source}))
             if old and all(old.get(k) == v for k, v in row.items()):
                 continue  # unchanged (a re-fetched day): updated_at, and so the corpus signature, stay
-            row["updated_at"] = now
+            row["updated_at"] = changed_at
             rows.append(row)
         if rows:
             with self.db.conn:

@@ -167,6 +167,21 @@ def test_the_store_keeps_the_model_until_the_corpus_changes(tmp_path):
     assert corpus.index(3).related is corpus.related
 
 
+def test_a_change_in_the_same_second_still_changes_the_corpus_signature(tmp_path, monkeypatch):
+    """The signature names the latest change to a paper; a change in the same second as the
+    one the stored model was learned after must still tell the model is stale."""
+    import dataclasses
+
+    monkeypatch.setattr("flows.store._utcnow", lambda: "2026-12-04T08:00:00+00:00")  # one second
+    store = Store(tmp_path / "p.db")
+    papers = sample()[:60]
+    store.upsert_papers(papers)
+    signature = store.corpus_signature()
+    edited = dataclasses.replace(papers[0], abstract=papers[0].abstract + " Revised: a new result.")
+    assert store.upsert_papers([edited]) == 0  # same count of papers
+    assert store.corpus_signature() != signature
+
+
 def test_fetching_the_same_papers_again_keeps_the_stored_model(tmp_path, monkeypatch):
     import dataclasses
 
