@@ -89,6 +89,24 @@ test-time adaptation; test-time training; source-free domain adaptation
 generative adversarial network; GAN; adversarial generation
 variational autoencoder; VAE; evidence lower bound
 text-to-image generation; text-to-image; image generation; image synthesis
+image editing; text-guided image editing; instruction-based image editing
+video understanding; video question answering; temporal grounding; video-language model
+visual grounding; referring expression comprehension; phrase grounding
+audio generation; text-to-audio; music generation
+question answering; open-domain question answering; multi-hop question answering; reading comprehension
+text summarization; abstractive summarization; extractive summarization
+tokenization; tokenizer; byte-pair encoding; subword tokenization
+model merging; model soup; weight averaging; task arithmetic; task vectors
+knowledge editing; model editing; editing factual knowledge
+watermarking; LLM watermark; machine-generated text detection; AI-generated text detection
+synthetic data generation; synthetic data; data synthesis
+data selection; data curation; data filtering; data pruning
+curriculum learning; curriculum; easy-to-hard
+Bayesian optimization; acquisition function; Gaussian process surrogate; black-box optimization
+optimal transport; Wasserstein distance; Sinkhorn
+neural ordinary differential equation; neural ODE; continuous-depth model
+spiking neural network; SNN; neuromorphic computing
+weather forecasting; numerical weather prediction; climate modeling; precipitation nowcasting
 """
 
 
