@@ -364,6 +364,7 @@ def _is_word(char: str) -> bool:
     return char.isalnum() or char == "_"  # what the regex's \w matches
 
 
+@functools.lru_cache(maxsize=64)  # a handful of styles, asked for per card
 def _styled(style: str) -> str:
     return f' style="{escape(style)}"' if style else ""
 
@@ -415,6 +416,17 @@ class Fields(dict):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.__dict__.update(self)
+
+    @classmethod
+    def of(cls, *parts: dict[str, Any], **more: Any) -> "Fields":
+        """The fields of ``parts`` and ``more``, in that order, each copied once (spreading
+        them into the constructor made a dict per part first)."""
+        fields = cls()
+        for part in parts:
+            fields.update(part)
+        fields.update(more)
+        fields.__dict__.update(fields)
+        return fields
 
 
 # The ranker's tiers (Match.tier): "exact" and "partial" matches are the keyword's own;
@@ -528,9 +540,10 @@ class _MatchPart(NamedTuple):
 
 # A run mails the same few hundred papers to thousands of subscribers: the parts that
 # depend on the paper alone, or on the (shared) Match objects alone, are made once, as
-# the HTML the template puts in (a loop in the template cost a quarter of a digest).
+# the HTML the template puts in (a loop in the template cost a quarter of a digest), and
+# kept as the card's fields (with the paper's id), ready to copy into each card.
 @functools.lru_cache(maxsize=8192)
-def _paper_part(paper: Paper, styles: Styles) -> _PaperPart:
+def _paper_part(paper: Paper, styles: Styles) -> dict[str, Any]:
     title = shorten(clean_text(paper.title), TITLE_CHARS)
     short = shorten(title, LINK_TITLE_CHARS)
     url, row = paper_links(paper)
@@ -539,13 +552,15 @@ def _paper_part(paper: Paper, styles: Styles) -> _PaperPart:
     links_html = Markup(" &middot;\n").join(
         Markup(f'<a class="link" href="{escape(link.url)}" aria-label="{escape(link.aria)}"{style}>'
                f'{escape(link.label)}</a>') for link in links)
-    return _PaperPart(title, short, url, links, links_html, authors_line(paper.authors), stats_line(paper))
+    part = _PaperPart(title, short, url, links, links_html, authors_line(paper.authors), stats_line(paper))
+    return {"id": paper.id, **part._asdict()}
 
 
 # 2,048 keyword-match combinations, not 8,192: each holds its chips twice (a Fields is a
 # dict and its __dict__), ≈ 12 MB a render process at 8,192 for ≈ 3 % of render CPU.
 @functools.lru_cache(maxsize=2048)
-def _match_part(matches: tuple[Match, ...], styles: Styles) -> _MatchPart:
+def _match_part(matches: tuple[Match, ...], styles: Styles) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The card's fields that depend on the matches (`_MatchPart`), and the words to highlight."""
     shown = [m for m in matches if tier_of(m) != "disliked"]
     chips = tuple(Fields(label=chip_label(m), related=is_related(m)) for m in shown[:MAX_CHIPS])
     plain, related = _styled(styles.chip), _styled(styles.chip_related)
@@ -554,26 +569,19 @@ def _match_part(matches: tuple[Match, ...], styles: Styles) -> _MatchPart:
     more = max(0, len(shown) - MAX_CHIPS)
     if more:
         pieces.append(Markup(f'<span class="chip-more"{_styled(styles.chip_more)}>+{more}</span>'))
-    return _MatchPart(chips, Markup(" ").join(pieces), more, matched_line(matches))
+    return _MatchPart(chips, Markup(" ").join(pieces), more, matched_line(matches))._asdict(), highlight_terms(matches)
 
 
 def paper_card(ranked: RankedPaper, links: DigestLinks | None = None, styles: Styles = NO_STYLES) -> Fields:
     """Everything one paper's card shows, for the HTML and the plain-text templates."""
     paper = ranked.paper
-    part, why = _paper_part(paper, styles), _match_part(ranked.matches, styles)
-    label, text, text_html = _card_text(paper, getattr(ranked, "snippet", None),
-                                        highlight_terms(ranked.matches), styles.mark)
-    feedback = links.feedback if links is not None else ""
-    return Fields(
-        id=paper.id,
-        **part._asdict(),
-        **why._asdict(),
-        text_label=label,
-        text=text,
-        text_html=text_html,
-        more_like=links.feedback_link(paper.id, "more") if feedback else "",  # signed per paper
-        less_like=links.feedback_link(paper.id, "less") if feedback else "",
-    )
+    why, terms = _match_part(ranked.matches, styles)
+    label, text, text_html = _card_text(paper, getattr(ranked, "snippet", None), terms, styles.mark)
+    more = less = ""
+    if links is not None and links.feedback:  # signed per paper
+        more, less = links.feedback_link(paper.id, "more"), links.feedback_link(paper.id, "less")
+    return Fields.of(_paper_part(paper, styles), why, text_label=label, text=text, text_html=text_html,
+                     more_like=more, less_like=less)
 
 
 def trending_item(paper: Paper) -> Fields:
