@@ -81,6 +81,8 @@ def format_range(first: date, last: date) -> str:
 
 
 def one_line(text: str) -> str:
+    if _single_spaced(text):  # nearly always: str methods, no list of words
+        return text
     return " ".join(text.split())
 
 
@@ -336,11 +338,11 @@ def _plain_spans(text: str, terms: tuple[str, ...]) -> list[tuple[int, int]] | N
     None where that cannot be exact: a non-ASCII term, text that is not on one line with
     single spaces, or text whose lowercase differs in length or folds like the regex does not.
     """
-    wanted = {one_line(term).lower() for term in terms if term and term.strip()}
+    wanted, ascii_terms = _wanted(terms)
     if not wanted:
         return []
     lowered = text.lower()
-    if (not all(term.isascii() for term in wanted) or len(lowered) != len(text)
+    if (not ascii_terms or len(lowered) != len(text)
             or not _single_spaced(text) or "\u0131" in text or "\u017f" in text):
         return None
     found = []  # (start, -length, end): at each position the longest term wins, as in the regex
@@ -360,6 +362,13 @@ def _plain_spans(text: str, terms: tuple[str, ...]) -> list[tuple[int, int]] | N
     return spans
 
 
+@functools.lru_cache(maxsize=2048)  # the same matches' terms, card after card
+def _wanted(terms: tuple[str, ...]) -> tuple[frozenset[str], bool]:
+    """The terms as `_plain_spans` looks for them, and whether they are all ASCII."""
+    wanted = frozenset(one_line(term).lower() for term in terms if term and term.strip())
+    return wanted, all(term.isascii() for term in wanted)
+
+
 def _is_word(char: str) -> bool:
     return char.isalnum() or char == "_"  # what the regex's \w matches
 
@@ -375,11 +384,17 @@ def _marked(text: str, spans: Iterable[tuple[int, int]], style: str) -> Markup:
     opening = f'<span class="hl"{_styled(style)}>'
     pieces: list[str] = []
     position = 0
+    # Text without a character to escape (most) is cut as it is: one escape, not one a piece.
+    plain = not _ESCAPED_CHARS.search(text)
+    cut = str if plain else escape
     for start, end in spans:
-        pieces += (escape(text[position:start]), opening, escape(text[start:end]), "</span>")
+        pieces += (cut(text[position:start]), opening, cut(text[start:end]), "</span>")
         position = end
-    pieces.append(escape(text[position:]))
+    pieces.append(cut(text[position:]))
     return Markup("".join(pieces))
+
+
+_ESCAPED_CHARS = re.compile("[&<>\"']")  # what markupsafe.escape replaces
 
 
 def window(text: str, spans: Sequence[tuple[int, int]], width: int) -> tuple[str, list[tuple[int, int]]]:
