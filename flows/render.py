@@ -61,6 +61,7 @@ from flows.cards import (
     safe_url,
     wrap,
 )
+from flows.fragments import CardsBlock
 from flows.links import DigestLinks
 from flows.models import Digest
 from flows.settings import Settings
@@ -77,7 +78,8 @@ log = logging.getLogger(__name__)
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 CSS_FILE = "digest.css"
-INLINED_TEMPLATE = "digest.inlined.html.j2"  # the pre-inlined HTML, served from memory
+INLINED_TEMPLATE = "digest.inlined.html.j2"
+CARDS_BLOCK = "cards"  # the HTML template's block of the card loop (see flows/fragments.py)  # the pre-inlined HTML, served from memory
 # The pre-inlined HTML and the probed styles as `write_inlined` stored them, with a key of the
 # template, the CSS and the inliner's versions: a Renderer whose sources match reads them
 # instead of importing premailer, lxml and cssutils (≈ 12 MB in every render process).
@@ -339,6 +341,10 @@ class Renderer:
         # Markup built in Python (link rows, chips, highlights) gets its styles from the same
         # CSS (`styles`); inlined per email, premailer styles it with the rest.
         self._html, self.inline_mode, self.styles = self._load_inlined(Path(templates_dir))
+        # The cards block, cut once per paper (flows/fragments.py); where CSS is inlined per
+        # email, or the template has no such block, Jinja renders every card.
+        self._cards = (CardsBlock(self._html, CARDS_BLOCK)
+                       if self.inline_mode == "pre-inlined" and CARDS_BLOCK in self._html.blocks else None)
 
     def _load_inlined(self, templates_dir: Path) -> tuple[Template, InlineMode, Styles]:
         source, _, _ = self.env.loader.get_source(self.env, HTML_TEMPLATE)  # type: ignore[union-attr]
@@ -353,8 +359,11 @@ class Renderer:
             return self._bare, "per-email", NO_STYLES
         return self.env.get_template(INLINED_TEMPLATE), "pre-inlined", probe_styles(self.css)
 
-    def _html_from(self, context: dict[str, Any]) -> str:
-        html = self._html.render(context)
+    def _html_from(self, context: dict[str, Any], digest: Digest) -> str:
+        if self._cards is not None and self._cards.usable:
+            html = self._cards.render(context, [ranked.paper for ranked in digest.papers])
+        else:
+            html = self._html.render(context)
         return html if self.inline_mode == "pre-inlined" else inline_css(html, self.css)
 
     def _mail(self, digest: Digest, subscriber: Subscriber, links: DigestLinks) -> tuple[dict[str, Any], bytes]:
@@ -367,7 +376,7 @@ class Renderer:
         shown = min(len(digest.papers), cap)
         while True:
             context = digest_context(digest, subscriber, links, shown=shown, styles=self.styles)
-            html, size = self._ascii(self._html_from(context))
+            html, size = self._ascii(self._html_from(context, digest))
             if size <= HTML_BUDGET or shown == 0:
                 return context, html
             # Rare (a 30-paper digest is about 60 KB): shrink in proportion, then step down.
@@ -391,7 +400,7 @@ class Renderer:
     def render_web(self, digest: Digest, subscriber: Subscriber, links: DigestLinks) -> str:
         """The digest's web view: every paper, in the mail's layout."""
         _check_links(links)
-        return self._html_from(digest_context(digest, subscriber, links, web=True, styles=self.styles))
+        return self._html_from(digest_context(digest, subscriber, links, web=True, styles=self.styles), digest)
 
     def render_html_bare(self, digest: Digest, subscriber: Subscriber, links: DigestLinks) -> str:
         """The raw HTML template rendered without any CSS: the floor for benchmarks."""
