@@ -115,7 +115,7 @@ def wrap(text: object, width: int = 72, indent: str = "", first: str | None = No
     """Plain text wrapped greedily at ``width``; long words such as URLs are never broken."""
     # Hand-rolled, a line at a time: textwrap.fill, then a loop over words, were the
     # largest single cost of the plain-text part (~80 calls per message).
-    rest = " ".join(str(text).split())
+    rest = one_line(str(text))
     if not rest:
         return ""
     lines: list[str] = []
@@ -624,7 +624,7 @@ def paper_card(ranked: RankedPaper, links: DigestLinks | None = None, styles: St
     label, text, text_html = _card_text(paper, getattr(ranked, "snippet", None), terms, styles.mark)
     more = less = ""
     if links is not None and links.feedback:  # signed per paper
-        more, less = links.feedback_link(paper.id, "more"), links.feedback_link(paper.id, "less")
+        more, less = links.feedback_links(paper.id)
     return Fields.of(_paper_part(paper, styles), why, text_label=label, text=text, text_html=text_html,
                      more_like=more, less_like=less)
 
