@@ -75,7 +75,7 @@ class CardsBlock:
         template = self.template
         try:
             cards = self.cards(context["papers"], papers)
-        except _Unusable:
+        except (_Unusable, UndefinedError):  # the block needs more than papers and p
             self.usable = False
             return template.render(context)
         ctx = template.new_context(context)
