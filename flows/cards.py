@@ -81,6 +81,8 @@ def format_range(first: date, last: date) -> str:
 
 
 def one_line(text: str) -> str:
+    if _single_spaced(text):  # nearly always: str methods, no list of words
+        return text
     return " ".join(text.split())
 
 
@@ -113,7 +115,7 @@ def wrap(text: object, width: int = 72, indent: str = "", first: str | None = No
     """Plain text wrapped greedily at ``width``; long words such as URLs are never broken."""
     # Hand-rolled, a line at a time: textwrap.fill, then a loop over words, were the
     # largest single cost of the plain-text part (~80 calls per message).
-    rest = " ".join(str(text).split())
+    rest = one_line(str(text))
     if not rest:
         return ""
     lines: list[str] = []
@@ -336,11 +338,11 @@ def _plain_spans(text: str, terms: tuple[str, ...]) -> list[tuple[int, int]] | N
     None where that cannot be exact: a non-ASCII term, text that is not on one line with
     single spaces, or text whose lowercase differs in length or folds like the regex does not.
     """
-    wanted = {one_line(term).lower() for term in terms if term and term.strip()}
+    wanted, ascii_terms = _wanted(terms)
     if not wanted:
         return []
     lowered = text.lower()
-    if (not all(term.isascii() for term in wanted) or len(lowered) != len(text)
+    if (not ascii_terms or len(lowered) != len(text)
             or not _single_spaced(text) or "\u0131" in text or "\u017f" in text):
         return None
     found = []  # (start, -length, end): at each position the longest term wins, as in the regex
@@ -360,10 +362,18 @@ def _plain_spans(text: str, terms: tuple[str, ...]) -> list[tuple[int, int]] | N
     return spans
 
 
+@functools.lru_cache(maxsize=2048)  # the same matches' terms, card after card
+def _wanted(terms: tuple[str, ...]) -> tuple[frozenset[str], bool]:
+    """The terms as `_plain_spans` looks for them, and whether they are all ASCII."""
+    wanted = frozenset(one_line(term).lower() for term in terms if term and term.strip())
+    return wanted, all(term.isascii() for term in wanted)
+
+
 def _is_word(char: str) -> bool:
     return char.isalnum() or char == "_"  # what the regex's \w matches
 
 
+@functools.lru_cache(maxsize=64)  # a handful of styles, asked for per card
 def _styled(style: str) -> str:
     return f' style="{escape(style)}"' if style else ""
 
@@ -374,11 +384,17 @@ def _marked(text: str, spans: Iterable[tuple[int, int]], style: str) -> Markup:
     opening = f'<span class="hl"{_styled(style)}>'
     pieces: list[str] = []
     position = 0
+    # Text without a character to escape (most) is cut as it is: one escape, not one a piece.
+    plain = not _ESCAPED_CHARS.search(text)
+    cut = str if plain else escape
     for start, end in spans:
-        pieces += (escape(text[position:start]), opening, escape(text[start:end]), "</span>")
+        pieces += (cut(text[position:start]), opening, cut(text[start:end]), "</span>")
         position = end
-    pieces.append(escape(text[position:]))
+    pieces.append(cut(text[position:]))
     return Markup("".join(pieces))
+
+
+_ESCAPED_CHARS = re.compile("[&<>\"']")  # what markupsafe.escape replaces
 
 
 def window(text: str, spans: Sequence[tuple[int, int]], width: int) -> tuple[str, list[tuple[int, int]]]:
@@ -415,6 +431,17 @@ class Fields(dict):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.__dict__.update(self)
+
+    @classmethod
+    def of(cls, *parts: dict[str, Any], **more: Any) -> "Fields":
+        """The fields of ``parts`` and ``more``, in that order, each copied once (spreading
+        them into the constructor made a dict per part first)."""
+        fields = cls()
+        for part in parts:
+            fields.update(part)
+        fields.update(more)
+        fields.__dict__.update(fields)
+        return fields
 
 
 # The ranker's tiers (Match.tier): "exact" and "partial" matches are the keyword's own;
@@ -528,9 +555,10 @@ class _MatchPart(NamedTuple):
 
 # A run mails the same few hundred papers to thousands of subscribers: the parts that
 # depend on the paper alone, or on the (shared) Match objects alone, are made once, as
-# the HTML the template puts in (a loop in the template cost a quarter of a digest).
+# the HTML the template puts in (a loop in the template cost a quarter of a digest), and
+# kept as the card's fields (with the paper's id), ready to copy into each card.
 @functools.lru_cache(maxsize=8192)
-def _paper_part(paper: Paper, styles: Styles) -> _PaperPart:
+def _paper_part(paper: Paper, styles: Styles) -> dict[str, Any]:
     title = shorten(clean_text(paper.title), TITLE_CHARS)
     short = shorten(title, LINK_TITLE_CHARS)
     url, row = paper_links(paper)
@@ -539,41 +567,66 @@ def _paper_part(paper: Paper, styles: Styles) -> _PaperPart:
     links_html = Markup(" &middot;\n").join(
         Markup(f'<a class="link" href="{escape(link.url)}" aria-label="{escape(link.aria)}"{style}>'
                f'{escape(link.label)}</a>') for link in links)
-    return _PaperPart(title, short, url, links, links_html, authors_line(paper.authors), stats_line(paper))
+    part = _PaperPart(title, short, url, links, links_html, authors_line(paper.authors), stats_line(paper))
+    return {"id": paper.id, **part._asdict()}
 
 
 # 2,048 keyword-match combinations, not 8,192: each holds its chips twice (a Fields is a
 # dict and its __dict__), ≈ 12 MB a render process at 8,192 for ≈ 3 % of render CPU.
 @functools.lru_cache(maxsize=2048)
-def _match_part(matches: tuple[Match, ...], styles: Styles) -> _MatchPart:
-    shown = [m for m in matches if tier_of(m) != "disliked"]
-    chips = tuple(Fields(label=chip_label(m), related=is_related(m)) for m in shown[:MAX_CHIPS])
-    plain, related = _styled(styles.chip), _styled(styles.chip_related)
-    pieces = [Markup(f'<span class="chip-related"{related}>{escape(c.label)}</span>') if c.related
-              else Markup(f'<span class="chip"{plain}>{escape(c.label)}</span>') for c in chips]
+def _match_part(matches: tuple[Match, ...], styles: Styles) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The card's fields that depend on the matches (`_MatchPart`), and the words to highlight."""
+    bits = [_match_bits(m, styles) for m in matches]
+    shown = [bit for bit in bits if bit.tier != "disliked"]
+    pieces = [bit.chip_html for bit in shown[:MAX_CHIPS]]
     more = max(0, len(shown) - MAX_CHIPS)
     if more:
-        pieces.append(Markup(f'<span class="chip-more"{_styled(styles.chip_more)}>+{more}</span>'))
-    return _MatchPart(chips, Markup(" ").join(pieces), more, matched_line(matches))
+        pieces.append(f'<span class="chip-more"{_styled(styles.chip_more)}>+{more}</span>')
+    part = _MatchPart(tuple(bit.chip for bit in shown[:MAX_CHIPS]), Markup(" ".join(pieces)), more,
+                      ", ".join(bit.matched for bit in bits))
+    return part._asdict(), highlight_terms(matches)
+
+
+class _MatchBits(NamedTuple):
+    """One match's share of a card: its chip (fields and HTML) and its words in the
+    plain-text explanation (`matched_line`)."""
+
+    tier: str
+    chip: Fields
+    chip_html: str
+    matched: str
+
+
+# Per match as well: a digest's combinations of matches mostly differ from the last 2,048
+# (76,000 combinations of 38,000 matches on the bench's day).
+@functools.lru_cache(maxsize=4096)
+def _match_bits(match: Match, styles: Styles) -> _MatchBits:
+    label, related = chip_label(match), is_related(match)
+    if related:
+        html = f'<span class="chip-related"{_styled(styles.chip_related)}>{escape(label)}</span>'
+    else:
+        html = f'<span class="chip"{_styled(styles.chip)}>{escape(label)}</span>'
+    where = ", ".join(match.fields)
+    return _MatchBits(tier_of(match), Fields(label=label, related=related), html,
+                      f"{label} ({where})" if where else label)
+
+
+# A card's fields that differ from one subscriber to the next; the others (`_paper_part`)
+# depend on the paper alone (flows/fragments.py makes the markup of those once per paper).
+SUBSCRIBER_FIELDS = ("chips", "chips_html", "more_chips", "matched", "text_label", "text", "text_html",
+                     "more_like", "less_like")
 
 
 def paper_card(ranked: RankedPaper, links: DigestLinks | None = None, styles: Styles = NO_STYLES) -> Fields:
     """Everything one paper's card shows, for the HTML and the plain-text templates."""
     paper = ranked.paper
-    part, why = _paper_part(paper, styles), _match_part(ranked.matches, styles)
-    label, text, text_html = _card_text(paper, getattr(ranked, "snippet", None),
-                                        highlight_terms(ranked.matches), styles.mark)
-    feedback = links.feedback if links is not None else ""
-    return Fields(
-        id=paper.id,
-        **part._asdict(),
-        **why._asdict(),
-        text_label=label,
-        text=text,
-        text_html=text_html,
-        more_like=links.feedback_link(paper.id, "more") if feedback else "",  # signed per paper
-        less_like=links.feedback_link(paper.id, "less") if feedback else "",
-    )
+    why, terms = _match_part(ranked.matches, styles)
+    label, text, text_html = _card_text(paper, getattr(ranked, "snippet", None), terms, styles.mark)
+    more = less = ""
+    if links is not None and links.feedback:  # signed per paper
+        more, less = links.feedback_links(paper.id)
+    return Fields.of(_paper_part(paper, styles), why, text_label=label, text=text, text_html=text_html,
+                     more_like=more, less_like=less)
 
 
 def trending_item(paper: Paper) -> Fields:

@@ -56,10 +56,30 @@ class DigestLinks:
         """The link that marks ``paper_id`` "more" or "less" like this ("" without feedback)."""
         if not self.feedback:
             return ""
-        url = f"{self.feedback}/{quote(paper_id, safe='')}/{verdict}"
+        url = f"{self.feedback}/{_quoted(paper_id)}/{verdict}"
         if self.feedback_key:
             url += f"?sig={feedback_mac(self.feedback_key, self.email, paper_id, verdict)}"
         return url
+
+    def feedback_links(self, paper_id: str) -> tuple[str, str]:
+        """`feedback_link` "more" and "less" (a card has both): the address and the paper
+        are hashed once for the two MACs."""
+        if not self.feedback:
+            return "", ""
+        base = f"{self.feedback}/{_quoted(paper_id)}/"
+        if not self.feedback_key:
+            return base + "more", base + "less"
+        mac = _keyed(self.feedback_key).copy()
+        mac.update(f"{self.email.lower()}\x1f{paper_id}\x1f".encode())
+        more, less = mac.copy(), mac
+        more.update(b"more")
+        less.update(b"less")
+        return f"{base}more?sig={_mac_text(more)}", f"{base}less?sig={_mac_text(less)}"
+
+
+@functools.lru_cache(maxsize=4096)  # a run's papers recur in every digest
+def _quoted(paper_id: str) -> str:
+    return quote(paper_id, safe="")
 
 
 class SecretKeyError(ValueError):
@@ -227,11 +247,20 @@ def _feedback_key(key: str) -> bytes:
     return hashlib.sha256(f"paperboy-feedback-mac|{key}".encode()).digest()
 
 
+@functools.lru_cache(maxsize=16)
+def _keyed(mac_key: bytes) -> hmac.HMAC:
+    return hmac.new(mac_key, digestmod=hashlib.sha256)
+
+
 def feedback_mac(mac_key: bytes, email: str, paper_id: str, verdict: str) -> str:
     """22 characters that bind a feedback link to one address, paper and verdict."""
-    message = f"{email.lower()}\x1f{paper_id}\x1f{verdict}".encode()
-    digest = hmac.new(mac_key, message, hashlib.sha256).digest()[:16]
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    mac = _keyed(mac_key).copy()  # the key's pads hashed once: hmac.new did it per link, 40 a digest
+    mac.update(f"{email.lower()}\x1f{paper_id}\x1f{verdict}".encode())
+    return _mac_text(mac)
+
+
+def _mac_text(mac: hmac.HMAC) -> str:
+    return base64.urlsafe_b64encode(mac.digest()[:16]).decode().rstrip("=")
 
 
 @dataclass(frozen=True)
