@@ -117,9 +117,11 @@ class ConfiguredTaskRunner(ThreadPoolTaskRunner):
 
 
 @task(name="load-subscribers", cache_policy=NONE)
-def load_subscribers(settings: Settings, only: str | None) -> tuple[list[Subscriber], list[SubscriberFileError]]:
-    """Read and validate every subscriber file; broken files are reported, not fatal."""
-    subscribers, errors = load_all(settings.subscribers_dir)
+def load_subscribers(settings: Settings, only: str | None) -> tuple[Sequence[Subscriber], list[SubscriberFileError]]:
+    """Read and validate every subscriber file; broken files are reported, not fatal. The
+    subscribers are kept packed (see `flows.subscribers.files.Packed`): the run holds all of
+    them, and works on a batch at a time."""
+    subscribers, errors = load_all(settings.subscribers_dir, packed=not only)
     if only:
         subscribers = [s for s in subscribers if s.email.lower() == only.lower()]
         if not subscribers:
