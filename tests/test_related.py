@@ -163,8 +163,12 @@ def test_the_store_keeps_the_model_until_the_corpus_changes(tmp_path):
     assert store.corpus_signature() != signature
     assert related_model(store).documents == len(sample())  # learned again from every paper
     corpus = Corpus.load(store, Settings(db_path=tmp_path / "p.db"), date(2025, 12, 12))
+    # It carries the stored bytes, decoded on first use; shipped, the bytes travel
+    assert corpus._related is None and corpus._related_blob == store.related_model()[1]
     assert corpus.related is not None and corpus.related.documents == len(sample())
     assert corpus.index(3).related is corpus.related
+    shipped = pickle.loads(pickle.dumps(corpus))
+    assert shipped._related is None and shipped.related.units == corpus.related.units
 
 
 def test_fetching_the_same_papers_again_keeps_the_stored_model(tmp_path, monkeypatch):
