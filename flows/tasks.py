@@ -234,8 +234,11 @@ def send_batch(settings: Settings, plan: BatchPlan, corpus: Corpus, dry_run: boo
                                         on_in_flight=in_flight_writer(store)))
 
 
-def batches(items: Sequence[Subscriber], size: int) -> list[list[Subscriber]]:
-    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+def batches(items: Sequence[Subscriber], size: int) -> Iterator[list[Subscriber]]:
+    """The subscribers a batch at a time, each batch taken when it is reached (packed
+    subscribers are unpickled then, not all at once)."""
+    for i in range(0, len(items), size):
+        yield list(items[i:i + size])
 
 
 def send_batches(settings: Settings, subscribers: Sequence[Subscriber], corpus: Corpus,
