@@ -68,15 +68,22 @@ def related_model(store: Store) -> RelatedModel:
 
 
 def related_blob(store: Store) -> bytes:
-    """:func:`related_model` as the store holds it (validated, learned first if need be): a
-    `Corpus` carries these bytes (≈ 1.8 MB for the benchmark's corpus, ≈ 5 MB decoded) and
-    decodes them where an index is built, so the flow's process, which ships the corpus to
-    its render processes, never holds the decoded model."""
-    model = related_model(store)
+    """:func:`related_model` as the store holds it (checked readable, learned first if need
+    be): a `Corpus` carries these bytes (≈ 1.8 MB for the benchmark's corpus; decoded, with
+    its lookup dict, ≈ 9 MB more in the process) and decodes them where an index is built,
+    so the flow's process, which only ships the corpus to its render processes, never
+    decodes the model."""
+    blob = _stored_blob(store, store.corpus_signature())
+    if blob is None and str(store.path) != ":memory:" and _learn_elsewhere(store.path):
+        blob = _stored_blob(store, store.corpus_signature())
+    return blob if blob is not None else learn_into(store).to_bytes()
+
+
+def _stored_blob(store: Store, signature: str) -> bytes | None:
     stored = store.related_model()
-    if stored is None or stored[0] != store.corpus_signature():  # not stored after all
-        return model.to_bytes()
-    return stored[1]  # the model just decoded (or learned and stored)
+    if stored is None or stored[0] != signature or not RelatedModel.readable(stored[1]):
+        return None  # none, stale, or unreadable (a crash mid-write, an older format)
+    return stored[1]
 
 
 def learn_into(store: Store) -> RelatedModel:
