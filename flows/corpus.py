@@ -67,6 +67,25 @@ def related_model(store: Store) -> RelatedModel:
     return learn_into(store)
 
 
+def related_blob(store: Store) -> bytes:
+    """:func:`related_model` as the store holds it (checked readable, learned first if need
+    be): a `Corpus` carries these bytes (≈ 1.8 MB for the benchmark's corpus; decoded, with
+    its lookup dict, ≈ 9 MB more in the process) and decodes them where an index is built,
+    so the flow's process, which only ships the corpus to its render processes, never
+    decodes the model."""
+    blob = _stored_blob(store, store.corpus_signature())
+    if blob is None and str(store.path) != ":memory:" and _learn_elsewhere(store.path):
+        blob = _stored_blob(store, store.corpus_signature())
+    return blob if blob is not None else learn_into(store).to_bytes()
+
+
+def _stored_blob(store: Store, signature: str) -> bytes | None:
+    stored = store.related_model()
+    if stored is None or stored[0] != signature or not RelatedModel.readable(stored[1]):
+        return None  # none, stale, or unreadable (a crash mid-write, an older format)
+    return stored[1]
+
+
 def learn_into(store: Store) -> RelatedModel:
     """Learn the model from every stored paper and store it (in this process)."""
     signature = store.corpus_signature()
@@ -128,12 +147,15 @@ class Corpus:
     workers can share it."""
 
     def __init__(self, papers: Sequence[Paper], settings: Settings, digest_date: date,
-                 window: int | None = None, since: date | None = None, related: RelatedModel | None = None,
+                 window: int | None = None, since: date | None = None,
+                 related: RelatedModel | bytes | None = None,
                  feedback: dict[str, tuple[Feedback, ...]] | None = None):
         self.papers, self.settings, self.digest_date = list(papers), settings, digest_date
         # Learned from every stored paper (related papers and graded phrases use it); None
-        # ranks by the keywords alone.
-        self.related = related
+        # ranks by the keywords alone. As stored bytes (`related_blob`) it is decoded on
+        # first use (`related`), and shipped to other processes as those bytes.
+        self._related = related if not isinstance(related, bytes) else None
+        self._related_blob = related if isinstance(related, bytes) else None
         # Per subscriber (lower-case address), the papers they marked "more" / "less like
         # this", read from the store by the flow's process: it travels with the corpus to
         # render processes and Dask workers, which never open SQLite.
@@ -148,8 +170,18 @@ class Corpus:
         self._indexes: dict[int, PaperIndex] = {}
 
     def __getstate__(self) -> dict:
-        # Shipped to Dask workers: the papers, not the indexes (three times their size).
-        return {**self.__dict__, "_indexes": {}}
+        # Shipped to Dask workers: the papers, not the indexes (three times their size), and
+        # the related model as stored bytes where it came as such.
+        state = {**self.__dict__, "_indexes": {}}
+        if self._related_blob is not None:
+            state["_related"] = None
+        return state
+
+    @property
+    def related(self) -> RelatedModel | None:
+        if self._related is None and self._related_blob is not None:
+            self._related = RelatedModel.from_bytes(self._related_blob)
+        return self._related
 
     def __setstate__(self, state: dict) -> None:
         # Every batch brings a worker a fresh copy of the same corpus: the copies share
@@ -164,12 +196,12 @@ class Corpus:
         if since is not None:
             first = min(first, since)
         return cls(store.papers_listed(first, digest_date), settings, digest_date, since=since,
-                   related=related_model(store), feedback=stored_feedback(store))
+                   related=related_blob(store), feedback=stored_feedback(store))
 
     @classmethod
     def for_range(cls, store: Store, settings: Settings, start: date, end: date) -> "Corpus":
         days = (end - start).days + 1
-        return cls(store.papers_listed(start, end), settings, end, window=days, related=related_model(store),
+        return cls(store.papers_listed(start, end), settings, end, window=days, related=related_blob(store),
                    feedback=stored_feedback(store))
 
     @property

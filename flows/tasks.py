@@ -117,9 +117,11 @@ class ConfiguredTaskRunner(ThreadPoolTaskRunner):
 
 
 @task(name="load-subscribers", cache_policy=NONE)
-def load_subscribers(settings: Settings, only: str | None) -> tuple[list[Subscriber], list[SubscriberFileError]]:
-    """Read and validate every subscriber file; broken files are reported, not fatal."""
-    subscribers, errors = load_all(settings.subscribers_dir)
+def load_subscribers(settings: Settings, only: str | None) -> tuple[Sequence[Subscriber], list[SubscriberFileError]]:
+    """Read and validate every subscriber file; broken files are reported, not fatal. The
+    subscribers are kept packed (see `flows.subscribers.files.Packed`): the run holds all of
+    them, and works on a batch at a time."""
+    subscribers, errors = load_all(settings.subscribers_dir, packed=not only)
     if only:
         subscribers = [s for s in subscribers if s.email.lower() == only.lower()]
         if not subscribers:
@@ -232,8 +234,11 @@ def send_batch(settings: Settings, plan: BatchPlan, corpus: Corpus, dry_run: boo
                                         on_in_flight=in_flight_writer(store)))
 
 
-def batches(items: Sequence[Subscriber], size: int) -> list[list[Subscriber]]:
-    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+def batches(items: Sequence[Subscriber], size: int) -> Iterator[list[Subscriber]]:
+    """The subscribers a batch at a time, each batch taken when it is reached (packed
+    subscribers are unpickled then, not all at once)."""
+    for i in range(0, len(items), size):
+        yield list(items[i:i + size])
 
 
 def send_batches(settings: Settings, subscribers: Sequence[Subscriber], corpus: Corpus,

@@ -163,8 +163,16 @@ def test_the_store_keeps_the_model_until_the_corpus_changes(tmp_path):
     assert store.corpus_signature() != signature
     assert related_model(store).documents == len(sample())  # learned again from every paper
     corpus = Corpus.load(store, Settings(db_path=tmp_path / "p.db"), date(2025, 12, 12))
+    # It carries the stored bytes, decoded on first use; shipped, the bytes travel
+    assert corpus._related is None and corpus._related_blob == store.related_model()[1]
+    blob = store.related_model()[1]
+    assert RelatedModel.readable(blob) and not RelatedModel.readable(blob[:len(blob) // 2])
+    flipped = len(blob) // 2
+    assert not RelatedModel.readable(blob[:flipped] + bytes([blob[flipped] ^ 1]) + blob[flipped + 1:])
     assert corpus.related is not None and corpus.related.documents == len(sample())
     assert corpus.index(3).related is corpus.related
+    shipped = pickle.loads(pickle.dumps(corpus))
+    assert shipped._related is None and shipped.related.units == corpus.related.units
 
 
 def test_a_change_in_the_same_second_still_changes_the_corpus_signature(tmp_path, monkeypatch):

@@ -22,6 +22,17 @@ def test_shipped_examples_are_valid():
     assert all(s.email.endswith("@example.org") for s in subscribers)
 
 
+def test_packed_subscribers_read_back_equal(tmp_path):
+    import pickle
+
+    subscribers, _ = load_all(REPO_SUBSCRIBERS)
+    packed, errors = load_all(REPO_SUBSCRIBERS, packed=True)
+    assert errors == [] and len(packed) == len(subscribers)
+    assert list(packed) == subscribers and packed[1:] == subscribers[1:] and packed[-1] == subscribers[-1]
+    assert [s.model_fields_set for s in packed] == [s.model_fields_set for s in subscribers]
+    assert list(pickle.loads(pickle.dumps(packed))) == subscribers
+
+
 def test_minimal_file_gets_defaults(tmp_path):
     path = write(tmp_path, "a.yaml", "email: A@Example.org\nkeywords: [diffusion]\n")
     sub = load_file(path)

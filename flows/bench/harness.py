@@ -348,6 +348,8 @@ def metrics(results: dict) -> dict:
         "rank_seconds": both("rank"),
         "index_seconds": both("index"),
         "flow_peak_rss_mb": flow["peak_rss_bytes"] / 2**20,
+        # the flow process's own peak (VmHWM; ru_maxrss above also counts the harness's, see flowrun)
+        "flow_own_peak_rss_mb": (flow.get("own_peak_rss_bytes") or flow["peak_rss_bytes"]) / 2**20,
         "render_process_peak_rss_mb": flow.get("children_peak_rss_bytes", 0) / 2**20,
         # the job's memory: the flow process and (each) render process at their peaks
         "peak_rss_mb": (flow["peak_rss_bytes"] + flow.get("children_peak_rss_bytes", 0)

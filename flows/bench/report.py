@@ -184,7 +184,9 @@ def markdown(results: dict) -> str:
     lines += [
         "",
         f"Messages: {m['messages_sent']:,} sent, {refs['mean_message_bytes'] / 1024:.1f} KB each on average; "
-        f"peak RSS of the flow process {m['flow_peak_rss_mb']:.0f} MB, of a render process "
+        f"peak RSS of the flow process {m['flow_peak_rss_mb']:.0f} MB (its own high-water mark "
+        f"{m.get('flow_own_peak_rss_mb', m['flow_peak_rss_mb']):.0f} MB: ru_maxrss keeps the harness's, "
+        f"from before the exec, when that is higher), of a render process "
         f"{m['render_process_peak_rss_mb']:.0f} MB; {m['task_runs']} Prefect task runs.",
         "",
         cpu_budget(results),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import math
+import zipfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -96,6 +97,9 @@ def units_of_stems(sequence: Iterable[str | None]) -> set[str]:
     return found
 
 
+_STORED = ("format", "units", "df", "documents", "indptr", "indices", "weights")  # the arrays of to_bytes
+
+
 @dataclass(frozen=True, eq=False)
 class RelatedModel:
     """Per unit, the units related to it, strongest first (CSR arrays over unit numbers)."""
@@ -151,6 +155,20 @@ class RelatedModel:
             indptr=self.indptr, indices=self.indices, weights=self.weights,
         )
         return buffer.getvalue()
+
+    @classmethod
+    def readable(cls, blob: bytes) -> bool:
+        """Whether :meth:`from_bytes` reads ``blob``: this format, every array present and
+        its checksum right (checked a chunk at a time), without building the model."""
+        try:
+            with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+                names = set(archive.namelist())
+                if not {f"{name}.npy" for name in _STORED} <= names or archive.testzip() is not None:
+                    return False
+            with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+                return int(data["format"]) == FORMAT
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile):
+            return False
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> "RelatedModel":

@@ -665,6 +665,7 @@ def _ranked(index: PaperIndex, prepared: _Prepared, best: list[tuple[float, int]
         owners = np.searchsorted(bounds, entries, side="right")
         starts = np.concatenate(([0], bounds[:-1]))
         positions = entries - starts[owners]
+        shared = index.paper_numbers
         for owner, number, position in zip(owners.tolist(), numbers[entries].tolist(), positions.tolist()):
             looked = terms[owner]
             explained = looked[4]
@@ -676,7 +677,7 @@ def _ranked(index: PaperIndex, prepared: _Prepared, best: list[tuple[float, int]
                                               number)
                 else:
                     match = index.explain(looked[2], looked[3], number)
-                explained[number] = match
+                explained[shared[number]] = match
             matches[number].append(match)
     if prepared.related:
         for number in [number for number, found in matches.items() if not found]:
@@ -725,7 +726,7 @@ def _related_match(index: PaperIndex, term: Term, number: int) -> Match:
                 if len(shown) == RELATED_SHOWN:
                     break
         where = tuple(name for name in ("title", "abstract") if name in fields)
-        found = explained[number] = Match(term.keyword, where, tuple(shown), "related", tuple(shown))
+        found = explained[index.paper_numbers[number]] = Match(term.keyword, where, tuple(shown), "related", tuple(shown))
     return found
 
 

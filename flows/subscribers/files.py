@@ -10,9 +10,10 @@ to the round-trip loader that editing uses too (`read_mapping`).
 
 from __future__ import annotations
 
+import pickle
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -256,9 +257,12 @@ def _plain(value: object, budget: list[int] | None = None) -> object:
     return value
 
 
-def load_all(directory: Path) -> tuple[list[Subscriber], list[SubscriberFileError]]:
-    """Every valid subscriber, plus one error per broken file; duplicates are errors too."""
-    subscribers: list[Subscriber] = []
+def load_all(directory: Path, *, packed: bool = False) -> tuple[Sequence[Subscriber], list[SubscriberFileError]]:
+    """Every valid subscriber, plus one error per broken file; duplicates are errors too.
+
+    ``packed``: the subscribers as `Packed` (each kept pickled until it is used), for a
+    process that holds every subscriber for the whole run but works on a batch at a time."""
+    subscribers: list[Subscriber] | Packed = Packed() if packed else []
     errors: list[SubscriberFileError] = []
     for path, subscriber, error in scan(directory):
         if error is not None:
@@ -266,6 +270,43 @@ def load_all(directory: Path) -> tuple[list[Subscriber], list[SubscriberFileErro
         else:
             subscribers.append(subscriber)  # type: ignore[arg-type]
     return subscribers, errors
+
+
+class Packed(Sequence[Subscriber]):
+    """Subscribers kept pickled, each unpickled when it is read (an equal `Subscriber`).
+
+    The daily flow's process holds every subscriber from reading the files to the end of
+    the run, but uses one batch at a time: as objects (a pydantic model, its field dict
+    and set, lists, strings) 10,000 of the benchmark's took ≈ 20 MB, pickled ≈ 5.5 MB.
+    Unpickling one takes ≈ 10 µs."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, subscribers: Iterable[Subscriber] = ()) -> None:
+        self._items = [pickle.dumps(s, pickle.HIGHEST_PROTOCOL) for s in subscribers]
+
+    def append(self, subscriber: Subscriber) -> None:
+        self._items.append(pickle.dumps(subscriber, pickle.HIGHEST_PROTOCOL))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, at):  # type: ignore[override]
+        if isinstance(at, slice):
+            return [pickle.loads(item) for item in self._items[at]]
+        return pickle.loads(self._items[at])
+
+    def __iter__(self) -> Iterator[Subscriber]:
+        return (pickle.loads(item) for item in self._items)
+
+    def __reduce__(self):
+        return Packed._of, (self._items,)
+
+    @classmethod
+    def _of(cls, items: list[bytes]) -> "Packed":
+        packed = cls()
+        packed._items = items
+        return packed
 
 
 def scan(directory: Path) -> Iterator[tuple[Path, Subscriber | None, SubscriberFileError | None]]:
