@@ -351,8 +351,10 @@ def metrics(results: dict) -> dict:
         # the flow process's own peak (VmHWM; ru_maxrss above also counts the harness's, see flowrun)
         "flow_own_peak_rss_mb": (flow.get("own_peak_rss_bytes") or flow["peak_rss_bytes"]) / 2**20,
         "render_process_peak_rss_mb": flow.get("children_peak_rss_bytes", 0) / 2**20,
-        # the job's memory: the flow process and (each) render process at their peaks
-        "peak_rss_mb": (flow["peak_rss_bytes"] + flow.get("children_peak_rss_bytes", 0)
+        # the job's memory: the flow process and (each) render process at their peaks; the
+        # flow's own (VmHWM), not ru_maxrss, which is never below the harness's peak
+        "peak_rss_mb": ((flow.get("own_peak_rss_bytes") or flow["peak_rss_bytes"])
+                        + flow.get("children_peak_rss_bytes", 0)
                         * results["options"].get("render_processes", 0)) / 2**20,
         "sink_cpu_ms_per_message": _ratio(flow.get("sink_cpu_seconds", 0.0) * 1000, summary["sent"]),
         "ceiling_sink_cpu_ms_per_message": _ratio(ceiling.get("sink_cpu_seconds", 0.0) * 1000,
