@@ -3,8 +3,9 @@
 Takes a batch's subscribers and what each was already sent; gives their messages (or
 "skipped" outcomes), in order, exactly as compose.py makes them in this process.
 
-Making a message (rank ≈ 0.5 ms, render ≈ 1.6 ms) costs about twice what sending it
-costs the SMTP client, and one Python process runs one of them at a time. With
+Making a message (rank ≈ 1.3 ms, render ≈ 2.2 ms of CPU in `make bench`) costs more than
+twice what sending it costs the SMTP client, and one Python process runs one of them at a
+time. With
 PAPERBOY_RENDER_PROCESSES > 0 a batch of at least PAPERBOY_RENDER_PROCESSES_FROM
 subscribers has its messages made by a pool of processes, in chunks, a few chunks ahead
 of the connections; the sending process receives finished bytes, sends them, and writes
