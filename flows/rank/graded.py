@@ -141,10 +141,6 @@ def _alone(unit: tuple[str, ...], is_head: bool, linked: bool,
 
 
 def _function_word(unit: tuple[str, ...]) -> bool:
-    return len(unit) == 1 and unit[0] in FUNCTION_WORDS
-
-
-def _function_word(unit: tuple[str, ...]) -> bool:
     """A unit that is a lone function word ("of" in mixture of experts): never a part's
     edge. A compound that starts or ends with one ("in-context", "out-of-distribution",
     "on-policy") is a word of its own and may be a part."""
