@@ -78,8 +78,8 @@ log = logging.getLogger(__name__)
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 CSS_FILE = "digest.css"
-INLINED_TEMPLATE = "digest.inlined.html.j2"
-CARDS_BLOCK = "cards"  # the HTML template's block of the card loop (see flows/fragments.py)  # the pre-inlined HTML, served from memory
+INLINED_TEMPLATE = "digest.inlined.html.j2"  # the pre-inlined HTML, served from memory
+CARDS_BLOCK = "cards"  # the HTML template's block of the card loop (see flows/fragments.py)
 # The pre-inlined HTML and the probed styles as `write_inlined` stored them, with a key of the
 # template, the CSS and the inliner's versions: a Renderer whose sources match reads them
 # instead of importing premailer, lxml and cssutils (≈ 12 MB in every render process).
