@@ -385,7 +385,7 @@ def _marked(text: str, spans: Iterable[tuple[int, int]], style: str) -> Markup:
     pieces: list[str] = []
     position = 0
     # Text without a character to escape (most) is cut as it is: one escape, not one a piece.
-    plain = not _ESCAPED_CHARS.search(text)
+    plain = not ESCAPED_CHARS.search(text)
     cut = str if plain else escape
     for start, end in spans:
         pieces += (cut(text[position:start]), opening, cut(text[start:end]), "</span>")
@@ -394,7 +394,7 @@ def _marked(text: str, spans: Iterable[tuple[int, int]], style: str) -> Markup:
     return Markup("".join(pieces))
 
 
-_ESCAPED_CHARS = re.compile("[&<>\"']")  # what markupsafe.escape replaces
+ESCAPED_CHARS = re.compile("[&<>\"']")  # what markupsafe.escape replaces
 
 
 def window(text: str, spans: Sequence[tuple[int, int]], width: int) -> tuple[str, list[tuple[int, int]]]:

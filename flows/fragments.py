@@ -25,7 +25,6 @@ rendered by Jinja for that paper; one that needs any other variable, for every d
 from __future__ import annotations
 
 import operator
-import re
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,14 +32,13 @@ from typing import Any
 from jinja2 import Template, UndefinedError
 from markupsafe import Markup, escape
 
-from flows.cards import SUBSCRIBER_FIELDS, Fields
+from flows.cards import ESCAPED_CHARS, SUBSCRIBER_FIELDS, Fields
 from flows.models import Paper
 
 MAX_CUTS = 4096  # papers (and sets of empty fields) whose cut is kept: a run has a few thousand
 
 _Cut = tuple[tuple[str, ...], tuple[str, ...]]  # (the pieces, the field in each hole between two)
 _values = operator.itemgetter(*SUBSCRIBER_FIELDS)
-_ESCAPED_CHARS = re.compile("[&<>\"']")  # what markupsafe.escape replaces
 
 
 def _escaped(value: Any) -> str:
@@ -48,7 +46,7 @@ def _escaped(value: Any) -> str:
     text that has nothing to escape (a third of the cost of filling in a card)."""
     if type(value) is Markup:
         return value
-    if type(value) is str and not _ESCAPED_CHARS.search(value):
+    if type(value) is str and not ESCAPED_CHARS.search(value):
         return value
     return escape(value)
 
