@@ -69,8 +69,7 @@ class DigestLinks:
         base = f"{self.feedback}/{_quoted(paper_id)}/"
         if not self.feedback_key:
             return base + "more", base + "less"
-        mac = _keyed(self.feedback_key).copy()
-        mac.update(f"{self.email.lower()}\x1f{paper_id}\x1f".encode())
+        mac = _feedback_hmac(self.feedback_key, self.email, paper_id)
         more, less = mac.copy(), mac
         more.update(b"more")
         less.update(b"less")
@@ -254,9 +253,18 @@ def _keyed(mac_key: bytes) -> hmac.HMAC:
 
 def feedback_mac(mac_key: bytes, email: str, paper_id: str, verdict: str) -> str:
     """22 characters that bind a feedback link to one address, paper and verdict."""
-    mac = _keyed(mac_key).copy()  # the key's pads hashed once: hmac.new did it per link, 40 a digest
-    mac.update(f"{email.lower()}\x1f{paper_id}\x1f{verdict}".encode())
+    mac = _feedback_hmac(mac_key, email, paper_id)
+    mac.update(verdict.encode())
     return _mac_text(mac)
+
+
+def _feedback_hmac(mac_key: bytes, email: str, paper_id: str) -> hmac.HMAC:
+    """The MAC of a feedback link's message up to its verdict ("ADDRESS␟PAPER␟"): the key's
+    pads are hashed once (hmac.new did it per link, 40 a digest), and a card's two links
+    share the rest."""
+    mac = _keyed(mac_key).copy()
+    mac.update(f"{email.lower()}\x1f{paper_id}\x1f".encode())
+    return mac
 
 
 def _mac_text(mac: hmac.HMAC) -> str:
