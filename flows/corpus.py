@@ -15,8 +15,8 @@ import multiprocessing
 import sys
 import types
 import uuid
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 from pathlib import Path
 from datetime import date, timedelta
 
@@ -24,6 +24,8 @@ from flows.models import Paper
 from flows.rank import Feedback, PaperIndex, RelatedModel, build_index, learn_related, load_acronyms
 from flows.settings import Settings
 from flows.subscribers import Subscriber
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # the store (and sqlite_utils, ≈ 25 MB) is imported where it is used: render
     from flows.store import Store  # processes unpickle a Corpus but never open SQLite
@@ -56,15 +58,8 @@ def related_model(store: Store) -> RelatedModel:
     Learning reads every stored paper: it runs in a short-lived process of its own, so
     the memory it needs (≈ 300 MB for 50,000 papers) is never added to the daily run's;
     where no process can be started (or the database is in memory) it runs here."""
-    signature = store.corpus_signature()
-    model = _stored_model(store, signature)
-    if model is not None:
-        return model
-    if str(store.path) != ":memory:" and _learn_elsewhere(store.path):
-        model = _stored_model(store, store.corpus_signature())
-        if model is not None:
-            return model
-    return learn_into(store)
+    model = _stored_or_learned_elsewhere(store, _stored_model)
+    return model if model is not None else learn_into(store)
 
 
 def related_blob(store: Store) -> bytes:
@@ -73,10 +68,17 @@ def related_blob(store: Store) -> bytes:
     its lookup dict, ≈ 9 MB more in the process) and decodes them where an index is built,
     so the flow's process, which only ships the corpus to its render processes, never
     decodes the model."""
-    blob = _stored_blob(store, store.corpus_signature())
-    if blob is None and str(store.path) != ":memory:" and _learn_elsewhere(store.path):
-        blob = _stored_blob(store, store.corpus_signature())
+    blob = _stored_or_learned_elsewhere(store, _stored_blob)
     return blob if blob is not None else learn_into(store).to_bytes()
+
+
+def _stored_or_learned_elsewhere(store: Store, read: Callable[[Store, str], T | None]) -> T | None:
+    """What ``read`` finds stored for the corpus as it is now; else, where a process can be
+    started, what it finds after the model was learned and stored in one; None otherwise."""
+    found = read(store, store.corpus_signature())
+    if found is None and str(store.path) != ":memory:" and _learn_elsewhere(store.path):
+        found = read(store, store.corpus_signature())
+    return found
 
 
 def _stored_blob(store: Store, signature: str) -> bytes | None:
