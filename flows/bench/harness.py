@@ -319,6 +319,7 @@ def metrics(results: dict) -> dict:
     flow, refs, ceiling = results["flow"], results["references"], results["ceiling"]
     stages, summary = flow["stages"], flow["summary"]
     made = summary["sent"] + len(summary["failed"]) + len(summary["deferred"])
+    flow_own_rss = flow.get("own_peak_rss_bytes") or flow["peak_rss_bytes"]  # VmHWM; ru_maxrss where unknown
     # With render processes, index, rank and render ran there ("pool_…"), beside the sending.
     def both(stage: str) -> float:
         return stages.get(stage, 0.0) + stages.get(f"pool_{stage}", 0.0)
@@ -349,12 +350,11 @@ def metrics(results: dict) -> dict:
         "index_seconds": both("index"),
         "flow_peak_rss_mb": flow["peak_rss_bytes"] / 2**20,
         # the flow process's own peak (VmHWM; ru_maxrss above also counts the harness's, see flowrun)
-        "flow_own_peak_rss_mb": (flow.get("own_peak_rss_bytes") or flow["peak_rss_bytes"]) / 2**20,
+        "flow_own_peak_rss_mb": flow_own_rss / 2**20,
         "render_process_peak_rss_mb": flow.get("children_peak_rss_bytes", 0) / 2**20,
         # the job's memory: the flow process and (each) render process at their peaks; the
         # flow's own (VmHWM), not ru_maxrss, which is never below the harness's peak
-        "peak_rss_mb": ((flow.get("own_peak_rss_bytes") or flow["peak_rss_bytes"])
-                        + flow.get("children_peak_rss_bytes", 0)
+        "peak_rss_mb": (flow_own_rss + flow.get("children_peak_rss_bytes", 0)
                         * results["options"].get("render_processes", 0)) / 2**20,
         "sink_cpu_ms_per_message": _ratio(flow.get("sink_cpu_seconds", 0.0) * 1000, summary["sent"]),
         "ceiling_sink_cpu_ms_per_message": _ratio(ceiling.get("sink_cpu_seconds", 0.0) * 1000,
