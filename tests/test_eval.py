@@ -50,9 +50,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # 1 (prompting: a survey of LLM reasoning that names in-context learning once).
 # Raised 2026-12-04 (evening) when a compound starting with a function word ("in-context")
 # became a graded part: 0.916, 0.870, 0.756, worst scientific-ml at 0.763.
+# Raised 2026-12-04 (night) when keywords of one concept ("mixture of experts", "MoE")
+# count a paper once, as the better of them, not summed: 0.917, 0.880, 0.756.
 # Raise them as the ranker improves; never lower them to make a change pass.
 FLOOR_MEAN_NDCG10 = 0.915
-FLOOR_MEAN_PRECISION = 0.86
+FLOOR_MEAN_PRECISION = 0.87
 FLOOR_MEAN_RECALL = 0.75
 FLOOR_WORST_NDCG10 = 0.76
 

@@ -553,3 +553,29 @@ def test_a_term_longer_than_the_snippet_still_gives_a_snippet():
 def test_snippet_terms_match_whole_words_only():
     text = snippet(ABSTRACT, ["data"], width=60)
     assert re.search(r"\bdata\b", text)
+
+
+def test_an_acronym_and_its_long_form_in_one_list_count_a_mention_once():
+    """A list naming one concept twice ("mixture of experts" and "MoE", as researchers
+    write them) counts a paper that writes it, in either form, once: as the better of the
+    two keywords. Summed, a single passing "mixture of experts (MoE)" scored twice and
+    outranked papers that other keywords of the list match."""
+    index = build_index([
+        paper("passing", "A benchmark of coding questions",
+              "We route questions with a mixture of experts (MoE) of three solvers and report accuracy."),
+        paper("other", "Tree experts for model weights", "Gated experts read the weights of trained networks."),
+        *(paper(f"f{n}", f"Filler paper {n}", "Nothing about the keywords here.") for n in range(8)),
+    ])
+    both = {item.paper.id: item for item in rank(index, subscriber("mixture of experts", "MoE", "title:experts"))}
+    once = {item.paper.id: item for item in rank(index, subscriber("mixture of experts", "title:experts"))}
+    assert both["passing"].score == once["passing"].score
+    assert [m.keyword for m in both["passing"].matches] == ["mixture of experts", "MoE"]  # both still named
+    assert ids(rank(index, subscriber("mixture of experts", "MoE", "title:experts")))[0] == "other"
+    # the same keyword restricted to another field is another concept: its score adds
+    title_too = {item.paper.id: item for item in rank(index, subscriber("experts", "title:experts"))}
+    assert title_too["other"].score > {item.paper.id: item for item in rank(
+        index, subscriber("experts"))}["other"].score
+    # weights: the concept counts as its best-weighted keyword
+    weighted = {item.paper.id: item for item in rank(index, subscriber("mixture of experts", "MoE^2"))}
+    alone = {item.paper.id: item for item in rank(index, subscriber("MoE^2"))}
+    assert weighted["passing"].score == alone["passing"].score

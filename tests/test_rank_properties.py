@@ -180,10 +180,12 @@ def reference_rank(index, reader, exclude_ids=frozenset(), limit=None, min_score
     for term in query.exclusions:
         hits = index.hits(term)
         excluded |= {index.papers[number].id for number in [*hits.title, *hits.abstract]}
+    concept = reference_concepts(index, query.terms)
     found = []
     for number, paper in enumerate(index.papers):
         relevance, matches, exact = 0.0, [], False
-        for term in query.terms:
+        per_concept: dict[int, float] = {}  # per concept (its first keyword), the best weighted score
+        for n, term in enumerate(query.terms):
             hits = index.hits(term)
             levels = [(1.0, hits)] + ([(part.credit, level) for part, level in index.graded(term)] if graded else [])
             score = 0.0
@@ -197,9 +199,11 @@ def reference_rank(index, reader, exclude_ids=frozenset(), limit=None, min_score
             if not score:
                 continue
             exact = exact or number in hits.title or number in hits.abstract
-            relevance += term.weight * score
+            per_concept[concept[n]] = max(per_concept.get(concept[n], 0.0), term.weight * score)
             matches.append(reference_match(paper, term, hits, number) if not graded else
                            index.explain_levels(term, level_scores(index, term, number), number))
+        for first in sorted(per_concept):  # added in the order of each concept's first keyword
+            relevance += per_concept[first]
         if graded and not exact and relevance < PARTIAL_MIN:
             continue
         total = round(relevance + reader.popularity * 0.25 * math.log1p(max(paper.upvotes, 0)), 6)
@@ -212,6 +216,25 @@ def reference_rank(index, reader, exclude_ids=frozenset(), limit=None, min_score
         ))
         for total, paper, matches in found[:max(limit, 0)]
     ]
+
+
+def reference_concepts(index, terms) -> list[int]:
+    """Per keyword, the first keyword of its concept: keywords of the same field whose
+    spellings overlap, directly or through other keywords of the list, name one concept."""
+    first = list(range(len(terms)))
+    spellings = [set(index.variants(term.words)) for term in terms]
+    changed = True
+    while changed:
+        changed = False
+        for a in range(len(terms)):
+            for b in range(a + 1, len(terms)):
+                if (terms[a].field == terms[b].field and spellings[a] & spellings[b]
+                        and first[b] != first[a]):
+                    low = min(first[a], first[b])
+                    old = {first[a], first[b]}
+                    first = [low if f in old else f for f in first]
+                    changed = True
+    return first
 
 
 def reference_match(paper, term, hits, number) -> Match:
@@ -253,9 +276,19 @@ BUILTIN_WORDS = ("RL", "LLM", "MoE", "GAN", "DSI", "reinforcement learning", "mi
                  "RLHF", "continual learning", "catastrophic forgetting", "offline RL", "LLM reasoning")
 
 
+# Keywords that name one concept (a paper writing either counts once, as the better one)
+SAME_CONCEPT = (("MoE", "mixture of experts"), ("RL", "reinforcement learning"),
+                ("large language models", "LLM"), ("RLHF", "reinforcement learning from human feedback"),
+                ("multi-agent", "multiagent"), ("RL", "reinforcement learning", "offline RL"))
+
+
 def random_reader(rng: random.Random, vocabulary: list[str]) -> Subscriber:
     keywords = []
-    for word in rng.sample(vocabulary, rng.randint(1, 10)):
+    words = rng.sample(vocabulary, rng.randint(1, 10))
+    if rng.random() < 0.3:  # one concept written twice, in other places of the list
+        for word in rng.choice(SAME_CONCEPT):
+            words.insert(rng.randint(0, len(words)), word)
+    for word in words:
         prefix = rng.choice(["", "", "", "", "title:", "abstract:"])
         weight = rng.choice(["", "", "", "", "^2", "^0.5", "^10", "^0.1"])
         keywords.append(f'{prefix}"{word}"{weight}' if prefix or weight else word)

@@ -95,6 +95,11 @@ class _Prepared:
     # exactly (it enters at MIN_SCORE; the others need the threshold of the subscriber's
     # level), as bits (np.packbits).
     exact: np.ndarray | None = None
+    # What the relevance adds up, per concept of the list (see _same_concept): (papers,
+    # weighted scores), and the related evidence as (papers, values, 1.0); None: per term,
+    # the terms' own arrays (no two keywords of the list name one concept).
+    scored: tuple[tuple[np.ndarray, np.ndarray], ...] | None = None
+    related_scored: tuple[tuple[np.ndarray, np.ndarray, float], ...] | None = None
 
 
 def rank(
@@ -131,7 +136,7 @@ def rank(
     limit = subscriber.max_papers if limit is None else limit
     if limit <= 0 or not prepared.terms:
         return []
-    relevance = _relevance(len(index.papers), prepared.terms)
+    relevance = _relevance(len(index.papers), prepared.scored or prepared.terms)
     marked = _Marked.of(index, feedback)
     if prepared.exact is not None or marked:
         relevance = _tiered(relevance, prepared, level, index, marked, min_score)
@@ -406,7 +411,57 @@ def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool, n
         exact = np.zeros(len(index.papers), np.bool_)  # packed: 1 bit a paper, whatever the keywords
         exact[looked[0][7] if len(looked) == 1 else np.concatenate([entry[7] for entry in looked])] = True
         exact = np.packbits(exact)
-    return _Prepared(looked, np.fromiter(sorted(excluded), np.intp, len(excluded)), related, exact)
+    scored = related_scored = None
+    concepts = _same_concept(index, query.terms)
+    if concepts is not None:
+        scored = tuple([_best_of([looked[n][0] for n in members], [looked[n][1] for n in members])
+                        for members in concepts])
+        if related:
+            related_scored = tuple([(*_best_of([related[n][0] for n in members],
+                                               [related[n][2] * related[n][1] for n in members]), 1.0)
+                                    for members in concepts])
+    return _Prepared(looked, np.fromiter(sorted(excluded), np.intp, len(excluded)), related, exact,
+                     scored, related_scored)
+
+
+def _same_concept(index: PaperIndex, terms: Sequence[Term]) -> list[list[int]] | None:
+    """The list's keywords grouped by concept, in the order of each group's first keyword;
+    None if every keyword is a concept of its own (the usual case). Keywords restricted to
+    the same field whose spellings overlap (an acronym and its long form, "MoE" and
+    "mixture of experts"), directly or through another keyword of the list, name one
+    concept. A paper that writes it, in either form, counts once: as the best-scoring
+    keyword of the group, not the sum (which counted one "mixture of experts (MoE)" twice)."""
+    if len(terms) < 2:
+        return None
+    first = list(range(len(terms)))  # per keyword, the first keyword of its concept
+    owner: dict[tuple, int] = {}
+    joined = False
+    for n, term in enumerate(terms):
+        for spelling in index.variants(term.words):
+            m = owner.setdefault((term.field, spelling), n)
+            if first[m] != first[n]:
+                low, high = sorted((first[m], first[n]))
+                first = [low if f == high else f for f in first]
+                joined = True
+    if not joined:
+        return None
+    groups: dict[int, list[int]] = {}
+    for n, f in enumerate(first):
+        groups.setdefault(f, []).append(n)
+    return [groups[f] for f in sorted(groups)]
+
+
+def _best_of(numbers: list[np.ndarray], values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned (papers, values) arrays merged: each paper once, with its highest value."""
+    if len(numbers) == 1:
+        return numbers[0], values[0]
+    papers = np.concatenate(numbers)
+    merged = np.concatenate(values)
+    order = np.lexsort((-merged, papers))  # by paper, the highest value first
+    papers, merged = papers[order], merged[order]
+    first = np.ones(papers.size, np.bool_)
+    first[1:] = papers[1:] != papers[:-1]
+    return _read_only(papers[first]), _read_only(merged[first])
 
 
 def _for_level(index: PaperIndex, query: Query, neighbours: bool) -> Query:
@@ -465,7 +520,7 @@ def _tiered(relevance: np.ndarray, prepared: _Prepared, level: str, index: Paper
         exact = _exact_matches(index, prepared)
     threshold = NON_EXACT_THRESHOLDS[level]
     if prepared.related:
-        relevance = relevance + _related_evidence(relevance.size, prepared.related)
+        relevance = relevance + _related_evidence(relevance.size, prepared.related_scored or prepared.related)
         keep |= exact & (relevance >= PASSING_MIN)
     else:
         keep |= exact
@@ -578,8 +633,9 @@ def _exact_papers(hits: Hits) -> np.ndarray:
     return np.fromiter(chain(abstract, title), PAPER_NUMBER, len(abstract) + len(title))
 
 
-def _relevance(size: int, terms: tuple[_Looked, ...]) -> np.ndarray:
-    """Paper number → Σ weight · term score, added in the order of the terms; 0.0 if none matched."""
+def _relevance(size: int, terms: Sequence[tuple]) -> np.ndarray:
+    """Paper number → Σ weight · term score, added in the order of the terms (or of the
+    list's concepts: their (papers, scores) arrays come first too); 0.0 if none matched."""
     if len(terms) == 1:
         relevance = np.zeros(size)
         relevance[terms[0][0]] = terms[0][1]
