@@ -51,10 +51,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # Raised 2026-12-04 (evening) when a compound starting with a function word ("in-context")
 # became a graded part: 0.916, 0.870, 0.756, worst scientific-ml at 0.763.
 # Raised 2026-12-04 (night) when keywords of one concept ("mixture of experts", "MoE")
-# count a paper once, as the better of them, not summed: 0.917, 0.880, 0.756.
+# count a paper once, as the better of them, not summed: 0.917, 0.880, 0.756. Then a
+# phrase stopped starting inside a compound ("world models" in "real-world models"):
+# 0.917, 0.887, 0.756.
 # Raise them as the ranker improves; never lower them to make a change pass.
 FLOOR_MEAN_NDCG10 = 0.915
-FLOOR_MEAN_PRECISION = 0.87
+FLOOR_MEAN_PRECISION = 0.88
 FLOOR_MEAN_RECALL = 0.75
 FLOOR_WORST_NDCG10 = 0.76
 
@@ -342,9 +344,11 @@ def test_new_ranker_stays_at_or_above_its_floors(results):
 def test_the_exact_ranker_is_the_ranking_before_issue_11(results):
     # graded phrases off, related papers off: measured before they existed (0.816, 0.792, 0.610),
     # and again since one-word keywords match only their own word, not every word of their stem
+    # (0.813, 0.851, 0.600), and since a phrase never starts inside a compound ("world models"
+    # is not in "real-world models": model-based-rl precision 0.71 -> 0.83)
     exact = results["exact"]
     assert round(exact["mean"]["ndcg10"], 3) == 0.813
-    assert round(exact["mean"]["precision"], 3) == 0.851
+    assert round(exact["mean"]["precision"], 3) == 0.861
     assert round(exact["mean"]["recall"], 3) == 0.600
     assert exact["worst"] == "scientific-ml"
 

@@ -16,6 +16,7 @@ from flows.rank import (
     QueryError,
     build_index,
     learn_acronyms,
+    parse_query,
     load_acronyms,
     rank,
     rank_many,
@@ -579,3 +580,29 @@ def test_an_acronym_and_its_long_form_in_one_list_count_a_mention_once():
     weighted = {item.paper.id: item for item in rank(index, subscriber("mixture of experts", "MoE^2"))}
     alone = {item.paper.id: item for item in rank(index, subscriber("MoE^2"))}
     assert weighted["passing"].score == alone["passing"].score
+
+
+def test_a_phrase_never_starts_inside_a_compound():
+    """ "world models" is not in "real-world models", "agent reinforcement learning" not in
+    "multi-agent reinforcement learning", "language models" not in "vision–language models"
+    (en dash): a phrase counts where it starts on a word of its own. The compound itself,
+    hyphenated or not, still matches, and a one-word keyword still finds its word in one."""
+    index = build_index([
+        paper("real", "Most real-world models are fine-tuned", "Public real-world models share ancestors."),
+        paper("world", "World models for planning", "We learn world models; real-world models differ."),
+        paper("marl", "Multi-agent reinforcement learning at scale", "Multi-agent reinforcement learning agents."),
+        paper("vlm", "Vision–language models", "Vision–language models see and read."),
+        paper("spaced", "Real world models", "A real world model of traffic."),
+        *(paper(f"f{n}", f"Filler paper {n}", "Nothing about the keywords here.") for n in range(6)),
+    ])
+    assert set(ids(rank(index, subscriber("world models")))) == {"world", "spaced"}  # words of their own there
+    counts = index.hits(parse_query(["world models"]).terms[0])
+    assert counts.title[1] == 1 and counts.abstract[1] == 1  # its "real-world models" is not counted
+    assert 0 not in counts.title and 0 not in counts.abstract
+    assert set(ids(rank(index, subscriber("real-world models")))) == {"real", "world", "spaced"}
+    exact = {"graded": False, "related": "off"}  # the whole keyword only (no parts of it)
+    assert ids(rank(index, subscriber("agent reinforcement learning"), **exact)) == []
+    assert ids(rank(index, subscriber("multi-agent reinforcement learning"), **exact)) == ["marl"]
+    assert ids(rank(index, subscriber("language models"), **exact)) == []
+    assert "vlm" in ids(rank(index, subscriber("vision-language models")))
+    assert "real" in ids(rank(index, subscriber("world")))  # one word: its word, wherever it is

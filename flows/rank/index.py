@@ -598,7 +598,7 @@ def build_index(papers: Sequence[Paper], *, acronyms: AcronymTable | None = None
     fields = (FieldIndex(), FieldIndex())
     for number, paper in enumerate(ordered):
         for index, text in zip(fields, (paper.title, paper.abstract)):
-            index.add(number, *stems_and_spans(text))
+            index.add(number, *stems_and_spans(text), text)
     base = acronyms if acronyms is not None else load_acronyms(None)
     # The built-in and operator tables are curated: where they define an acronym, the
     # corpus does not add meanings to it.

@@ -24,6 +24,9 @@ from flows.rank.graded import WINDOW
 from flows.rank.text import inflection_base, normalise
 
 MAX_SHOWN = 5  # spellings of a longer phrase reported per field for highlighting
+# Characters that join the words of a compound ("real-world", "vision–language"): a phrase
+# never starts on a word that continues one ("world models" is not in "real-world models").
+HYPHENS = frozenset("-\u2010\u2011\u2013")
 SEPARATOR, BREAK = "\x1f", "\x1e"  # never inside a stem: stems are letters, digits, apostrophes
 EMPTY: dict[int, int] = {}
 NOWHERE: frozenset[int] = frozenset()
@@ -75,8 +78,23 @@ class FieldIndex:
     _positions: dict[str, np.ndarray] | None = None
     _offsets: np.ndarray | None = None
     span: int = 0  # above every slot number of positions()
+    # Words that continue a compound ("world" of "real-world"): per paper that has any, their
+    # slots; and per pair of stems, the papers where it starts on one, and how often. A phrase
+    # of two or more words counts only where it starts on a word of its own.
+    inner: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    inner_pairs: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)
+    _outer_pairs: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)
 
-    def add(self, number: int, stems: list[str | None], begins: list[int], ends: list[int]) -> None:
+    def add(self, number: int, stems: list[str | None], begins: list[int], ends: list[int],
+            text: str = "") -> None:
+        if text and any(character in text for character in HYPHENS):
+            inner = [slot for slot in range(1, len(stems)) if begins[slot] > 0 and text[begins[slot] - 1] in HYPHENS
+                     and ends[slot - 1] == begins[slot] - 1 and stems[slot] is not None]
+            if inner:
+                self.inner[number] = tuple(inner)  # a few: smaller than a set, as quick to search
+                starting = Counter((stems[slot], stems[slot + 1]) for slot in inner
+                                   if slot + 1 < len(stems) and stems[slot + 1] is not None)
+                _post(self.inner_pairs, number, starting)
         joined = _joined(stems)
         self.joined.append(joined)
         sizes = map(len, joined.split(SEPARATOR)[1:-2])
@@ -116,13 +134,37 @@ class FieldIndex:
         if len(sequence) == 1:
             return self.words.get(sequence[0], EMPTY)
         if len(sequence) == 2:
-            return self.pairs.get(sequence, EMPTY)  # type: ignore[call-overload]
+            if sequence not in self.inner_pairs:
+                return self.pairs.get(sequence, EMPTY)  # type: ignore[call-overload]
+            return self._outer(sequence)  # type: ignore[arg-type]
         postings = [self.pairs.get(pair) for pair in zip(sequence, sequence[1:])]
         if not all(postings):
             return EMPTY
         candidates = reduce(lambda found, entry: found & entry.keys(), postings, postings[0].keys())
         needle, joined = joined_needle(sequence), self.joined
-        return {number: count for number in sorted(candidates) if (count := joined[number].count(needle))}
+        found = {number: count for number in sorted(candidates) if (count := joined[number].count(needle))}
+        inside = self.inner_pairs.get(sequence[:2])  # type: ignore[call-overload]
+        for number in [number for number in found if inside and number in inside]:
+            inner, starts = self.inner[number], self.starts[number]
+            text, count, at = joined[number], 0, joined[number].find(needle)
+            while at >= 0:  # as str.count finds them: each after the end of the one before
+                count += bisect_left(starts, at) not in inner
+                at = text.find(needle, at + len(needle))
+            if count:
+                found[number] = count
+            else:
+                del found[number]
+        return found
+
+    def _outer(self, pair: tuple[str, str]) -> dict[int, int]:
+        """The pair's counts less where it starts on a word that continues a compound."""
+        found = self._outer_pairs.get(pair)
+        if found is None:
+            inside = self.inner_pairs[pair]
+            found = {number: count - inside.get(number, 0) for number, count in self.pairs[pair].items()
+                     if count > inside.get(number, 0)}
+            self._outer_pairs[pair] = found
+        return found
 
 
 class _BasesOfWord(dict):
