@@ -585,14 +585,16 @@ def test_an_acronym_and_its_long_form_in_one_list_count_a_mention_once():
 def test_a_phrase_never_starts_inside_a_compound():
     """ "world models" is not in "real-world models", "agent reinforcement learning" not in
     "multi-agent reinforcement learning", "language models" not in "vision–language models"
-    (en dash): a phrase counts where it starts on a word of its own. The compound itself,
-    hyphenated or not, still matches, and a one-word keyword still finds its word in one."""
+    (en dash): a phrase counts where it starts on a word of its own, or after a linking word
+    ("text-to-image generation" is image generation). The compound itself, hyphenated or
+    not, still matches, and a one-word keyword still finds its word in one."""
     index = build_index([
         paper("real", "Most real-world models are fine-tuned", "Public real-world models share ancestors."),
         paper("world", "World models for planning", "We learn world models; real-world models differ."),
         paper("marl", "Multi-agent reinforcement learning at scale", "Multi-agent reinforcement learning agents."),
         paper("vlm", "Vision–language models", "Vision–language models see and read."),
         paper("spaced", "Real world models", "A real world model of traffic."),
+        paper("t2i", "Text-to-image generation with diffusion", "Text-to-image generation from prompts."),
         *(paper(f"f{n}", f"Filler paper {n}", "Nothing about the keywords here.") for n in range(6)),
     ])
     assert set(ids(rank(index, subscriber("world models")))) == {"world", "spaced"}  # words of their own there
@@ -606,3 +608,6 @@ def test_a_phrase_never_starts_inside_a_compound():
     assert ids(rank(index, subscriber("language models"), **exact)) == []
     assert "vlm" in ids(rank(index, subscriber("vision-language models")))
     assert "real" in ids(rank(index, subscriber("world")))  # one word: its word, wherever it is
+    # after a linking word the compound's next word starts a phrase: text-to-image generation
+    # is image generation
+    assert ids(rank(index, subscriber("image generation"), **exact)) == ["t2i"]

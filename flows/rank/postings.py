@@ -20,13 +20,15 @@ from itertools import accumulate
 import numpy as np
 
 from flows.models import Paper
-from flows.rank.graded import WINDOW
-from flows.rank.text import inflection_base, normalise
+from flows.rank.graded import FUNCTION_WORDS, WINDOW
+from flows.rank.text import inflection_base, normalise, stem
 
 MAX_SHOWN = 5  # spellings of a longer phrase reported per field for highlighting
 # Characters that join the words of a compound ("real-world", "vision–language"): a phrase
-# never starts on a word that continues one ("world models" is not in "real-world models").
+# never starts on a word that continues one ("world models" is not in "real-world models"),
+# unless a linking word comes before it ("image generation" is in "text-to-image generation").
 HYPHENS = frozenset("-\u2010\u2011\u2013")
+LINKING_STEMS = frozenset(map(stem, FUNCTION_WORDS))
 SEPARATOR, BREAK = "\x1f", "\x1e"  # never inside a stem: stems are letters, digits, apostrophes
 EMPTY: dict[int, int] = {}
 NOWHERE: frozenset[int] = frozenset()
@@ -89,7 +91,8 @@ class FieldIndex:
             text: str = "") -> None:
         if text and any(character in text for character in HYPHENS):
             inner = [slot for slot in range(1, len(stems)) if begins[slot] > 0 and text[begins[slot] - 1] in HYPHENS
-                     and ends[slot - 1] == begins[slot] - 1 and stems[slot] is not None]
+                     and ends[slot - 1] == begins[slot] - 1 and stems[slot] is not None
+                     and stems[slot - 1] not in LINKING_STEMS]
             if inner:
                 self.inner[number] = tuple(inner)  # a few: smaller than a set, as quick to search
                 starting = Counter((stems[slot], stems[slot + 1]) for slot in inner
