@@ -150,9 +150,9 @@ class FieldIndex:
         for number in [number for number in found if inside and number in inside]:
             inner, starts = self.inner[number], self.starts[number]
             text, count, at = joined[number], 0, joined[number].find(needle)
-            while at >= 0:  # as str.count finds them: each after the end of the one before
+            while at >= 0:  # each after the one before (they may share the separator between them)
                 count += bisect_left(starts, at) not in inner
-                at = text.find(needle, at + len(needle))
+                at = text.find(needle, at + len(needle) - 1)
             if count:
                 found[number] = count
             else:
