@@ -149,6 +149,7 @@ sentences = st.lists(
 @settings(max_examples=60, deadline=None)
 @given(sentences)
 @example([("Deep", "-"), ("multi-agent", " "), ("learning", " "), ("multi-agent", " "), ("learning", " ")])
+@example([("Deep", "-"), ("multi-agent", " "), ("multi-agent", " "), ("multi-agent", " ")])
 def test_adjacent_words_as_a_keyword_find_the_paper_and_highlight_its_spelling(parts):
     text = "".join(word + gap for word, gap in parts).strip()
     index = build_index([Paper(id="p", title="t", abstract=text, listed=date(2024, 6, 3))])

@@ -149,10 +149,9 @@ class FieldIndex:
         inside = self.inner_pairs.get(sequence[:2])  # type: ignore[call-overload]
         for number in [number for number in found if inside and number in inside]:
             inner, starts = self.inner[number], self.starts[number]
-            text, count, at = joined[number], 0, joined[number].find(needle)
-            while at >= 0:  # each after the one before (they may share the separator between them)
-                count += bisect_left(starts, at) not in inner
-                at = text.find(needle, at + len(needle) - 1)
+            # every occurrence, overlapping ones too: one that starts inside a compound may
+            # hide the next ("Deep-multi-agent multi-agent multi-agent")
+            count = sum(bisect_left(starts, at) not in inner for at in finds(joined[number], needle))
             if count:
                 found[number] = count
             else:
