@@ -18,7 +18,7 @@ from datetime import timedelta
 from flows import dkim, verp
 from flows.archive import encode_digest
 from flows.corpus import Corpus
-from flows.deliver import Outgoing
+from flows.outgoing import Outgoing
 from flows.links import DigestLinks, digest_links, secret_key
 from flows.models import Digest, Outcome
 from flows.rank import prepare, rank, trending

@@ -32,7 +32,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
-from flows.deliver import wire_bytes
+from flows.outgoing import wire_bytes
 from flows.settings import Settings
 
 # What a reader sees and what one-click unsubscribe relies on, plus the MIME structure.

@@ -35,7 +35,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
 from flows.children import die_with_parent, ignore_interrupts, interrupts_blocked
-from flows.deliver import Outgoing
+from flows.outgoing import Outgoing
 from flows.links import secret_key
 from flows.models import Outcome
 from flows.compose import cyclic_gc_paused, make_one, outgoing, prepare_ranking, renderer_for
