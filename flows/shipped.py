@@ -9,8 +9,10 @@ two apart: they answer the same attributes (a test compares them field by field)
 two methods ranking and rendering call, `wants` and `display_name`, are one code here for
 both (`Subscriber` calls the functions below).
 
-A setting whose value is a pydantic type (the secrets: `SecretStr`) is shipped as None: a
-render process gets the link-signing key on its own, and sends nothing.
+The secrets (`SecretStr` settings: the SMTP and IMAP passwords, the signing key) are shipped
+as None: a render process gets the link-signing key on its own, and sends nothing. Any other
+value goes as it is: a setting of some other pydantic type would bring pydantic back into the
+render process (a test says so) rather than go missing.
 """
 
 from __future__ import annotations
@@ -22,9 +24,6 @@ if TYPE_CHECKING:
     from flows.models import Paper
     from flows.settings import Settings
     from flows.subscribers import Subscriber
-
-PLAIN_MODULES = ("builtins", "pathlib")  # value types that unpickle without pydantic
-
 
 def wants(subscriber: Any, paper: Paper) -> bool:
     """Whether a paper can be in this subscriber's digest at all: from one of their
@@ -101,12 +100,6 @@ def plain_settings(settings: Settings | PlainSettings) -> PlainSettings:
     values = {}
     for name in type(settings).model_fields:
         value = getattr(settings, name)
-        values[name] = value if _plain(value) else None  # SecretStr: not shipped
+        values[name] = None if hasattr(value, "get_secret_value") else value  # secrets stay here
     values["from_domain"] = settings.from_domain
     return PlainSettings(values)
-
-
-def _plain(value: Any) -> bool:
-    if isinstance(value, (list, tuple)):
-        return all(_plain(item) for item in value)
-    return type(value).__module__ in PLAIN_MODULES
