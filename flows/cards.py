@@ -17,14 +17,16 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, quote_plus, urlsplit
 
 from markupsafe import Markup, escape
 
 from flows.links import DigestLinks
 from flows.models import Digest, Match, Paper, RankedPaper, is_arxiv_id
-from flows.subscribers import Subscriber
+
+if TYPE_CHECKING:  # annotations only: a render process runs without pydantic (flows/shipped.py)
+    from flows.subscribers import Subscriber
 
 SNIPPET_CHARS = 300  # abstract_snippet's default cut (the ranker's snippets are as long)
 CARD_TEXT_CHARS = 170  # what a card shows: about two lines on a desktop, clamped on a phone

@@ -14,18 +14,21 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from flows import dkim, verp
 from flows.archive import encode_digest
 from flows.corpus import Corpus
-from flows.deliver import Outgoing
+from flows.outgoing import Outgoing
 from flows.links import DigestLinks, digest_links, secret_key
 from flows.models import Digest, Outcome
 from flows.rank import prepare, rank, trending
 from flows.render import RenderError, Renderer
-from flows.settings import Settings
-from flows.subscribers import Subscriber
 from flows.timing import Stopwatch, timed
+
+if TYPE_CHECKING:  # annotations only: a render process runs without pydantic (flows/shipped.py)
+    from flows.settings import Settings
+    from flows.subscribers import Subscriber
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,14 @@ from datetime import date, timedelta
 
 from flows.models import Paper
 from flows.rank import Feedback, PaperIndex, RelatedModel, build_index, learn_related, load_acronyms
-from flows.settings import Settings
-from flows.subscribers import Subscriber
+from flows.shipped import plain_settings
 
 T = TypeVar("T")
 
 if TYPE_CHECKING:  # the store (and sqlite_utils, ≈ 25 MB) is imported where it is used: render
     from flows.store import Store  # processes unpickle a Corpus but never open SQLite
+    from flows.settings import Settings  # nor import pydantic (flows/shipped.py)
+    from flows.subscribers import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,15 @@ class Corpus:
         if self._related_blob is not None:
             state["_related"] = None
         return state
+
+    def shipped(self) -> "Corpus":
+        """This corpus as render processes get it: the same papers, model and feedback, no
+        indexes, and the settings as plain values, which unpickle without pydantic
+        (flows/shipped.py)."""
+        clone = object.__new__(Corpus)
+        clone.__dict__.update(self.__getstate__())
+        clone.settings = plain_settings(self.settings)
+        return clone
 
     @property
     def related(self) -> RelatedModel | None:

@@ -57,7 +57,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
 
@@ -65,6 +65,7 @@ import aiosmtplib
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from flows.models import Outcome
+from flows.outgoing import Outgoing, wire_bytes
 from flows.redact import redact, redact_values
 from flows.settings import Settings
 from flows.stopping import stop_requested
@@ -75,28 +76,6 @@ MAX_BACKOFF = 60.0  # seconds; one step of the exponential backoff never waits l
 MAX_REASON = 200  # characters of an error kept in the ledger
 RELAY_4XX_LIMIT = 10  # transient failures in a row, none sent between them, that stop the run
 _LEADING_DOT = re.compile(rb"(?m)^\.")
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One rendered digest on its way out; `subscriber` is the envelope recipient.
-
-    ``message`` is an EmailMessage, or the finished bytes (`Renderer.render_bytes`), sent
-    as they are; bytes carry their Message-ID alongside, for the ledger.
-    """
-
-    subscriber: str
-    digest_date: date
-    message: EmailMessage | bytes
-    paper_ids: tuple[str, ...]
-    message_id: str = ""
-    envelope_from: str = ""  # MAIL FROM (e.g. a VERP bounce address); "" = PAPERBOY_MAIL_FROM's address
-    contents: str = ""  # the digest as its web view keeps it; recorded with the "sent" outcome
-
-    def id(self) -> str:
-        if self.message_id or isinstance(self.message, bytes):
-            return self.message_id
-        return str(self.message.get("Message-ID", ""))
 
 
 @dataclass(slots=True)
@@ -225,14 +204,6 @@ def _wire_size(data: bytes) -> int:
     if data.endswith(b"\r\n") and lines == data.count(b"\r\n") == data.count(b"\r"):
         return len(data)
     return len(normalize_message_line_endings(data))
-
-
-def wire_bytes(message: EmailMessage | bytes, *, utf8: bool = False) -> bytes:
-    """The message as `deliver` puts it on the wire (before SMTP's dot-stuffing); ``utf8``
-    as aiosmtplib sends a message to a non-ASCII address (SMTPUTF8: headers in UTF-8)."""
-    if isinstance(message, bytes):
-        return message
-    return aiosmtplib.email.flatten_message(message, utf8=utf8)
 
 
 async def transmit(client: aiosmtplib.SMTP, sender: str, recipient: str, message: EmailMessage | bytes,

@@ -30,10 +30,12 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flows.deliver import wire_bytes
-from flows.settings import Settings
+from flows.outgoing import wire_bytes
+
+if TYPE_CHECKING:  # annotations only: a render process runs without pydantic (flows/shipped.py)
+    from flows.settings import Settings
 
 # What a reader sees and what one-click unsubscribe relies on, plus the MIME structure.
 SIGNED_HEADERS = (

@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from urllib.parse import quote
+from typing import TYPE_CHECKING
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from flows.redact import protect
-from flows.settings import KEY_ADVICE, Settings, key_weakness
+
+if TYPE_CHECKING:  # annotations only: a render process runs without pydantic (flows/shipped.py)
+    from flows.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,8 @@ def read_key_file(keyfile: Path) -> str | None:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise SecretKeyError(f"cannot read the signing key file {keyfile}: {exc}") from None
+    from flows.settings import KEY_ADVICE, key_weakness  # the flow's process: settings are loaded
+
     if problem := key_weakness(key):
         raise SecretKeyError(
             f"the signing key file {keyfile} {problem}: delete it to have a new one generated, "

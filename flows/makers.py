@@ -33,16 +33,20 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from flows.children import die_with_parent, ignore_interrupts, interrupts_blocked
-from flows.deliver import Outgoing
+from flows.outgoing import Outgoing
 from flows.links import secret_key
 from flows.models import Outcome
 from flows.compose import cyclic_gc_paused, make_one, outgoing, prepare_ranking, renderer_for
 from flows.corpus import Corpus
-from flows.settings import Settings
-from flows.subscribers import Subscriber
+from flows.shipped import plain_settings, plain_subscriber
 from flows.timing import add_seconds, timed
+
+if TYPE_CHECKING:  # annotations only: a render process runs without pydantic (flows/shipped.py)
+    from flows.settings import Settings
+    from flows.subscribers import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +65,10 @@ class MessagePool:
         # inherit in whatever state they were in.
         self.executor = ProcessPoolExecutor(
             processes, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start, initargs=(corpus, settings, secret_key(settings), os.getpid(),
-                                          threading.current_thread() is threading.main_thread()))
+            # the corpus, settings and (per job) subscribers as plain values: a render
+            # process never imports pydantic (flows/shipped.py)
+            initializer=_start, initargs=(corpus.shipped(), plain_settings(settings), secret_key(settings),
+                                          os.getpid(), threading.current_thread() is threading.main_thread()))
         # They die with this process and ignore the terminal's Ctrl-C (flows/children.py);
         # SIGINT stays blocked while they start, until they ignore it.
         with _main_not_shipped(), interrupts_blocked():  # every process starts now, none later
@@ -84,7 +90,7 @@ class MessagePool:
         try:
             while chunks or pending:
                 while chunks and len(pending) < AHEAD * self.processes:
-                    job = [(s, seen.get(s.email, set())) for s in chunks.popleft()]
+                    job = [(plain_subscriber(s), seen.get(s.email, set())) for s in chunks.popleft()]
                     pending.append(self.executor.submit(_make, job))
                 with timed(seconds, "receive"):
                     made, spent = pending.popleft().result()

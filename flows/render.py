@@ -38,7 +38,7 @@ from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from jinja2 import (
     ChoiceLoader,
@@ -64,8 +64,10 @@ from flows.cards import (
 from flows.fragments import CardsBlock
 from flows.links import DigestLinks
 from flows.models import Digest
-from flows.settings import Settings
-from flows.subscribers import Subscriber
+
+if TYPE_CHECKING:  # annotations only: a render process runs without pydantic (flows/shipped.py)
+    from flows.settings import Settings
+    from flows.subscribers import Subscriber
 
 __all__ = [  # the card helpers are used from here too
     "Renderer", "RenderError", "PreinlineError", "abstract_snippet", "ascii_html",

@@ -283,12 +283,3 @@ def restrict_umask() -> int:
     os.umask(previous | PRIVATE_UMASK)
     return previous
 
-
-def prefect_env_defaults() -> dict[str, str]:
-    """Prefect state lives in the project (var/prefect) and sends no analytics (server and
-    client), unless the operator says otherwise in the environment."""
-    return {
-        "PREFECT_HOME": str(PROJECT_ROOT / "var" / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",  # the convention Prefect's client (and many tools) honour
-    }

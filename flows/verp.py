@@ -18,8 +18,11 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
-from flows.settings import Settings
+if TYPE_CHECKING:  # annotations only: a render process runs without pydantic (flows/shipped.py)
+    from flows.settings import Settings
+
 
 TOKEN_CHARS = 16
 

@@ -177,3 +177,43 @@ def test_a_rerun_does_not_start_render_processes(workspace, monkeypatch, caplog)
         again = daily_digest(digest_date=workspace.day)
     assert again["sent"] == 0 and again["already"] == 7
     assert caplog.text.count("started 1 render process") == 1  # 3 left to consider: made here
+
+
+def test_a_render_process_gets_plain_values_and_imports_no_pydantic(ready, tmp_path):
+    """The corpus, settings and subscribers a render process unpickles need no pydantic
+    (flows/shipped.py: ≈ 15 MB of imports it would hold for nothing), and hold every value
+    the models do."""
+    import pickle
+
+    from flows.shipped import PlainSettings, PlainSubscriber, plain_settings, plain_subscriber
+    from flows.subscribers import Subscriber
+
+    settings = Settings()
+    subscribers, _ = load_all(settings.subscribers_dir)
+    with Store(settings.db_path) as store:
+        corpus = Corpus.load(store, settings, ready.day)
+    shipped = corpus.shipped()
+    assert isinstance(shipped.settings, PlainSettings) and corpus.settings is settings
+    assert shipped.papers == corpus.papers and shipped.token == corpus.token
+    plain = plain_settings(settings)
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        assert getattr(plain, name) == (None if name == "secret_key" else value), name
+    assert plain.from_domain == settings.from_domain == "example.org"
+    assert set(Subscriber.model_fields) - {"suppressed"} == {f for f in PlainSubscriber.__slots__}
+    for subscriber in subscribers:
+        copy = plain_subscriber(subscriber)
+        assert all(getattr(copy, name) == getattr(subscriber, name) for name in PlainSubscriber.__slots__)
+        assert copy.display_name == subscriber.display_name
+        assert [copy.wants(p) for p in corpus.papers] == [subscriber.wants(p) for p in corpus.papers]
+
+    shipment = tmp_path / "shipment.pickle"
+    shipment.write_bytes(pickle.dumps((shipped, plain, [plain_subscriber(s) for s in subscribers])))
+    script = ("import pickle, sys; import flows.makers; "
+              f"corpus, settings, subscribers = pickle.loads(open({str(shipment)!r}, 'rb').read()); "
+              "corpus.warm(); "
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+              "('pydantic', 'pydantic_settings', 'pydantic_core', 'email_validator', 'ruamel', 'aiosmtplib')))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=PROJECT_ROOT, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -20,6 +20,7 @@ from typing import Literal
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from flows import shipped
 from flows.models import Paper
 
 MAX_KEYWORDS = 50
@@ -170,14 +171,9 @@ class Subscriber(BaseModel):
         return list(dict.fromkeys(value))
 
     def wants(self, paper: Paper) -> bool:
-        """Whether a paper can be in this subscriber's digest at all: from one of their
-        `sources` (if given), and in one of their arXiv `categories` (if given; papers that
-        carry no category, such as Hugging Face-only listings, are not filtered by it)."""
-        if self.sources is not None and paper.source not in self.sources:
-            return False
-        if self.categories is not None and paper.categories:
-            return bool(set(paper.categories) & set(self.categories))
-        return True
+        """Whether a paper can be in this subscriber's digest at all (flows.shipped.wants:
+        one code for this model and for the plain copy render processes use)."""
+        return shipped.wants(self, paper)
 
     @model_validator(mode="after")
     def _something_to_rank(self) -> "Subscriber":
@@ -189,7 +185,7 @@ class Subscriber(BaseModel):
 
     @property
     def display_name(self) -> str:
-        return self.name or self.email.split("@", 1)[0]
+        return shipped.display_name(self)
 
 
 def _bounded_keywords(value: list[str]) -> list[str]:
