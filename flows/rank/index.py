@@ -211,6 +211,8 @@ class PaperIndex:
         own = set(self.variants(term.words))
         heads = [(own, 1.0)]
         runs = [(part, set(self.variants(part.words))) for part in parts if part.kind == "part"]
+        if table.keys().isdisjoint(own) and all(table.keys().isdisjoint(variants) for _, variants in runs):
+            return ()  # most keywords: neither they nor any part in a group (no need for the head)
         if runs:
             head = _head_words(term.keyword)
             heads += [(variants, part.credit) for part, variants in runs if _contains(part.words, head)]
@@ -431,6 +433,12 @@ class PaperIndex:
         itself): ``exact`` if the keyword scored a field; ``related`` if only thesaurus
         neighbours did, named as the paper spells them (as related terms are), one name per
         idea; else ``partial``, naming the parts."""
+        if scored.count(None) == len(scored):  # the keyword itself in every field: the usual case
+            key = (term.keyword, fields, tuple(dict.fromkeys(spelled)), "exact", ())
+            found = self._interned.get(key)
+            if found is None:
+                found = self._interned[key] = Match(*key)
+            return found
         named = [_label(part) for part in scored if part is not None and part.kind != "neighbour"]
         neighbours = [part.label for part in scored if part is not None and part.kind == "neighbour"]
         if neighbours and len(neighbours) == len(scored):

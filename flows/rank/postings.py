@@ -186,23 +186,24 @@ def word_counts(index: FieldIndex, papers: Sequence[Paper], f: int, stemmed: str
     """Per inflection base of the words that the stem ``stemmed`` stands for in field ``f``
     (0 title, 1 abstract), the papers writing that word and how often: "adapt" →
     {"adapter": …, "adaptiv": …, "adaptation": …}."""
-    needle, found = joined_needle((stemmed,)), {}
-    bases_of = BASES_OF_WORD
-    joined_of, starts_of, begins_of, ends_of = index.joined, index.starts, index.begins, index.ends
-    for number in index.words.get(stemmed, EMPTY):
+    found: dict[str, dict[int, int]] = {}
+    positions, offsets = index.positions()
+    slots = positions.get(stemmed)
+    if slots is None:
+        return found
+    # Every occurrence at once, in paper order then text order (as searching each paper's
+    # joined stems finds them): its paper, and its slot in that paper.
+    owners = np.searchsorted(offsets, slots, side="right") - 1
+    bases_of, begins_of, ends_of = BASES_OF_WORD, index.begins, index.ends
+    for number, slot in zip(owners.tolist(), (slots - offsets[owners]).tolist()):
         paper = papers[number]
-        text, joined, starts = paper.abstract if f else paper.title, joined_of[number], starts_of[number]
-        begins, ends = begins_of[number], ends_of[number]
-        at = joined.find(needle)
-        while at >= 0:
-            slot = bisect_left(starts, at)
-            for base in bases_of[text[begins[slot]:ends[slot]]]:
-                counts = found.get(base)
-                if counts is None:
-                    found[base] = {number: 1}
-                else:
-                    counts[number] = counts.get(number, 0) + 1
-            at = joined.find(needle, at + 1)
+        text = paper.abstract if f else paper.title
+        for base in bases_of[text[begins_of[number][slot]:ends_of[number][slot]]]:
+            counts = found.get(base)
+            if counts is None:
+                found[base] = {number: 1}
+            else:
+                counts[number] = counts.get(number, 0) + 1
     return found
 
 

@@ -20,7 +20,7 @@ import gc
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from itertools import chain
+from itertools import accumulate, chain, repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -248,11 +248,11 @@ def _graded_many(index: PaperIndex, terms: Sequence[Term]) -> list[tuple]:
                 scale = weight if part is None else weight * part.credit
                 size = len(field_counts)
                 if isinstance(field_counts, PaperSet):
-                    papers.append(field_counts.numbers)
-                    counts.append(np.ones(size, np.intp))
-                else:
-                    papers.append(np.fromiter(field_counts.keys(), np.intp, size))
-                    counts.append(np.fromiter(field_counts.values(), np.intp, size))
+                    papers.extend(field_counts.numbers.tolist())
+                    counts.extend(repeat(1, size))
+                else:  # laid end to end as Python ints, made one array below: a few per level
+                    papers.extend(field_counts)
+                    counts.extend(field_counts.values())
                 if in_phrase and len(in_phrase) == size:
                     scale = scale * PHRASE_BOOST
                 elif in_phrase:
@@ -269,14 +269,14 @@ def _graded_many(index: PaperIndex, terms: Sequence[Term]) -> list[tuple]:
             _store_graded(index, firsts[k], _NOT_GRADED, todo[firsts[k].key], found)
         return found
     sizes = np.array(lengths, np.intp)
-    tf = np.concatenate(counts)
+    tf = np.array(counts, np.intp)
     table = np.repeat(np.array(scales), sizes)
     for start, mask, boosted in phrased:
         table[start:start + mask.size][mask] = boosted
     # table · saturate(tf), as _field_scores' tables compute each (same products)
     values = table * (tf * (1 + SATURATION) / (tf + SATURATION))
     best = best_levels(len(index.papers), len(firsts), np.repeat(np.array(owners, np.intp), sizes),
-                       np.repeat(np.array(fields, np.int64), sizes), np.concatenate(papers), values,
+                       np.repeat(np.array(fields, np.int64), sizes), np.array(papers, np.intp), values,
                        np.repeat(np.array(levels, np.int64), sizes))
     for k in with_parts:
         numbers, totals, won = best[k]
@@ -717,10 +717,9 @@ def _ranked(index: PaperIndex, prepared: _Prepared, best: list[tuple[float, int]
     marked_papers[list(matches)] = True
     entries = np.flatnonzero(marked_papers[numbers])
     if entries.size:
-        bounds = np.cumsum([looked[0].size for looked in terms])
-        owners = np.searchsorted(bounds, entries, side="right")
-        starts = np.concatenate(([0], bounds[:-1]))
-        positions = entries - starts[owners]
+        starts = list(accumulate([looked[0].size for looked in terms], initial=0))  # few: in Python
+        owners = np.searchsorted(np.array(starts[1:]), entries, side="right")
+        positions = entries - np.array(starts[:-1])[owners]
         shared = index.paper_numbers
         for owner, number, position in zip(owners.tolist(), numbers[entries].tolist(), positions.tolist()):
             looked = terms[owner]
