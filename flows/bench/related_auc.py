@@ -136,12 +136,8 @@ def _minilm(papers, profiles):  # pragma: no cover - needs torch, which is not a
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(get_model_path()), device="cpu")
-    started = time.perf_counter()
-    embeddings = model.encode([f"{p.title}. {p.abstract}" for p in papers], normalize_embeddings=True)
-    print(f"all-MiniLM-L6-v2: embedded {len(papers)} papers in {time.perf_counter() - started:.1f} s")
-    words = sorted({k for profile in profiles for k in _plain(profile.keywords)})
-    vectors = dict(zip(words, model.encode(words, normalize_embeddings=True)))
-    return np.asarray(embeddings), vectors
+    return _embedded("all-MiniLM-L6-v2", lambda texts: model.encode(texts, normalize_embeddings=True),
+                     papers, profiles)
 
 
 def _wordllama(papers, profiles):  # pragma: no cover - needs wordllama, which is not a dependency
@@ -159,11 +155,16 @@ def _wordllama(papers, profiles):  # pragma: no cover - needs wordllama, which i
     (cache / "tokenizers").mkdir()
     shutil.copy(shipped, cache / "tokenizers" / shipped.name)
     model = WordLlama.load(cache_dir=cache, disable_download=True)
+    return _embedded("WordLlama", lambda texts: model.embed(texts, norm=True), papers, profiles)
+
+
+def _embedded(name, embed, papers, profiles):  # pragma: no cover - needs a model, not a dependency
+    """Unit-length embeddings of each paper (title and abstract) and of each plain keyword."""
     started = time.perf_counter()
-    embeddings = model.embed([f"{p.title}. {p.abstract}" for p in papers], norm=True)
-    print(f"WordLlama: embedded {len(papers)} papers in {time.perf_counter() - started:.2f} s")
+    embeddings = embed([f"{p.title}. {p.abstract}" for p in papers])
+    print(f"{name}: embedded {len(papers)} papers in {time.perf_counter() - started:.2f} s")
     words = sorted({k for profile in profiles for k in _plain(profile.keywords)})
-    vectors = dict(zip(words, model.embed(words, norm=True)))
+    vectors = dict(zip(words, embed(words)))
     return np.asarray(embeddings), vectors
 
 
