@@ -87,9 +87,10 @@ class FieldIndex:
     inner_pairs: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)
     _outer_pairs: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)
 
-    def add(self, number: int, stems: list[str | None], begins: list[int], ends: list[int],
-            text: str = "") -> None:
-        if text and any(character in text for character in HYPHENS):
+    def add(self, number: int, stems: list[str | None], begins: list[int], ends: list[int], text: str) -> None:
+        """One paper's field: its stems and their spans (``stems_and_spans(text)``) and the
+        text itself, which says where a compound joins its words."""
+        if any(character in text for character in HYPHENS):
             inner = [slot for slot in range(1, len(stems)) if begins[slot] > 0 and text[begins[slot] - 1] in HYPHENS
                      and ends[slot - 1] == begins[slot] - 1 and stems[slot] is not None
                      and stems[slot - 1] not in LINKING_STEMS]
@@ -147,7 +148,9 @@ class FieldIndex:
         needle, joined = joined_needle(sequence), self.joined
         found = {number: count for number in sorted(candidates) if (count := joined[number].count(needle))}
         inside = self.inner_pairs.get(sequence[:2])  # type: ignore[call-overload]
-        for number in [number for number in found if inside and number in inside]:
+        if not inside:  # the usual case: no paper starts the phrase inside a compound
+            return found
+        for number in [number for number in found if number in inside]:
             inner, starts = self.inner[number], self.starts[number]
             # every occurrence, overlapping ones too: one that starts inside a compound may
             # hide the next ("Deep-multi-agent multi-agent multi-agent")
