@@ -4,6 +4,7 @@ import os as _os
 from pathlib import Path as _Path
 
 __version__ = "0.1.0"
+PROJECT_ROOT = _Path(__file__).resolve().parent.parent  # the checkout (flows.settings uses it too)
 
 
 def prefect_env_defaults() -> dict[str, str]:
@@ -12,7 +13,7 @@ def prefect_env_defaults() -> dict[str, str]:
     flows.settings: importing the package must not import pydantic, which a render process
     does without, see flows/shipped.py.)"""
     return {
-        "PREFECT_HOME": str(_Path(__file__).resolve().parent.parent / "var" / "prefect"),
+        "PREFECT_HOME": str(PROJECT_ROOT / "var" / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",  # the convention Prefect's client (and many tools) honour
     }
