@@ -24,6 +24,8 @@ from markupsafe import Markup, escape
 
 from flows.links import DigestLinks
 from flows.models import Digest, Match, Paper, RankedPaper, is_arxiv_id
+from flows.rank.postings import HYPHENS, LINKING_STEMS
+from flows.rank.text import stem
 
 if TYPE_CHECKING:  # annotations only: a render process runs without pydantic (flows/shipped.py)
     from flows.subscribers import Subscriber
@@ -307,13 +309,57 @@ def _terms_pattern(terms: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 def term_spans(text: str, terms: Iterable[str]) -> list[tuple[int, int]]:
-    """Where ``terms`` occur in ``text``: whole words, any case, longest first, no overlaps."""
+    """Where ``terms`` occur in ``text``: whole words, any case, longest first, no overlaps.
+
+    A term of several words never starts inside a hyphenated compound, as the ranking
+    counts it (flows.rank.postings): "world models" is not marked in "real-world models",
+    while "image generation" is in "text-to-image generation" (after a linking word)."""
     terms = tuple(terms)
     spans = _plain_spans(text, terms)
     if spans is None:
-        pattern = _terms_pattern(terms)
-        spans = [found.span() for found in pattern.finditer(text)] if pattern else []
+        spans = _first_spans(_regex_candidates(text, terms))
     return spans
+
+
+def _regex_candidates(text: str, terms: tuple[str, ...]) -> list[tuple[int, int, int]]:
+    """Every match of every term, as `_first_spans` takes them, without those that start
+    inside a compound (a shorter term at the same start can then win: "models" where
+    "world models" may not start)."""
+    found = []
+    for term in {one_line(term).lower() for term in terms if term and term.strip()}:
+        pattern = _terms_pattern((term,))
+        match = pattern.search(text) if pattern else None
+        while match:
+            at, end = match.span()
+            if not (" " in term and _inside_compound(text, at, end)):
+                found.append((at, at - end, end))
+            match = pattern.search(text, at + 1)
+    return found
+
+
+def _first_spans(found: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    """Leftmost first, the longest at each start, no overlaps (what a regex alternation of
+    the terms, longest first, finds)."""
+    spans: list[tuple[int, int]] = []
+    position = 0
+    for at, _, end in sorted(found):
+        if at >= position:
+            spans.append((at, end))
+            position = end
+    return spans
+
+
+def _inside_compound(text: str, at: int, end: int) -> bool:
+    """Whether text[at:end], a match of several words, starts right after "word-" whose word
+    is not a linking one ("to" in "text-to-image")."""
+    if at < 2 or text[at - 1] not in HYPHENS or not _is_word(text[at - 2]):
+        return False
+    if not any(character.isspace() for character in text[at:end]):
+        return False  # one word: "RL" in "BC-RL" counts, as in the ranking
+    start = at - 1
+    while start and _is_word(text[start - 1]):
+        start -= 1
+    return stem(text[start:at - 1].lower()) not in LINKING_STEMS
 
 
 def highlight(text: str, terms: Iterable[str], *, style: str = "",
@@ -352,16 +398,11 @@ def _plain_spans(text: str, terms: tuple[str, ...]) -> list[tuple[int, int]] | N
         at = lowered.find(term)
         while at >= 0:
             end = at + len(term)
-            if not (at and _is_word(text[at - 1])) and not (end < len(text) and _is_word(text[end])):
+            if (not (at and _is_word(text[at - 1])) and not (end < len(text) and _is_word(text[end]))
+                    and not (" " in term and _inside_compound(text, at, end))):
                 found.append((at, -len(term), end))
             at = lowered.find(term, at + 1)
-    spans: list[tuple[int, int]] = []
-    position = 0
-    for at, _, end in sorted(found):
-        if at >= position:
-            spans.append((at, end))
-            position = end
-    return spans
+    return _first_spans(found)
 
 
 @functools.lru_cache(maxsize=2048)  # the same matches' terms, card after card
