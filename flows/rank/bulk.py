@@ -104,7 +104,16 @@ def close_pairs(first: Sequence[np.ndarray], second: Sequence[np.ndarray], offse
     above every slot number."""
     count = len(first)
     found: list[np.ndarray] = [_NONE] * count
-    todo = [k for k in range(count) if first[k].size and second[k].size]
+    # Keywords that differ elsewhere may pair the same two units (the same arrays): once each.
+    same: dict[tuple[int, int], int] = {}
+    todo, again = [], []
+    for k in range(count):
+        if first[k].size and second[k].size:
+            seen = same.setdefault((id(first[k]), id(second[k])), k)
+            if seen == k:
+                todo.append(k)
+            else:
+                again.append((k, seen))
     if not todo:
         return found
     # Two close slots are in the same paper, so the relation is symmetric: look the shorter
@@ -112,19 +121,33 @@ def close_pairs(first: Sequence[np.ndarray], second: Sequence[np.ndarray], offse
     # never searched for one by one).
     first, second = ([a if a.size <= b.size else b for a, b in zip(first, second)],
                      [b if a.size <= b.size else a for a, b in zip(first, second)])
-    shift = np.arange(len(todo), dtype=np.int64) * (span + 2 * window)
+    # The longer arrays are mostly a few frequent units' ("model", "learning"), met again and
+    # again (the caller passes one array per unit): each distinct one is laid out once, in a
+    # block of its own, and every pair's shorter array is shifted into its partner's block.
+    # Blocks lie span + 2 · window apart, so no slot is close to another block's.
+    block_of: dict[int, int] = {}
+    blocks: list[np.ndarray] = []
+    pair_block = []
+    for k in todo:
+        block = block_of.get(id(second[k]))
+        if block is None:
+            block = block_of[id(second[k])] = len(blocks)
+            blocks.append(second[k])
+        pair_block.append(block)
+    step = span + 2 * window
     a_sizes = np.fromiter((first[k].size for k in todo), np.intp, len(todo))
-    b_sizes = np.fromiter((second[k].size for k in todo), np.intp, len(todo))
+    shift = np.array(pair_block, np.int64) * step
     a = np.concatenate([first[k] for k in todo]) + np.repeat(shift, a_sizes)
-    b = np.concatenate([second[k] for k in todo]) + np.repeat(shift, b_sizes)
+    b = np.concatenate(blocks) + np.repeat(np.arange(len(blocks), dtype=np.int64) * step,
+                                           np.fromiter(map(len, blocks), np.intp, len(blocks)))
     at = np.searchsorted(b, a)
     after = b[np.minimum(at, b.size - 1)]
     before = b[np.maximum(at - 1, 0)]
     close = (np.abs(after - a) < window) | (np.abs(a - before) < window)
     owner = np.repeat(np.arange(len(todo)), a_sizes)[close]
     papers = np.searchsorted(offsets, a[close] - shift[owner], side="right") - 1
-    # Each slot array ascends, and the shifts keep the keywords apart in order: ``a`` ascends,
-    # so the keys do too, and dropping repeats is np.unique without its sort.
+    # The pairs come in order and each pair's slots ascend (so do their papers): the keys
+    # ascend, and dropping repeats is np.unique without its sort.
     keys = owner.astype(np.int64) * len(offsets) + papers
     if keys.size:
         keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
@@ -132,6 +155,8 @@ def close_pairs(first: Sequence[np.ndarray], second: Sequence[np.ndarray], offse
     bounds = np.searchsorted(owner, np.arange(len(todo) + 1))
     for n, k in enumerate(todo):
         found[k] = papers[bounds[n]:bounds[n + 1]]
+    for k, seen in again:
+        found[k] = found[seen]
     return found
 
 

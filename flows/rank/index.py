@@ -185,8 +185,11 @@ class PaperIndex:
                 index = self.fields[f]
                 wanted = [k for k, (_, term, _, _) in enumerate(close) if term.field in (None, name)]
                 positions, offsets = index.positions()
-                firsts = [sequence_starts(positions, close[k][3][0]) for k in wanted]
-                seconds = [sequence_starts(positions, close[k][3][1]) for k in wanted]
+                # A frequent unit ("model") recurs in many keywords: its slots are worked out
+                # once, and close_pairs meets the same array again (it searches it once).
+                starts: dict[tuple[tuple[str, ...], ...], np.ndarray] = {}
+                firsts = [_starts_of(starts, positions, close[k][3][0]) for k in wanted]
+                seconds = [_starts_of(starts, positions, close[k][3][1]) for k in wanted]
                 near = close_pairs(firsts, seconds, offsets, WINDOW, index.span)
                 each = [_NO_PAPERS] * len(close)
                 for k, numbers in zip(wanted, near):
@@ -588,6 +591,14 @@ class PaperIndex:
             for needle, variant in zip(hits.needles, hits.variants)
         )
         return tuple(dict.fromkeys(found))
+
+
+def _starts_of(known: dict, positions: dict[str, np.ndarray], variants: tuple[tuple[str, ...], ...]) -> np.ndarray:
+    """``sequence_starts(positions, variants)``, remembered in ``known`` (one batch's units)."""
+    found = known.get(variants)
+    if found is None:
+        found = known[variants] = sequence_starts(positions, variants)
+    return found
 
 
 def _label(part: Part) -> str:

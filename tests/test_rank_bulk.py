@@ -1,0 +1,53 @@
+"""flows.rank.bulk.close_pairs against a plain per-pair reference, where the caller passes
+the same slot arrays for several pairs (one array per unit, as PaperIndex.graded_many does)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from flows.rank.bulk import close_pairs
+
+WINDOW = 4
+
+
+def _reference(first: np.ndarray, second: np.ndarray, offsets: np.ndarray) -> list[int]:
+    papers = set()
+    for a in first.tolist():
+        if any(abs(a - b) < WINDOW for b in second.tolist()):
+            papers.add(int(np.searchsorted(offsets, a, side="right") - 1))
+    return sorted(papers)
+
+
+def _field(rng: random.Random, papers: int) -> tuple[np.ndarray, int]:
+    """Paper offsets as FieldIndex.positions numbers slots: papers WINDOW apart at least."""
+    offsets, at = [], 0
+    for _ in range(papers):
+        offsets.append(at)
+        at += rng.randint(5, 60) + WINDOW
+    return np.array(offsets, np.int64), at
+
+
+def _slots(rng: random.Random, offsets: np.ndarray, span: int, share: float) -> np.ndarray:
+    ends = list(offsets[1:].tolist()) + [span]
+    found = [s for start, end in zip(offsets.tolist(), ends) for s in range(start, end - WINDOW)
+             if rng.random() < share]
+    return np.array(found, np.int64)
+
+
+def test_shared_arrays_and_repeated_pairs_give_each_pair_its_own_papers():
+    rng = random.Random(11)
+    offsets, span = _field(rng, 60)
+    units = [_slots(rng, offsets, span, share) for share in (0.3, 0.1, 0.02, 0.005, 0.0, 0.15)]
+    pairs = [(rng.randrange(len(units)), rng.randrange(len(units))) for _ in range(40)]
+    pairs += pairs[:5]  # the same two units again (other keywords)
+    first = [units[i] for i, _ in pairs]
+    second = [units[j] for _, j in pairs]
+    found = close_pairs(first, second, offsets, WINDOW, span)
+    assert len(found) == len(pairs)
+    for (i, j), papers in zip(pairs, found):
+        assert papers.tolist() == _reference(units[i], units[j], offsets)
+    # copies instead of shared arrays: the same answers
+    copies = close_pairs([a.copy() for a in first], [b.copy() for b in second], offsets, WINDOW, span)
+    assert [a.tolist() for a in copies] == [a.tolist() for a in found]
