@@ -1,0 +1,66 @@
+"""Postings laid out as arrays (flows.rank.postings.Postings) read as the dict of dicts they replace."""
+
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flows.rank.postings import Counts, Postings
+
+KEYS = st.one_of(st.sampled_from(["learn", "model", "agent", "rl", "x"]),
+                 st.tuples(st.sampled_from(["reinforc", "languag"]), st.sampled_from(["learn", "model"])))
+PAPER = st.dictionaries(KEYS, st.one_of(st.integers(1, 3), st.integers(1, 70_000)), max_size=6)
+
+
+def reference(papers: list[tuple[int, dict]]) -> dict:
+    """What FieldIndex kept before: key → {paper: count}, papers in the order added."""
+    found: dict = {}
+    for number, counts in papers:
+        for key, count in counts.items():
+            found.setdefault(key, {})[number] = count
+    return found
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 40_000), PAPER), max_size=30))
+def test_postings_read_as_the_dict_of_dicts(gaps_and_papers):
+    papers, number = [], -1
+    for gap, counts in gaps_and_papers:  # ascending paper numbers, some past 65,535
+        number += gap
+        papers.append((number, counts))
+    postings = Postings()
+    for number, counts in papers:
+        postings.add(number, Counter(counts))
+    expected = reference(papers)
+    assert set(postings) == set(expected) == set(postings.keys())
+    assert len(postings) == len(expected)
+    for key, row in expected.items():
+        assert key in postings
+        found = postings[key]
+        assert isinstance(found, Counts) and found == row and postings.get(key) == row
+        assert list(found) == list(row) and list(found.values()) == list(row.values())
+        assert list(found.items()) == list(row.items()) and len(found) == len(row)
+        assert set(found.keys()) == row.keys()
+        for probe in {*row, 0, *(n + 1 for n in row), *(n - 1 for n in row)}:
+            assert (probe in found) == (probe in row)
+            assert found.get(probe) == row.get(probe) and found.get(probe, 0) == row.get(probe, 0)
+            if probe in row:
+                assert found[probe] == row[probe]
+            else:
+                with pytest.raises(KeyError):
+                    found[probe]
+    assert postings.get(("no", "such")) is None and ("no", "such") not in postings
+
+
+def test_postings_take_no_paper_after_the_first_read():
+    postings = Postings()
+    postings.add(0, Counter({"learn": 2}))
+    assert dict(postings["learn"].items()) == {0: 2}
+    with pytest.raises(RuntimeError):
+        postings.add(1, Counter({"learn": 1}))
+
+
+def test_empty_postings():
+    postings = Postings()
+    assert len(postings) == 0 and postings.get("learn", {}) == {} and list(postings) == []
