@@ -64,3 +64,28 @@ def test_postings_take_no_paper_after_the_first_read():
 def test_empty_postings():
     postings = Postings()
     assert len(postings) == 0 and postings.get("learn", {}) == {} and list(postings) == []
+
+
+def test_word_counts_are_compact_counts_in_paper_order():
+    from datetime import date
+
+    from flows.models import Paper
+    from flows.rank import build_index
+    from flows.rank.postings import word_counts
+
+    texts = ["Adapters adapt.", "Adaptive adapters and an adapter.", "Nothing here.", "Adaptation, adapters."]
+    papers = [Paper(id=f"2406.{n:05d}", title="t", abstract=text, listed=date(2024, 6, 3)) for n, text in enumerate(texts)]
+    index = build_index(papers)
+    found = word_counts(index.fields[1], index.papers, 1, "adapt")
+    assert all(isinstance(counts, Counts) for counts in found.values())
+    assert {base: dict(counts.items()) for base, counts in found.items()} == {
+        "adapter": {0: 1, 1: 2, 3: 1}, "adapt": {0: 1}, "adaptiv": {1: 1}, "adaptation": {3: 1}}
+
+
+def test_remembered_functions_answer_as_the_function():
+    from flows.rank.text import inflection_base, normalise, stem
+
+    for function in (stem, normalise, inflection_base):
+        for word in ("learning", "llms", "optimisation", "adapters", "model's", "studies"):
+            assert function(word) == function.__wrapped__(word) == function(word)
+    assert stem.__doc__ == stem.__wrapped__.__doc__

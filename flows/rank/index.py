@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 from itertools import chain
@@ -104,7 +104,7 @@ class PaperIndex:
     expansion_scores: dict[tuple, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     # Per field and stem, the words it stands for in the papers (see word_counts), for the
     # one-word keywords whose stem folds in other words.
-    _words_of_stem: dict[tuple[int, str], dict[str, dict[int, int]]] = field(default_factory=dict)
+    _words_of_stem: dict[tuple[int, str], dict[str, Mapping[int, int]]] = field(default_factory=dict)
     # The keywords (term keys) of the keyword lists looked up since forget_rankings last ran.
     _used: set[str] = field(default_factory=set)
     _thesaurus: dict[tuple[str, ...], tuple[int, ...]] | None = None
@@ -530,7 +530,7 @@ class PaperIndex:
         return Hits(counts[0], counts[1], variants, in_phrase[0], in_phrase[1], base=base,
                     based=plain if base and plain else ())
 
-    def _word_counts(self, f: int, stemmed: str) -> dict[str, dict[int, int]]:
+    def _word_counts(self, f: int, stemmed: str) -> dict[str, Mapping[int, int]]:
         found = self._words_of_stem.get((f, stemmed))
         if found is None:
             found = self._words_of_stem[f, stemmed] = word_counts(self.fields[f], self.papers, f, stemmed)
