@@ -359,7 +359,7 @@ class Hits:
     # decided by the text's spelling so "multiagent" and "multi-agent" score alike.
     title_phrase: AbstractSet[int] = NOWHERE
     abstract_phrase: AbstractSet[int] = NOWHERE
-    needles: tuple[str, ...] = ()  # per variant, as searched for in FieldIndex.joined
+    _needles: tuple[str, ...] = ()  # see needles
     # A one-word keyword whose stem folds other words in ("adapters": adapt, as "adaptive"
     # and "adaptation"): the keyword's word without its inflection (see
     # flows.rank.text.inflection_base); its first variant counted only where the paper
@@ -367,9 +367,13 @@ class Hits:
     base: str = ""
     based: tuple[str, ...] = ()  # the variant counted only where the paper writes that word
 
-    def __post_init__(self) -> None:
-        if not self.needles:
-            self.needles = tuple(map(joined_needle, self.variants))
+    @property
+    def needles(self) -> tuple[str, ...]:
+        """Per variant, as searched for in FieldIndex.joined: made on first use, for the
+        explanations (most levels of most keywords never explain a paper; ≈ 2 MB)."""
+        if not self._needles:
+            self._needles = tuple(map(joined_needle, self.variants))
+        return self._needles
 
 
 def spellings(
