@@ -89,3 +89,16 @@ def test_remembered_functions_answer_as_the_function():
         for word in ("learning", "llms", "optimisation", "adapters", "model's", "studies"):
             assert function(word) == function.__wrapped__(word) == function(word)
     assert stem.__doc__ == stem.__wrapped__.__doc__
+
+
+def test_expansion_key_is_equal_for_equal_expansions_only():
+    import numpy as np
+
+    from flows.rank.index import expansion_key
+
+    units, weights = np.array([3, 7, 9], np.int32), np.array([0.5, 0.25, 0.125])
+    assert expansion_key(units, weights) == expansion_key(units.copy(), weights.copy())
+    assert len(expansion_key(units, weights)) == 16
+    others = [(units[:2].copy(), weights[:2].copy()), (np.array([3, 7, 8], np.int32), weights),
+              (units, np.array([0.5, 0.25, 0.5])), (np.array([7, 3, 9], np.int32), weights)]
+    assert len({expansion_key(units, weights), *(expansion_key(u, w) for u, w in others)}) == 5

@@ -12,6 +12,7 @@ papers' vectors come from ``flows.rank.expansion``; scoring is ``flows.rank.scor
 
 from __future__ import annotations
 
+import hashlib
 import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
@@ -101,7 +102,7 @@ class PaperIndex:
     feedback_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _unit_stems: list[tuple[str, ...]] | None = None
     _variant_lists: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = field(default_factory=dict)
-    expansion_scores: dict[tuple, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    expansion_scores: dict[bytes, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # see expansion_key
     # Per field and stem, the words it stands for in the papers (see word_counts), for the
     # one-word keywords whose stem folds in other words.
     _words_of_stem: dict[tuple[int, str], dict[str, Mapping[int, int]]] = field(default_factory=dict)
@@ -148,7 +149,7 @@ class PaperIndex:
         self.queries.clear()
         self.looked_up.clear()
         self._expansions = {key: found for key, found in self._expansions.items() if key in used}
-        shared = ((units.tobytes(), weights.tobytes()) for units, weights in self._expansions.values())
+        shared = (expansion_key(units, weights) for units, weights in self._expansions.values())
         self.expansion_scores = {key: self.expansion_scores[key] for key in shared if key in self.expansion_scores}
         for key in [key for key in self.term_scores if key[:1] in ("\x00", "\x01") and key[1:] not in used]:
             del self.term_scores[key]
@@ -588,6 +589,18 @@ class PaperIndex:
             for needle, variant in zip(hits.needles, hits.variants)
         )
         return tuple(dict.fromkeys(found))
+
+
+def expansion_key(units: np.ndarray, weights: np.ndarray) -> bytes:
+    """What ``PaperIndex.expansion_scores`` keys a keyword's related scores by, so keywords
+    with the same related units and weights ("RL", "reinforcement learning") share them: a
+    128-bit BLAKE2b digest of both arrays (equal expansions, equal keys; two different
+    ones meet with probability 2⁻¹²⁸). Their bytes as the key held ≈ 450 bytes a keyword,
+    ≈ 4 MB in a render process."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(units)  # as many int32 units as float64 weights: the lengths are unambiguous
+    digest.update(weights)
+    return digest.digest()
 
 
 def _label(part: Part) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 from flows.models import Match, Paper, RankedPaper
 from flows.rank.feedback import DISLIKED_WEIGHT, LIKED_WEIGHT, Feedback, best_likeness, liked_match
 from flows.rank.bulk import PAPER_NUMBER, best_levels, weighted_shares
-from flows.rank.index import PaperIndex
+from flows.rank.index import PaperIndex, expansion_key
 from flows.rank.postings import Hits, PaperSet
 from flows.rank.query import Query, QueryError, Term, parse_query
 
@@ -557,14 +557,14 @@ def related_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarra
 def _related_shares(index: PaperIndex, terms: Sequence[Term]) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`related_scores` of several keywords, worked out together (not cached here)."""
     found: list = [None] * len(terms)
-    todo: dict[tuple[bytes, bytes], list[int]] = {}
+    todo: dict[bytes, list[int]] = {}
     expansions = {}
     for n, term in enumerate(terms):
         units, weights = index.expansion_ids(term)
         if not units.size:
             found[n] = _NO_SHARE
             continue
-        shared = (units.tobytes(), weights.tobytes())
+        shared = expansion_key(units, weights)
         cached = index.expansion_scores.get(shared)
         if cached is not None:
             found[n] = cached
