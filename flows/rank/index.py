@@ -620,6 +620,8 @@ def build_index(papers: Sequence[Paper], *, acronyms: AcronymTable | None = None
     for number, paper in enumerate(ordered):
         for index, text in zip(fields, (paper.title, paper.abstract)):
             index.add(number, *stems_and_spans(text), text)
+    for index in fields:
+        index.finish()
     base = acronyms if acronyms is not None else load_acronyms(None)
     # The built-in and operator tables are curated: where they define an acronym, the
     # corpus does not add meanings to it.

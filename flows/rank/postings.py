@@ -16,9 +16,9 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Mapping, Sequence, Set as AbstractSet
+from collections.abc import KeysView, Mapping, Sequence, Set as AbstractSet
 from dataclasses import dataclass, field
-from itertools import accumulate, repeat
+from itertools import accumulate, chain
 
 import numpy as np
 
@@ -107,6 +107,9 @@ class Counts(Mapping):
     def __len__(self) -> int:
         return self.end - self.start
 
+    def keys(self) -> _Papers:  # type: ignore[override]
+        return _Papers(self)
+
     def values(self):  # type: ignore[override]
         return self.counts[self.start:self.end]
 
@@ -115,6 +118,18 @@ class Counts(Mapping):
 
     def __repr__(self) -> str:
         return f"Counts({dict(self.items())})"
+
+
+class _Papers(KeysView):
+    """The papers of a :class:`Counts` as a set (a keyword's papers where it is a phrase):
+    a membership test is one binary search."""
+
+    __slots__ = ()
+
+    def __contains__(self, number: object) -> bool:
+        row = self._mapping
+        at = bisect_left(row.numbers, number, row.start, row.end)  # type: ignore[type-var]
+        return at < row.end and row.numbers[at] == number
 
 
 class Postings(Mapping):
@@ -138,22 +153,29 @@ class Postings(Mapping):
             raise RuntimeError("postings are laid out on the first read: add every paper before")
         self._adding.append((number, counts))
 
+    def laid_out(self) -> Postings:
+        """The postings with every paper in, laid out (``build_index`` calls this after the
+        last paper; a first read does it otherwise)."""
+        if self._adding is not None:
+            self._laid_out()
+        return self
+
     def _laid_out(self) -> None:
         """Every entry in paper order, then sorted by row (stable: each row's papers stay
-        ascending), in two arrays; ``_bounds`` from the rows' lengths."""
+        ascending), in two arrays; ``_bounds`` from the rows' lengths. Rows are numbered in
+        the order their keys first occur."""
         adding, self._adding = self._adding or [], None
-        rows: dict = {}
-        owner, numbers, counts = array("I"), array("I"), array("I")
-        for number, counted in adding:
-            owner.extend(rows.setdefault(key, len(rows)) for key in counted)
-            numbers.extend(repeat(number, len(counted)))
-            counts.extend(counted.values())
-        owners = np.frombuffer(owner, np.uint32) if owner else np.zeros(0, np.uint32)
+        papers = [counted for _, counted in adding]
+        rows = dict.fromkeys(chain.from_iterable(papers))
+        rows.update(zip(rows, range(len(rows))))
+        owners = np.fromiter(map(rows.__getitem__, chain.from_iterable(papers)), np.int64)
+        numbers = np.repeat(np.fromiter((number for number, _ in adding), np.int64, len(adding)),
+                            np.fromiter(map(len, papers), np.int64, len(papers)))
+        counts = np.fromiter(chain.from_iterable(counted.values() for counted in papers), np.int64, owners.size)
         order = np.argsort(owners, kind="stable")
         self._rows = rows
         self._bounds = compact(np.concatenate(([0], np.cumsum(np.bincount(owners, minlength=len(rows))))))
-        self._numbers = compact(np.frombuffer(numbers, np.uint32)[order] if numbers else owners)
-        self._counts = compact(np.frombuffer(counts, np.uint32)[order] if counts else owners)
+        self._numbers, self._counts = compact(numbers[order]), compact(counts[order])
 
     def _row(self, row: int) -> Counts:
         return Counts(self._numbers, self._counts, self._bounds[row], self._bounds[row + 1])
@@ -241,6 +263,11 @@ class FieldIndex:
                 del pairs[pair]
         self.words.add(number, words)
         self.pairs.add(number, pairs)
+
+    def finish(self) -> None:
+        """After the last paper: lay the postings out (see :class:`Postings`)."""
+        self.words.laid_out()
+        self.pairs.laid_out()
 
     def positions(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Per stem its slots across all papers (ascending), and each paper's first slot."""
