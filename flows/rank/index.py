@@ -83,6 +83,7 @@ class PaperIndex:
     term_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     looked_up: dict[tuple[str, str, float], Any] = field(default_factory=dict)
     queries: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = field(default_factory=dict)
+    lists_looked_up: int = 0  # keyword lists looked up since forget_rankings last ran
     _reverse_acronyms: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
     _hits: dict[str, Hits] = field(default_factory=dict)
     _matches: dict[tuple[str, str], dict[int, Match]] = field(default_factory=dict)
@@ -146,6 +147,7 @@ class PaperIndex:
         ``flows.rank.score.QUERIES_KEPT``); the postings, the matches and the explanations
         stay."""
         used, self._used = self._used, set()
+        self.lists_looked_up = 0
         self.queries.clear()
         self.looked_up.clear()
         self._expansions = {key: found for key, found in self._expansions.items() if key in used}
