@@ -217,3 +217,10 @@ def test_a_render_process_gets_plain_values_and_imports_no_pydantic(ready, tmp_p
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           cwd=PROJECT_ROOT, check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_a_job_gives_freed_memory_back_or_does_nothing():
+    from flows import makers
+
+    makers.give_back()  # glibc: malloc_trim; elsewhere nothing
+    assert makers._MALLOC_TRIM is None or callable(makers._MALLOC_TRIM)

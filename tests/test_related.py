@@ -233,6 +233,24 @@ def test_forgetting_the_per_keyword_work_changes_no_ranking(monkeypatch):
         assert len(index.queries) <= 2
 
 
+def test_keeping_fewer_lists_than_keyword_work_changes_no_ranking(monkeypatch):
+    from flows.rank import score
+
+    readers = [reader(*keywords, related=level) for keywords in (REASONING, ("continual learning",),
+                                                                 ("deep reinforcement learning", "offline RL"))
+               for level in ("near", "far")]
+    expected = [rank(build_index(sample(), related=model()), r) for r in readers]
+    monkeypatch.setattr(score, "LISTS_KEPT", 2)  # the lists' own lookups: the latest two
+    index = build_index(sample(), related=model())
+    for _ in range(2):
+        assert [rank(index, r) for r in readers] == expected
+        assert len(index.queries) <= 2
+    # three lists (near and far share one's lookups), looked up again in the second round as
+    # only the latest two are kept; never forgotten (QUERIES_KEPT not reached)
+    assert index.lists_looked_up == 6
+    assert any(key.startswith("\x01") for key in index.term_scores)  # the keywords' work stays
+
+
 def test_learning_runs_in_a_process_of_its_own_and_falls_back_to_this_one(tmp_path, monkeypatch):
     import dataclasses
 

@@ -152,6 +152,7 @@ def close_pairs(first: Sequence[np.ndarray], second: Sequence[np.ndarray], offse
     if keys.size:
         keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
     owner, papers = np.divmod(keys, len(offsets))
+    papers = papers.astype(PAPER_NUMBER)  # kept for the run (graded levels' papers): half the bytes
     bounds = np.searchsorted(owner, np.arange(len(todo) + 1))
     for n, k in enumerate(todo):
         found[k] = papers[bounds[n]:bounds[n + 1]]

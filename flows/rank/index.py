@@ -12,9 +12,10 @@ papers' vectors come from ``flows.rank.expansion``; scoring is ``flows.rank.scor
 
 from __future__ import annotations
 
+import hashlib
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 from itertools import chain
@@ -82,6 +83,7 @@ class PaperIndex:
     term_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     looked_up: dict[tuple[str, str, float], Any] = field(default_factory=dict)
     queries: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = field(default_factory=dict)
+    lists_looked_up: int = 0  # keyword lists looked up since forget_rankings last ran
     _reverse_acronyms: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
     _hits: dict[str, Hits] = field(default_factory=dict)
     _matches: dict[tuple[str, str], dict[int, Match]] = field(default_factory=dict)
@@ -101,10 +103,10 @@ class PaperIndex:
     feedback_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _unit_stems: list[tuple[str, ...]] | None = None
     _variant_lists: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = field(default_factory=dict)
-    expansion_scores: dict[tuple, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    expansion_scores: dict[bytes, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # see expansion_key
     # Per field and stem, the words it stands for in the papers (see word_counts), for the
     # one-word keywords whose stem folds in other words.
-    _words_of_stem: dict[tuple[int, str], dict[str, dict[int, int]]] = field(default_factory=dict)
+    _words_of_stem: dict[tuple[int, str], dict[str, Mapping[int, int]]] = field(default_factory=dict)
     # The keywords (term keys) of the keyword lists looked up since forget_rankings last ran.
     _used: set[str] = field(default_factory=set)
     _thesaurus: dict[tuple[str, ...], tuple[int, ...]] | None = None
@@ -145,10 +147,11 @@ class PaperIndex:
         ``flows.rank.score.QUERIES_KEPT``); the postings, the matches and the explanations
         stay."""
         used, self._used = self._used, set()
+        self.lists_looked_up = 0
         self.queries.clear()
         self.looked_up.clear()
         self._expansions = {key: found for key, found in self._expansions.items() if key in used}
-        shared = ((units.tobytes(), weights.tobytes()) for units, weights in self._expansions.values())
+        shared = (expansion_key(units, weights) for units, weights in self._expansions.values())
         self.expansion_scores = {key: self.expansion_scores[key] for key in shared if key in self.expansion_scores}
         for key in [key for key in self.term_scores if key[:1] in ("\x00", "\x01") and key[1:] not in used]:
             del self.term_scores[key]
@@ -533,7 +536,7 @@ class PaperIndex:
         return Hits(counts[0], counts[1], variants, in_phrase[0], in_phrase[1], base=base,
                     based=plain if base and plain else ())
 
-    def _word_counts(self, f: int, stemmed: str) -> dict[str, dict[int, int]]:
+    def _word_counts(self, f: int, stemmed: str) -> dict[str, Mapping[int, int]]:
         found = self._words_of_stem.get((f, stemmed))
         if found is None:
             found = self._words_of_stem[f, stemmed] = word_counts(self.fields[f], self.papers, f, stemmed)
@@ -601,6 +604,18 @@ def _starts_of(known: dict, positions: dict[str, np.ndarray], variants: tuple[tu
     return found
 
 
+def expansion_key(units: np.ndarray, weights: np.ndarray) -> bytes:
+    """What ``PaperIndex.expansion_scores`` keys a keyword's related scores by, so keywords
+    with the same related units and weights ("RL", "reinforcement learning") share them: a
+    128-bit BLAKE2b digest of both arrays (equal expansions, equal keys; two different
+    ones meet with probability 2⁻¹²⁸). Their bytes as the key held ≈ 450 bytes a keyword,
+    ≈ 4 MB in a render process."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(units)  # as many int32 units as float64 weights: the lengths are unambiguous
+    digest.update(weights)
+    return digest.digest()
+
+
 def _label(part: Part) -> str:
     """How an explanation names a partial match: the part, or its words apart."""
     return part.label if part.kind == "part" else " … ".join(" ".join(unit) for unit in part.units)
@@ -618,6 +633,8 @@ def build_index(papers: Sequence[Paper], *, acronyms: AcronymTable | None = None
     for number, paper in enumerate(ordered):
         for index, text in zip(fields, (paper.title, paper.abstract)):
             index.add(number, *stems_and_spans(text), text)
+    for index in fields:
+        index.finish()
     base = acronyms if acronyms is not None else load_acronyms(None)
     # The built-in and operator tables are curated: where they define an acronym, the
     # corpus does not add meanings to it.

@@ -5,6 +5,10 @@ Takes tokenised text (``flows.rank.text.stems_and_spans``) and gives the low-lev
 lookups the ranking index is built on (``flows.rank.index.PaperIndex``): counts of a stem
 sequence, where sequences start, whether words stand close together, and how a paper
 spells what matched. Nothing here knows about keywords, scores or the related model.
+
+The postings of words and pairs (:class:`Postings`) are laid out as arrays once every paper
+is in: a render process keeps them for the whole run, and a dict per stem or pair took
+five times the memory.
 """
 
 from __future__ import annotations
@@ -12,10 +16,9 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Mapping, Sequence, Set as AbstractSet
+from collections.abc import KeysView, Mapping, Sequence, Set as AbstractSet
 from dataclasses import dataclass, field
-from functools import reduce
-from itertools import accumulate
+from itertools import accumulate, chain
 
 import numpy as np
 
@@ -61,12 +64,160 @@ class PaperSet(Mapping):
         return int(self.numbers.size)
 
 
+def compact(values: np.ndarray) -> array:
+    """Non-negative ints in the smallest unsigned array type that holds them all (an
+    ``array.array``: binary search reads its items quicker than a numpy array's)."""
+    largest = int(values.max()) if values.size else 0
+    code, dtype = next((code, dtype) for code, dtype in _TYPES if largest <= np.iinfo(dtype).max)
+    found = array(code)
+    found.frombytes(values.astype(dtype).tobytes())
+    return found
+
+
+_TYPES = (("B", np.uint8), ("H", np.uint16), ("I", np.uint32), ("Q", np.uint64))
+
+
+class Counts(Mapping):
+    """One row of :class:`Postings`: paper number → count, papers ascending, as a read-only
+    mapping over a slice of the postings' two arrays (no dict, no int objects kept). Reading
+    is as a dict's: iteration in paper order, ``get`` and ``in`` by binary search."""
+
+    __slots__ = ("numbers", "counts", "start", "end")
+
+    def __init__(self, numbers: array, counts: array, start: int, end: int) -> None:
+        self.numbers, self.counts, self.start, self.end = numbers, counts, start, end
+
+    def __getitem__(self, number: int) -> int:
+        at = bisect_left(self.numbers, number, self.start, self.end)
+        if at < self.end and self.numbers[at] == number:
+            return self.counts[at]
+        raise KeyError(number)
+
+    def get(self, number: int, default=None):  # type: ignore[override]
+        at = bisect_left(self.numbers, number, self.start, self.end)
+        return self.counts[at] if at < self.end and self.numbers[at] == number else default
+
+    def __contains__(self, number: object) -> bool:
+        at = bisect_left(self.numbers, number, self.start, self.end)  # type: ignore[type-var]
+        return at < self.end and self.numbers[at] == number
+
+    def __iter__(self):
+        return iter(self.numbers[self.start:self.end])
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def keys(self) -> _Papers:  # type: ignore[override]
+        return _Papers(self)
+
+    def values(self):  # type: ignore[override]
+        return self.counts[self.start:self.end]
+
+    def items(self):  # type: ignore[override]
+        return zip(self.numbers[self.start:self.end], self.counts[self.start:self.end])
+
+    def __repr__(self) -> str:
+        return f"Counts({dict(self.items())})"
+
+
+class _Papers(KeysView):
+    """The papers of a :class:`Counts` as a set (a keyword's papers where it is a phrase):
+    a membership test is one binary search."""
+
+    __slots__ = ()
+
+    def __contains__(self, number: object) -> bool:
+        row = self._mapping
+        at = bisect_left(row.numbers, number, row.start, row.end)  # type: ignore[type-var]
+        return at < row.end and row.numbers[at] == number
+
+
+class Postings(Mapping):
+    """Per key (a stem, or a pair of adjacent stems), the papers holding it and how often:
+    ``postings[key]`` is a :class:`Counts` (paper → count). Filled paper by paper with
+    :meth:`add`, in ascending paper numbers; on first read the rows are laid end to end in
+    two compact arrays (CSR by key), which hold a day's ≈ 650,000 entries in a few MB where
+    a dict per key took ≈ 27 MB."""
+
+    __slots__ = ("_rows", "_bounds", "_numbers", "_counts", "_adding")
+
+    def __init__(self) -> None:
+        self._rows: dict = {}  # key → row number
+        self._bounds = array("I", [0])  # row r is entries _bounds[r] to _bounds[r + 1]
+        self._numbers = self._counts = array("B")
+        self._adding: list[tuple[int, Counter]] | None = []  # (paper, counts) until the first read
+
+    def add(self, number: int, counts: Counter) -> None:
+        """One paper's keys and their counts (papers in ascending order, all before any read)."""
+        if self._adding is None:
+            raise RuntimeError("postings are laid out on the first read: add every paper before")
+        self._adding.append((number, counts))
+
+    def laid_out(self) -> Postings:
+        """The postings with every paper in, laid out (``build_index`` calls this after the
+        last paper; a first read does it otherwise)."""
+        if self._adding is not None:
+            self._laid_out()
+        return self
+
+    def _laid_out(self) -> None:
+        """Every entry in paper order, then sorted by row (stable: each row's papers stay
+        ascending), in two arrays; ``_bounds`` from the rows' lengths. Rows are numbered in
+        the order their keys first occur."""
+        adding, self._adding = self._adding or [], None
+        papers = [counted for _, counted in adding]
+        rows = dict.fromkeys(chain.from_iterable(papers))
+        rows.update(zip(rows, range(len(rows))))
+        owners = np.fromiter(map(rows.__getitem__, chain.from_iterable(papers)), np.int64)
+        numbers = np.repeat(np.fromiter((number for number, _ in adding), np.int64, len(adding)),
+                            np.fromiter(map(len, papers), np.int64, len(papers)))
+        counts = np.fromiter(chain.from_iterable(counted.values() for counted in papers), np.int64, owners.size)
+        order = np.argsort(owners, kind="stable")
+        self._rows = rows
+        self._bounds = compact(np.concatenate(([0], np.cumsum(np.bincount(owners, minlength=len(rows))))))
+        self._numbers, self._counts = compact(numbers[order]), compact(counts[order])
+
+    def _row(self, row: int) -> Counts:
+        return Counts(self._numbers, self._counts, self._bounds[row], self._bounds[row + 1])
+
+    def __getitem__(self, key) -> Counts:
+        if self._adding is not None:
+            self._laid_out()
+        return self._row(self._rows[key])
+
+    def get(self, key, default=None):  # type: ignore[override]
+        if self._adding is not None:
+            self._laid_out()
+        row = self._rows.get(key)
+        return default if row is None else self._row(row)
+
+    def __contains__(self, key: object) -> bool:
+        if self._adding is not None:
+            self._laid_out()
+        return key in self._rows
+
+    def __iter__(self):
+        if self._adding is not None:
+            self._laid_out()
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        if self._adding is not None:
+            self._laid_out()
+        return len(self._rows)
+
+    def keys(self):  # type: ignore[override]
+        if self._adding is not None:
+            self._laid_out()
+        return self._rows.keys()
+
+
 @dataclass(slots=True)
 class FieldIndex:
     """One field (title or abstract) of every paper."""
 
-    words: dict[str, dict[int, int]] = field(default_factory=dict)  # stem → paper → count
-    pairs: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)  # adjacent stems
+    words: Postings = field(default_factory=Postings)  # stem → paper → count
+    pairs: Postings = field(default_factory=Postings)  # adjacent stems → paper → count
     # Per paper, its stems joined by SEPARATOR (clause breaks as BREAK), to count longer
     # phrases with one substring search; per slot, where its separator is in that string
     # and where its word begins and ends in the text (-1 for a clause break), to show how
@@ -102,16 +253,21 @@ class FieldIndex:
         joined = _joined(stems)
         self.joined.append(joined)
         sizes = map(len, joined.split(SEPARATOR)[1:-2])
-        self.starts.append(array("i", accumulate(map((1).__add__, sizes), initial=0)))
-        self.begins.append(array("i", begins))
-        self.ends.append(array("i", ends))
+        self.starts.append(_small(list(accumulate(map((1).__add__, sizes), initial=0))))
+        self.begins.append(_small(begins))
+        self.ends.append(_small(ends))
         words = Counter(stems)
         pairs = Counter(zip(stems, stems[1:]))
         if words.pop(None, 0):  # type: ignore[call-overload]
             for pair in [pair for pair in pairs if None in pair]:
                 del pairs[pair]
-        _post(self.words, number, words)
-        _post(self.pairs, number, pairs)
+        self.words.add(number, words)
+        self.pairs.add(number, pairs)
+
+    def finish(self) -> None:
+        """After the last paper: lay the postings out (see :class:`Postings`)."""
+        self.words.laid_out()
+        self.pairs.laid_out()
 
     def positions(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Per stem its slots across all papers (ascending), and each paper's first slot."""
@@ -128,12 +284,14 @@ class FieldIndex:
                     else:
                         entry.append(at + i)
                 at += len(slots) + WINDOW
-            self._positions = {stem: np.array(slots, np.int64) for stem, slots in found.items()}
+            # int32 where the slots fit (half the memory; every use gives the same numbers)
+            kind = np.int32 if at <= np.iinfo(np.int32).max else np.int64
+            self._positions = {stem: np.array(slots, kind) for stem, slots in found.items()}
             self._offsets = np.array(offsets, np.int64)
             self.span = at
         return self._positions, self._offsets
 
-    def counts(self, sequence: tuple[str, ...]) -> dict[int, int]:
+    def counts(self, sequence: tuple[str, ...]) -> Mapping[int, int]:
         """Paper number → occurrences of the stem sequence (shared: do not modify)."""
         if len(sequence) == 1:
             return self.words.get(sequence[0], EMPTY)
@@ -144,7 +302,7 @@ class FieldIndex:
         postings = [self.pairs.get(pair) for pair in zip(sequence, sequence[1:])]
         if not all(postings):
             return EMPTY
-        candidates = reduce(lambda found, entry: found & entry.keys(), postings, postings[0].keys())
+        candidates = set(postings[0]).intersection(*postings[1:])
         needle, joined = joined_needle(sequence), self.joined
         found = {number: count for number in sorted(candidates) if (count := joined[number].count(needle))}
         inside = self.inner_pairs.get(sequence[:2])  # type: ignore[call-overload]
@@ -161,7 +319,7 @@ class FieldIndex:
                 del found[number]
         return found
 
-    def _outer(self, pair: tuple[str, str]) -> dict[int, int]:
+    def _outer(self, pair: tuple[str, str]) -> Mapping[int, int]:
         """The pair's counts less where it starts on a word that continues a compound."""
         found = self._outer_pairs.get(pair)
         if found is None:
@@ -185,10 +343,11 @@ class _BasesOfWord(dict):
 BASES_OF_WORD = _BasesOfWord()
 
 
-def word_counts(index: FieldIndex, papers: Sequence[Paper], f: int, stemmed: str) -> dict[str, dict[int, int]]:
+def word_counts(index: FieldIndex, papers: Sequence[Paper], f: int, stemmed: str) -> dict[str, Counts]:
     """Per inflection base of the words that the stem ``stemmed`` stands for in field ``f``
     (0 title, 1 abstract), the papers writing that word and how often: "adapt" →
-    {"adapter": …, "adaptiv": …, "adaptation": …}."""
+    {"adapter": …, "adaptiv": …, "adaptation": …} (kept for the run: as compact
+    :class:`Counts`, a tenth of a dict's memory)."""
     found: dict[str, dict[int, int]] = {}
     positions, offsets = index.positions()
     slots = positions.get(stemmed)
@@ -207,7 +366,13 @@ def word_counts(index: FieldIndex, papers: Sequence[Paper], f: int, stemmed: str
                 found[base] = {number: 1}
             else:
                 counts[number] = counts.get(number, 0) + 1
-    return found
+    return {base: _compacted(counts) for base, counts in found.items()}
+
+
+def _compacted(counts: dict[int, int]) -> Counts:
+    """A dict paper → count, papers ascending, as :class:`Counts`."""
+    numbers = compact(np.fromiter(counts.keys(), np.int64, len(counts)))
+    return Counts(numbers, compact(np.fromiter(counts.values(), np.int64, len(counts))), 0, len(counts))
 
 
 @dataclass(slots=True)
@@ -221,7 +386,7 @@ class Hits:
     # decided by the text's spelling so "multiagent" and "multi-agent" score alike.
     title_phrase: AbstractSet[int] = NOWHERE
     abstract_phrase: AbstractSet[int] = NOWHERE
-    needles: tuple[str, ...] = ()  # per variant, as searched for in FieldIndex.joined
+    _needles: tuple[str, ...] = ()  # see needles
     # A one-word keyword whose stem folds other words in ("adapters": adapt, as "adaptive"
     # and "adaptation"): the keyword's word without its inflection (see
     # flows.rank.text.inflection_base); its first variant counted only where the paper
@@ -229,9 +394,13 @@ class Hits:
     base: str = ""
     based: tuple[str, ...] = ()  # the variant counted only where the paper writes that word
 
-    def __post_init__(self) -> None:
-        if not self.needles:
-            self.needles = tuple(map(joined_needle, self.variants))
+    @property
+    def needles(self) -> tuple[str, ...]:
+        """Per variant, as searched for in FieldIndex.joined: made on first use, for the
+        explanations (most levels of most keywords never explain a paper; ≈ 2 MB)."""
+        if not self._needles:
+            self._needles = tuple(map(joined_needle, self.variants))
+        return self._needles
 
 
 def spellings(
@@ -312,6 +481,10 @@ def close_together(index: FieldIndex, number: int, units: list[tuple[str, ...]])
                 return True
     return False
 
+def _small(values: list[int]) -> array:
+    """Offsets within one paper's field (-1 for a clause break): 2 bytes each where they fit."""
+    return array("h" if max(values, default=0) < 1 << 15 else "i", values)
+
 def joined_needle(sequence: tuple[str, ...]) -> str:
     return f"{SEPARATOR}{SEPARATOR.join(sequence)}{SEPARATOR}"
 
@@ -335,18 +508,18 @@ def finds(joined: str, needle: str, limit: int = 0) -> list[int]:
 def _joined(stems: list[str | None]) -> str:
     return f"{SEPARATOR}{SEPARATOR.join([stem or BREAK for stem in stems])}{SEPARATOR}"
 
-def union(postings: list[dict[int, int]]) -> AbstractSet[int]:
+def union(postings: list[Mapping[int, int]]) -> AbstractSet[int]:
     """The papers in any of the postings; a single one's keys as they are (most phrases)."""
     if len(postings) <= 1:
         return postings[0].keys() if postings else NOWHERE
     return frozenset().union(*postings)
 
-def merged(counts: list[dict[int, int]]) -> dict[int, int]:
+def merged(counts: list[Mapping[int, int]]) -> Mapping[int, int]:
     """Counts summed over the variants; a single non-empty one is returned as it is."""
     present = sorted((entry for entry in counts if entry), key=len, reverse=True)
     if len(present) <= 1:
         return present[0] if present else EMPTY
-    merged = dict(present[0])
+    merged = dict(present[0].items())
     for entry in present[1:]:
         for number, count in entry.items():
             merged[number] = merged.get(number, 0) + count

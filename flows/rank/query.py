@@ -86,9 +86,11 @@ def parse_query(keywords: Sequence[str], exclude: Sequence[str] = (), *, remembe
     return _parse_query(keywords, exclude)
 
 
-# Lists, not keywords: they are rarely shared, so a few thousand (the lists of the chunks being
-# ranked) is enough; 65,536 kept every subscriber's list for the whole run.
-@lru_cache(maxsize=4_096)
+# Lists, not keywords: they are rarely shared (the index keeps its own lookups of the lists it
+# ranked, see flows.rank.score.QUERIES_KEPT), so the lists of the chunk being ranked (parsed
+# by prepare, then by rank: at most PREPARED_TOGETHER = 250) are enough; 65,536 kept every
+# subscriber's list for the whole run, 4,096 cost ≈ 2 MB.
+@lru_cache(maxsize=1_024)
 def _parse_query(keywords: tuple[str, ...], exclude: tuple[str, ...]) -> Query:
     return _parsed(keywords, exclude, parse_keyword)
 

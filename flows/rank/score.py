@@ -28,7 +28,7 @@ import numpy as np
 from flows.models import Match, Paper, RankedPaper
 from flows.rank.feedback import DISLIKED_WEIGHT, LIKED_WEIGHT, Feedback, best_likeness, liked_match
 from flows.rank.bulk import PAPER_NUMBER, best_levels, weighted_shares
-from flows.rank.index import PaperIndex
+from flows.rank.index import PaperIndex, expansion_key
 from flows.rank.postings import Hits, PaperSet
 from flows.rank.query import Query, QueryError, Term, parse_query
 
@@ -47,6 +47,10 @@ MIN_SCORE = 0.5
 # itself. Keeping what the latest lists used, 2,500 lists cost less CPU than forgetting
 # everything every 5,000 did, and less memory.
 QUERIES_KEPT = 2500
+# Of those lists, the latest LISTS_KEPT keep their own lookup (PaperIndex.queries), for a list
+# that comes again: subscribers rarely share a whole list (in make bench none do), and 2,500 of
+# them held ≈ 4.5 MB. Their keywords' work is kept as above.
+LISTS_KEPT = 500
 PREPARED_TOGETHER = 250  # subscribers whose new keywords rank_many works out in one pass (see prepare)
 # Related papers (see flows.rank.related): a keyword's related evidence r in a paper is the
 # share of its related terms' weight the paper holds (0 to 1); it adds RELATED_WEIGHT · r ·
@@ -130,9 +134,12 @@ def rank(
     key = _list_key(index, subscriber, graded, level)
     prepared = index.queries.get(key)
     if prepared is None:  # many subscribers share a keyword list: parse and look it up once
-        if len(index.queries) >= QUERIES_KEPT:
+        if index.lists_looked_up >= QUERIES_KEPT:
             index.forget_rankings()
+        elif len(index.queries) >= LISTS_KEPT:
+            index.queries.clear()
         prepared = index.queries[key] = _prepare(index, parse_query(*key[:2]), *key[2:])
+        index.lists_looked_up += 1
     limit = subscriber.max_papers if limit is None else limit
     if limit <= 0 or not prepared.terms:
         return []
@@ -298,7 +305,7 @@ def prepare(index: PaperIndex, subscribers: Iterable[Subscriber], *, graded: boo
     it with each batch before ranking it. Keyword lists that do not parse are left to
     :func:`rank` (which raises for them)."""
     subscribers = list(subscribers)
-    if len(index.queries) + len(subscribers) > QUERIES_KEPT:
+    if index.lists_looked_up + len(subscribers) > QUERIES_KEPT:
         index.forget_rankings()
     wanted_graded: dict[str, Term] = {}
     wanted_related: dict[str, Term] = {}
@@ -557,14 +564,14 @@ def related_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarra
 def _related_shares(index: PaperIndex, terms: Sequence[Term]) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`related_scores` of several keywords, worked out together (not cached here)."""
     found: list = [None] * len(terms)
-    todo: dict[tuple[bytes, bytes], list[int]] = {}
+    todo: dict[bytes, list[int]] = {}
     expansions = {}
     for n, term in enumerate(terms):
         units, weights = index.expansion_ids(term)
         if not units.size:
             found[n] = _NO_SHARE
             continue
-        shared = (units.tobytes(), weights.tobytes())
+        shared = expansion_key(units, weights)
         cached = index.expansion_scores.get(shared)
         if cached is not None:
             found[n] = cached
