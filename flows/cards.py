@@ -298,14 +298,11 @@ def paper_links(paper: Paper) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _terms_pattern(terms: tuple[str, ...]) -> re.Pattern[str] | None:
-    unique = {one_line(term).lower(): one_line(term) for term in terms if term and term.strip()}
-    if not unique:
-        return None
-    # Longest first so "model-based RL" wins over "RL"; spaces match any whitespace run.
-    alternatives = sorted(unique.values(), key=len, reverse=True)
-    body = "|".join(re.escape(term).replace(r"\ ", r"\s+") for term in alternatives)
-    return re.compile(rf"(?<!\w)(?:{body})(?!\w)", re.IGNORECASE)
+def _term_pattern(term: str) -> re.Pattern[str]:
+    """One term (on one line) as a whole-word, any-case pattern; its spaces match any
+    whitespace run."""
+    body = re.escape(term).replace(r"\ ", r"\s+")
+    return re.compile(rf"(?<!\w){body}(?!\w)", re.IGNORECASE)
 
 
 def term_spans(text: str, terms: Iterable[str]) -> list[tuple[int, int]]:
@@ -327,11 +324,11 @@ def _regex_candidates(text: str, terms: tuple[str, ...]) -> list[tuple[int, int,
     "world models" may not start)."""
     found = []
     for term in {one_line(term).lower() for term in terms if term and term.strip()}:
-        pattern = _terms_pattern((term,))
-        match = pattern.search(text) if pattern else None
+        pattern = _term_pattern(term)
+        match = pattern.search(text)
         while match:
             at, end = match.span()
-            if not (" " in term and _inside_compound(text, at, end)):
+            if not (" " in term and _inside_compound(text, at)):
                 found.append((at, at - end, end))
             match = pattern.search(text, at + 1)
     return found
@@ -349,13 +346,12 @@ def _first_spans(found: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
     return spans
 
 
-def _inside_compound(text: str, at: int, end: int) -> bool:
-    """Whether text[at:end], a match of several words, starts right after "word-" whose word
-    is not a linking one ("to" in "text-to-image")."""
+def _inside_compound(text: str, at: int) -> bool:
+    """Whether a match of several words at ``at`` starts right after "word-" whose word is
+    not a linking one ("to" in "text-to-image"). The callers ask only for terms of several
+    words: a one-word term counts inside a compound ("RL" in "BC-RL"), as in the ranking."""
     if at < 2 or text[at - 1] not in HYPHENS or not _is_word(text[at - 2]):
         return False
-    if not any(character.isspace() for character in text[at:end]):
-        return False  # one word: "RL" in "BC-RL" counts, as in the ranking
     start = at - 1
     while start and _is_word(text[start - 1]):
         start -= 1
@@ -381,7 +377,7 @@ def _single_spaced(text: str) -> bool:
 
 
 def _plain_spans(text: str, terms: tuple[str, ...]) -> list[tuple[int, int]] | None:
-    """The spans `_terms_pattern` would find, found with str.find instead: compiling a regex
+    """The spans `_regex_candidates` would give, found with str.find instead: compiling a regex
     per paper (each matched its own terms) cost more than the rest of a digest's context.
     None where that cannot be exact: a non-ASCII term, text that is not on one line with
     single spaces, or text whose lowercase differs in length or folds like the regex does not.
@@ -399,7 +395,7 @@ def _plain_spans(text: str, terms: tuple[str, ...]) -> list[tuple[int, int]] | N
         while at >= 0:
             end = at + len(term)
             if (not (at and _is_word(text[at - 1])) and not (end < len(text) and _is_word(text[end]))
-                    and not (" " in term and _inside_compound(text, at, end))):
+                    and not (" " in term and _inside_compound(text, at))):
                 found.append((at, -len(term), end))
             at = lowered.find(term, at + 1)
     return _first_spans(found)
