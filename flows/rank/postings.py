@@ -16,7 +16,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import KeysView, Mapping, Sequence, Set as AbstractSet
+from collections.abc import Mapping, Sequence, Set as AbstractSet
 from dataclasses import dataclass, field
 from itertools import accumulate, chain
 
@@ -107,9 +107,6 @@ class Counts(Mapping):
     def __len__(self) -> int:
         return self.end - self.start
 
-    def keys(self) -> _Papers:  # type: ignore[override]
-        return _Papers(self)
-
     def values(self):  # type: ignore[override]
         return self.counts[self.start:self.end]
 
@@ -120,22 +117,11 @@ class Counts(Mapping):
         return f"Counts({dict(self.items())})"
 
 
-class _Papers(KeysView):
-    """The papers of a :class:`Counts` as a set (a keyword's papers where it is a phrase):
-    a membership test is one binary search."""
-
-    __slots__ = ()
-
-    def __contains__(self, number: object) -> bool:
-        row = self._mapping
-        at = bisect_left(row.numbers, number, row.start, row.end)  # type: ignore[type-var]
-        return at < row.end and row.numbers[at] == number
-
-
 class Postings(Mapping):
     """Per key (a stem, or a pair of adjacent stems), the papers holding it and how often:
     ``postings[key]`` is a :class:`Counts` (paper → count). Filled paper by paper with
-    :meth:`add`, in ascending paper numbers; on first read the rows are laid end to end in
+    :meth:`add`, in ascending paper numbers; then (:meth:`laid_out`, which ``build_index``
+    calls after the last paper, or else the first read) the rows are laid end to end in
     two compact arrays (CSR by key), which hold a day's ≈ 650,000 entries in a few MB where
     a dict per key took ≈ 27 MB."""
 
