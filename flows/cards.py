@@ -24,8 +24,7 @@ from markupsafe import Markup, escape
 
 from flows.links import DigestLinks
 from flows.models import Digest, Match, Paper, RankedPaper, is_arxiv_id
-from flows.rank.postings import HYPHENS, LINKING_STEMS
-from flows.rank.text import stem
+from flows.rank.spans import one_line, term_spans
 
 if TYPE_CHECKING:  # annotations only: a render process runs without pydantic (flows/shipped.py)
     from flows.subscribers import Subscriber
@@ -82,12 +81,6 @@ def format_range(first: date, last: date) -> str:
     if first.year == last.year:
         return f"{first.day} {MONTHS[first.month - 1]} \u2013 {format_day(last)}"
     return f"{format_day(first)} \u2013 {format_day(last)}"
-
-
-def one_line(text: str) -> str:
-    if _single_spaced(text):  # nearly always: str methods, no list of words
-        return text
-    return " ".join(text.split())
 
 
 def plural(count: int, noun: str) -> str:
@@ -297,119 +290,12 @@ def paper_links(paper: Paper) -> tuple[str, tuple[tuple[str, str], ...]]:
 # ---------------------------------------------------------------- highlighting
 
 
-@functools.lru_cache(maxsize=1024)
-def _term_pattern(term: str) -> re.Pattern[str]:
-    """One term (on one line) as a whole-word, any-case pattern; its spaces match any
-    whitespace run."""
-    body = re.escape(term).replace(r"\ ", r"\s+")
-    return re.compile(rf"(?<!\w){body}(?!\w)", re.IGNORECASE)
-
-
-def term_spans(text: str, terms: Iterable[str]) -> list[tuple[int, int]]:
-    """Where ``terms`` occur in ``text``: whole words, any case, longest first, no overlaps.
-
-    A term of several words never starts inside a hyphenated compound, as the ranking
-    counts it (flows.rank.postings): "world models" is not marked in "real-world models",
-    while "image generation" is in "text-to-image generation" (after a linking word)."""
-    terms = tuple(terms)
-    spans = _plain_spans(text, terms)
-    if spans is None:
-        spans = _first_spans(_regex_candidates(text, terms))
-    return spans
-
-
-def _regex_candidates(text: str, terms: tuple[str, ...]) -> list[tuple[int, int, int]]:
-    """Every match of every term, as `_first_spans` takes them, without those that start
-    inside a compound (a shorter term at the same start can then win: "models" where
-    "world models" may not start)."""
-    found = []
-    for term in {one_line(term).lower() for term in terms if term and term.strip()}:
-        pattern = _term_pattern(term)
-        match = pattern.search(text)
-        while match:
-            at, end = match.span()
-            if not (" " in term and _inside_compound(text, at)):
-                found.append((at, at - end, end))
-            match = pattern.search(text, at + 1)
-    return found
-
-
-def _first_spans(found: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
-    """Leftmost first, the longest at each start, no overlaps (what a regex alternation of
-    the terms, longest first, finds)."""
-    spans: list[tuple[int, int]] = []
-    position = 0
-    for at, _, end in sorted(found):
-        if at >= position:
-            spans.append((at, end))
-            position = end
-    return spans
-
-
-def _inside_compound(text: str, at: int) -> bool:
-    """Whether a match of several words at ``at`` starts right after "word-" whose word is
-    not a linking one ("to" in "text-to-image"). The callers ask only for terms of several
-    words: a one-word term counts inside a compound ("RL" in "BC-RL"), as in the ranking."""
-    if at < 2 or text[at - 1] not in HYPHENS or not _is_word(text[at - 2]):
-        return False
-    start = at - 1
-    while start and _is_word(text[start - 1]):
-        start -= 1
-    return stem(text[start:at - 1].lower()) not in LINKING_STEMS
-
-
 def highlight(text: str, terms: Iterable[str], *, style: str = "",
               limit: int | None = None) -> Markup:
     """``text`` HTML-escaped, with whole-word, case-insensitive matches of ``terms`` in <span class="hl">
     (the first ``limit`` of them, if given)."""
     spans = term_spans(text, terms)
     return _marked(text, spans if limit is None else spans[:limit], style)
-
-
-# re.IGNORECASE matches "\u0131" and "\u017f" to ASCII "i" and "s"; str.lower() does not.
-
-
-def _single_spaced(text: str) -> bool:
-    """True if one_line() would leave ``text`` as it is (or it holds an invisible character)."""
-    # isprintable() is False for every whitespace but " " (and for format characters,
-    # which then take the exact, slower path): str methods, a regex took 30 µs a snippet.
-    return text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " "
-
-
-def _plain_spans(text: str, terms: tuple[str, ...]) -> list[tuple[int, int]] | None:
-    """The spans `_regex_candidates` would give, found with str.find instead: compiling a regex
-    per paper (each matched its own terms) cost more than the rest of a digest's context.
-    None where that cannot be exact: a non-ASCII term, text that is not on one line with
-    single spaces, or text whose lowercase differs in length or folds like the regex does not.
-    """
-    wanted, ascii_terms = _wanted(terms)
-    if not wanted:
-        return []
-    lowered = text.lower()
-    if (not ascii_terms or len(lowered) != len(text)
-            or not _single_spaced(text) or "\u0131" in text or "\u017f" in text):
-        return None
-    found = []  # (start, -length, end): at each position the longest term wins, as in the regex
-    for term in wanted:
-        at = lowered.find(term)
-        while at >= 0:
-            end = at + len(term)
-            if (not (at and _is_word(text[at - 1])) and not (end < len(text) and _is_word(text[end]))
-                    and not (" " in term and _inside_compound(text, at))):
-                found.append((at, -len(term), end))
-            at = lowered.find(term, at + 1)
-    return _first_spans(found)
-
-
-@functools.lru_cache(maxsize=2048)  # the same matches' terms, card after card
-def _wanted(terms: tuple[str, ...]) -> tuple[frozenset[str], bool]:
-    """The terms as `_plain_spans` looks for them, and whether they are all ASCII."""
-    wanted = frozenset(one_line(term).lower() for term in terms if term and term.strip())
-    return wanted, all(term.isascii() for term in wanted)
-
-
-def _is_word(char: str) -> bool:
-    return char.isalnum() or char == "_"  # what the regex's \w matches
 
 
 @functools.lru_cache(maxsize=64)  # a handful of styles, asked for per card

@@ -285,30 +285,6 @@ def test_highlight_never_starts_a_phrase_inside_a_hyphenated_compound(gap):
     assert _marked_words(highlight(f"real\u2013world{gap}models", ["world models"])) == []
 
 
-def test_highlights_two_ways_of_finding_terms_agree():
-    # The quick str.find path and the regex path (for text it cannot handle exactly)
-    # must mark the same spans; hyphens, linking words and overlapping terms included.
-    from hypothesis import given, settings as hypothesis_settings, strategies as st
-
-    from flows.cards import _first_spans, _plain_spans, _regex_candidates
-
-    words = st.sampled_from(["world", "models", "real", "to", "image", "RL", "BC", "of", "a"])
-    separators = st.sampled_from([" ", "-", ", ", " (", "-to-"])
-    texts = st.lists(st.tuples(words, separators), min_size=1, max_size=12).map(
-        lambda pairs: "".join(word + separator for word, separator in pairs).strip())
-    terms = st.lists(st.sampled_from(["world models", "models", "real world", "image", "RL",
-                                      "to image", "a world", "world"]), min_size=1, max_size=4)
-
-    @hypothesis_settings(max_examples=300, deadline=None)
-    @given(texts, terms)
-    def agree(text, chosen):
-        quick = _plain_spans(text, tuple(chosen))
-        if quick is not None:
-            assert quick == _first_spans(_regex_candidates(text, tuple(chosen)))
-
-    agree()
-
-
 def test_chips_say_what_matched_and_only_snippet_words_are_marked(renderer, subscriber):
     doc = parse(renderer.render_html(twenty_paper_digest(), subscriber, LINKS))
     first = doc.find_class("card-cell")[0]

@@ -8,8 +8,10 @@ gets a snippet, so the search for each term runs once per (paper, term) with
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+
+from flows.rank.postings import HYPHENS
+from flows.rank.spans import inside_compound, is_boundary, plain_candidates, term_spans
 
 SNIPPET_WIDTH = 300
 MAX_SPANS = 200  # occurrences considered per snippet
@@ -24,8 +26,8 @@ def snippet(text: str, terms: Sequence[str], width: int = SNIPPET_WIDTH) -> str:
     """At most ``width`` characters of ``text`` around its best match, "…" where cut.
 
     The best match is the stretch of text that holds the most different terms (then
-    the most occurrences, then the earliest); the excerpt is centred on it. Terms match
-    whole words, case-insensitively.
+    the most occurrences, then the earliest); the excerpt is centred on it. Terms are
+    found where the digest highlights them (:func:`flows.rank.spans.term_spans`).
     """
     text = " ".join(text.split())
     if len(text) <= width:
@@ -87,7 +89,8 @@ class Excerpts:
             at = lowered.find(term)
             if at < 0:
                 return _cut(text, 0, width)
-            if lowered.find(term, at + 1) < 0 and _whole_word(text, at, at + len(term)):
+            if (lowered.find(term, at + 1) < 0 and is_boundary(text, at, at + len(term))
+                    and not (text[at - 1] in HYPHENS and " " in term and inside_compound(text, at))):
                 return _around(text, (at, at + len(term)), width)
         return _centred(text, _spans(text, lowered, wanted), width)
 
@@ -114,44 +117,23 @@ class _Keys(dict):
 
 
 def _spans(text: str, lowered: str, wanted: set[str]) -> list[Span]:
-    """What :func:`_term_spans` finds in ASCII terms: leftmost matches, the longest term first
-    where several start at the same place.
-    """
-    found = []
-    size = len(text)
-    for term in wanted:  # every whole-word start, overlapping ones included
-        length = len(term)
-        at = lowered.find(term)
-        while at >= 0:
-            end = at + length  # as _whole_word, inline: this loop runs for every occurrence
-            if (at == 0 or not text[at - 1].isalnum()) and (end == size or not text[end].isalnum()):
-                found.append((at, -length, term))
-            at = lowered.find(term, at + 1)
-    found.sort()
+    """What :func:`_term_spans` finds in ASCII terms, with ``str.find``: as
+    :func:`flows.rank.spans.first_spans` picks them, in one loop with naming each term (a
+    snippet's hot path)."""
     spans: list[Span] = []
     after = 0
-    for at, size, term in found:
+    for at, _, end in sorted(plain_candidates(text, lowered, wanted)):
         if at >= after:
-            after = at - size
-            spans.append((at, after, term))
+            spans.append((at, end, lowered[at:end]))
             if len(spans) == MAX_SPANS:
                 break
+            after = end
     return spans
 
 
-def _whole_word(text: str, start: int, end: int) -> bool:
-    # As (?<![^\W_]) and (?![^\W_]) in _term_spans: no letter or digit on either side.
-    return (start == 0 or not text[start - 1].isalnum()) and (end == len(text) or not text[end].isalnum())
-
-
 def _term_spans(text: str, terms: Sequence[str]) -> list[Span]:
-    """(start, end, term) of whole-word occurrences of the terms, case-insensitively."""
-    wanted = {" ".join(term.split()).lower(): " ".join(term.split()) for term in terms if term.strip()}
-    if not wanted:
-        return []
-    alternatives = "|".join(re.escape(term) for term in sorted(wanted.values(), key=len, reverse=True))
-    pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", re.IGNORECASE)
-    return [(m.start(), m.end(), m.group().lower()) for m in pattern.finditer(text)][:MAX_SPANS]
+    """(start, end, the term in lower case) of the terms' occurrences (see :mod:`flows.rank.spans`)."""
+    return [(at, end, text[at:end].lower()) for at, end in term_spans(text, terms)[:MAX_SPANS]]
 
 
 def _centred(text: str, spans: list[Span], width: int) -> str:
