@@ -1,8 +1,12 @@
 """The keyword language: what parses to what, and the errors that name the keyword."""
 
+from datetime import date
+
 import pytest
 
-from flows.rank import MAX_WEIGHT, MIN_WEIGHT, QueryError, parse_keyword, parse_query
+from flows.models import Paper
+from flows.rank import MAX_WEIGHT, MIN_WEIGHT, QueryError, build_index, parse_keyword, parse_query, rank
+from flows.subscribers import Subscriber
 
 
 @pytest.mark.parametrize(
@@ -69,6 +73,33 @@ def test_invalid_keywords_name_the_keyword_and_the_problem(keyword, problem):
     assert caught.value.keyword == keyword
     assert repr(keyword) in str(caught.value)
     assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize(("keyword", "words"), [
+    ("N:M sparsity", ("n", "m", "sparsity")),
+    ("RL: exploration", ("rl", "exploration")),
+    ("LLM:reasoning", ("llm", "reasoning")),
+    ("-N:M sparsity", ("n", "m", "sparsity")),
+])
+def test_a_short_or_capital_name_before_a_colon_is_words_not_a_field(keyword, words):
+    term = parse_keyword(keyword)
+    assert (term.words, term.field) == (words, None)
+    assert term.negated == keyword.startswith("-")
+
+
+def test_a_colon_phrase_matches_papers_that_write_it():
+    papers = [Paper(id="nm", title="Pruning", abstract="We study N:M sparsity for large models.",
+                    listed=date(2026, 12, 1)),
+              Paper(id="other", title="Sparse", abstract="N and M are chosen; sparsity follows.",
+                    listed=date(2026, 12, 1))]
+    found = rank(build_index(papers), Subscriber(email="a@example.com", keywords=["N:M sparsity"]))
+    assert [item.paper.id for item in found] == ["nm"]
+
+
+@pytest.mark.parametrize("keyword", ["author:hinton", "titel:diffusion", "Venue:ICML"])
+def test_a_word_that_looks_like_a_field_name_is_still_an_unknown_field(keyword):
+    with pytest.raises(QueryError, match="unknown field"):
+        parse_keyword(keyword)
 
 
 def test_query_error_is_a_value_error():

@@ -147,11 +147,20 @@ def _field_prefix(keyword: str, text: str) -> tuple[str | None, str]:
         return None, text
     name = match.group(1).casefold()
     if name not in FIELDS:
+        if not _meant_as_field(match.group(1)):
+            return None, text  # "N:M sparsity", "RL: exploration": words, not a field
         raise QueryError(
             keyword,
             f"unknown field {match.group(1)!r}; use title: or abstract:, or put the keyword in quotes",
         )
     return name, text[match.end():].lstrip()
+
+
+def _meant_as_field(name: str) -> bool:
+    """Whether ``name:`` at a keyword's start was meant as a field ("author:", "titel:"),
+    rather than being part of the words: a one- or two-letter name ("N:M sparsity") or an
+    acronym in capitals ("RL: exploration", "LLM:") is words."""
+    return len(name) >= 3 and not name.isupper()
 
 
 def _body_and_weight(keyword: str, text: str) -> tuple[str, float | None]:
