@@ -10,7 +10,7 @@ import pytest
 
 from flows.corpus import Corpus, related_model
 from flows.models import Paper
-from flows.rank import RelatedModel, build_index, learn_related, rank
+from flows.rank import RelatedModel, build_index, learn_related, parse_keyword, rank
 from flows.rank.related import MIN_PAPERS, units_of
 from flows.rank.score import PASSING_MIN
 from flows.rank.text import words
@@ -113,6 +113,23 @@ def test_a_keyword_named_once_in_passing_needs_related_support():
     # without related evidence there is nothing to tell a passing mention by: it stays
     assert "soil" in {item.paper.id for item in rank(index, reader("reinforcement learning", related="off"))}
     assert "soil" in {item.paper.id for item in rank(build_index((*sample(), soil)), reader("reinforcement learning"))}
+
+
+def test_a_keyword_whose_specific_word_the_corpus_barely_uses_relates_nothing():
+    # The sample holds no paper on diffusion models: "diffusion" is too rare to learn from,
+    # and relating `diffusion models` through "models" alone (what the whole corpus says)
+    # had put a reward-model benchmark and a preference-modeling paper in the digest.
+    learned = model()
+    assert not learned.document_frequency("diffus") and learned.document_frequency("model")
+    index = build_index(sample(), related=learned)
+    for level in ("near", "far"):
+        found = rank(index, reader("diffusion models", related=level))
+        assert not [item for item in found if any(m.tier == "related" for m in item.matches)]
+    assert not index.expansion(parse_keyword("diffusion models"))[0]
+    # a keyword whose words the corpus knows is related as before
+    assert index.expansion(parse_keyword("reinforcement learning"))[0]
+    # and a spelling the corpus does not know (an acronym no paper writes) leaves the others
+    assert index.expansion(parse_keyword("RLVR"))[0]
 
 
 def test_the_levels_reach_further_in_order():

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from flows.rank.postings import EMPTY, FieldIndex
-from flows.rank.related import EXPANSION, TITLE_BOOST, RelatedModel
+from flows.rank.related import EXPANSION, TITLE_BOOST, RelatedModel, stop_stems
 
 # A keyword's related units and their weights (see PaperIndex.expansion).
 Expansion = tuple[np.ndarray, np.ndarray]  # unit numbers (int32), weights
@@ -33,14 +33,14 @@ def expand(model: RelatedModel | None, variants: Sequence[tuple[str, ...]],
         return NO_EXPANSION
     own = {stem for variant in variants for stem in variant}
     sources: dict[str, float] = {}
-    for variant in variants:
+    for variant in _taught(model, variants):
         units = [" ".join(variant)] if len(variant) <= 2 else [
             f"{a} {b}" for a, b in zip(variant, variant[1:])]
         for unit in units:
             if model.document_frequency(unit):
                 sources[unit] = max(sources.get(unit, 0.0), source_weight(model, unit))
     if not sources:  # no pair known: fall back on the content words themselves
-        for variant in variants:
+        for variant in _taught(model, variants):
             for unit in variant:
                 if model.document_frequency(unit):
                     sources[unit] = max(sources.get(unit, 0.0), source_weight(model, unit))
@@ -142,6 +142,17 @@ def build_paper_norms(model: RelatedModel, fields: tuple[FieldIndex, FieldIndex]
     norms = np.sqrt(squares)
     norms[norms == 0.0] = 1.0
     return norms
+
+
+def _taught(model: RelatedModel, variants: Sequence[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """The spellings of a keyword whose every content word the model learned from: one with
+    a word too few stored papers use ("diffusion" of `diffusion models` in a corpus with two
+    diffusion papers) would be related through its common words alone ("models": what the
+    whole corpus says), which names a broader subject than the keyword's, not its own."""
+    stop = stop_stems()
+    return [variant for variant in variants
+            if all(model.document_frequency(stem) for stem in variant
+                   if stem not in stop and len(stem) >= 2 and not stem.isdigit())]
 
 
 def source_weight(model: RelatedModel, unit: str) -> float:
