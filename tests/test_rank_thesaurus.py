@@ -35,6 +35,26 @@ def test_a_paper_that_names_the_subject_in_other_words_comes_in_as_related():
     assert found["keyword"].matches[0].tier == "exact"
 
 
+def test_one_subject_written_two_ways_is_named_once():
+    # "Time Series" and "time-series" are one name (words, not characters, compared): the
+    # explanation said "related to time series forecasting: Time Series, time-series"
+    series = paper("series", "Disentangled representations for Time Series",
+                   "We learn time-series representations whose factors are disentangled.")
+    match = by_id(rank(build_index(corpus(series)), reader("time series forecasting", related="near")))[
+        "series"].matches[0]
+    assert match.tier == "related" and len(match.via) == 1 and match.via[0].lower().replace("-", " ") == "time series"
+
+
+def test_names_are_compared_as_whole_words():
+    from flows.rank.text import holds_name
+
+    assert holds_name("time series", "Time-series") and holds_name("Reinforcement", "reinforcement learning")
+    assert holds_name("incremental learning", "Class-incremental learning")
+    assert holds_name("chain of thought", "chain of thoughts")
+    # a plain substring test had dropped "RL" after "world model", and "or" after "world"
+    assert not holds_name("RL", "world model") and not holds_name("or", "world")
+
+
 def test_with_related_papers_off_the_neighbours_do_not_count():
     index = build_index(corpus(*CONTINUAL))
     assert set(by_id(rank(index, reader("continual learning", related="off")))) == {"keyword"}

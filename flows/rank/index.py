@@ -48,7 +48,7 @@ from flows.rank.postings import (
 )
 from flows.rank.query import FIELDS, Term
 from flows.rank.related import RelatedModel, stop_stems
-from flows.rank.text import inflection_base, stem, stems_and_spans, words
+from flows.rank.text import holds_name, inflection_base, stem, stems_and_spans, words
 from flows.rank.thesaurus import GROUPS as THESAURUS_GROUPS
 
 NEIGHBOUR_CREDIT = 0.5  # a thesaurus neighbour's share of the credit of the keyword (or part) it neighbours
@@ -706,8 +706,7 @@ def _one_name_each(spelled: list[str]) -> list[str]:
     learning" inside "Class-incremental learning")."""
     found: list[str] = []
     for name in dict.fromkeys(spelled):
-        low = name.lower()
-        if any(low in kept.lower() for kept in found):
+        if any(holds_name(name, kept) for kept in found):
             continue
-        found = [kept for kept in found if kept.lower() not in low] + [name]
+        found = [kept for kept in found if not holds_name(kept, name)] + [name]
     return found

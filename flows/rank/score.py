@@ -31,6 +31,7 @@ from flows.rank.bulk import PAPER_NUMBER, best_levels, weighted_shares
 from flows.rank.index import PaperIndex, expansion_key
 from flows.rank.postings import Hits, PaperSet
 from flows.rank.query import Query, QueryError, Term, parse_query
+from flows.rank.text import holds_name
 
 if TYPE_CHECKING:
     from flows.subscribers import Subscriber
@@ -780,9 +781,8 @@ def _related_match(index: PaperIndex, term: Term, number: int) -> Match:
         fields: set[str] = set()
         for unit in index.expansion(term)[0]:
             spelled = index.spell(number, unit)
-            lowered = spelled.lower() if spelled else ""
             # one name per idea: "reinforcement learning" makes "Reinforcement" redundant
-            if spelled and not any(lowered in s.lower() or s.lower() in lowered for s in shown):
+            if spelled and not any(holds_name(spelled, s) or holds_name(s, spelled) for s in shown):
                 shown.append(spelled)
                 fields.add("title" if spelled in index.papers[number].title else "abstract")
                 if len(shown) == RELATED_SHOWN:

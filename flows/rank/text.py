@@ -209,3 +209,16 @@ def split_tokens(text: str) -> list[str]:
 def words(text: str) -> list[str]:
     """The normalised (unstemmed) words of a short text such as a keyword."""
     return [word for match in TOKEN.finditer(text) for word in normalise(match.group())]
+
+
+def holds_name(name: str, other: str) -> bool:
+    """Whether ``other`` names ``name`` (or more): its words' stems, a run of whole words
+    within ``other``'s. "Time-series" holds "time series" and "chain of thoughts" holds
+    "chain of thought"; "world model" does not hold "RL" (nor "world" "or"), as a plain
+    substring test said."""
+    return _spaced_stems(name) in _spaced_stems(other)
+
+
+@remembered(4096)  # the same related terms, named paper after paper
+def _spaced_stems(name: str) -> str:
+    return f" {' '.join(stem(word) for word in words(name))} "
