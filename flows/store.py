@@ -204,9 +204,38 @@ def _m_feedback(db: sqlite_utils.Database) -> None:
     )
 
 
+def ledger_key(subscriber: str) -> str:
+    """How the ledger names a subscriber: the address in lower case. Everything else already
+    treats ``Ada@Example.org`` and ``ada@example.org`` as one person (duplicate files,
+    ``--only``, links, VERP, feedback); the ledger must too, or retyping the case in a
+    subscriber file mails them again."""
+    return subscriber.lower()
+
+
+def _m_ledger_case(db: sqlite_utils.Database) -> None:
+    # Rows written before ledger_key: one spelling per person. Where two spellings meet on
+    # one key, the row that says "sent" wins (a digest sent is never sent again).
+    for table, key in (("digests", ("digest_date",)), ("deliveries", ("paper_id",)),
+                       ("digest_views", ("digest_date",))):
+        mixed = [row[0] for row in db.execute(f"SELECT DISTINCT subscriber FROM {table}")
+                 if row[0] is not None and row[0] != ledger_key(row[0])]
+        match = " AND ".join(f"o.{k} = {table}.{k}" for k in key)
+        for subscriber in mixed:
+            lower = ledger_key(subscriber)
+            if table == "digests":
+                db.execute(f"DELETE FROM digests WHERE subscriber = ? AND EXISTS (SELECT 1 FROM digests o"
+                           f" WHERE o.subscriber = ? AND {match} AND o.status = 'sent')", [subscriber, lower])
+                db.execute(f"DELETE FROM digests WHERE subscriber = ? AND EXISTS (SELECT 1 FROM digests o"
+                           f" WHERE o.subscriber = ? AND {match})", [lower, subscriber])
+            else:
+                db.execute(f"DELETE FROM {table} WHERE subscriber = ? AND EXISTS (SELECT 1 FROM {table} o"
+                           f" WHERE o.subscriber = ? AND {match})", [subscriber, lower])
+            db.execute(f"UPDATE {table} SET subscriber = ? WHERE subscriber = ?", [lower, subscriber])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_initial, _m2_signups, _m3_signup_abuse, _m4_web_view, _m5_bounces, _m_delivery_window, _m_related_models,
-    _m_feedback,
+    _m_feedback, _m_ledger_case,
 ]
 
 FEEDBACK_KEPT = 50  # a subscriber's latest verdicts that shape their ranking
@@ -599,7 +628,7 @@ class Store:
             " message_id = excluded.message_id, papers = excluded.papers, paper_ids = excluded.paper_ids,"
             " in_flight_at = excluded.in_flight_at, updated_at = excluded.updated_at"
             " WHERE digests.status != 'sent'",
-            [subscriber, digest_date.isoformat(), message_id, len(paper_ids),
+            [ledger_key(subscriber), digest_date.isoformat(), message_id, len(paper_ids),
              json.dumps(list(paper_ids)), now, now],
         )
 
@@ -628,7 +657,7 @@ class Store:
         day, now = digest_date.isoformat(), _utcnow()
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            for subscriber in subscribers:
+            for subscriber in map(ledger_key, subscribers):
                 row = self.db.execute(
                     "SELECT paper_ids FROM digests WHERE subscriber = ? AND digest_date = ? AND status = 'uncertain'",
                     [subscriber, day]).fetchone()
@@ -672,6 +701,10 @@ class Store:
         seen: dict[str, set[str]] = {s: set() for s in subscribers}
         if not subscribers or not paper_ids:
             return seen
+        spellings: dict[str, list[str]] = {}
+        for subscriber in subscribers:
+            spellings.setdefault(ledger_key(subscriber), []).append(subscriber)
+        keys = list(spellings)
         self.db.execute("CREATE TEMP TABLE IF NOT EXISTS _ids (id TEXT PRIMARY KEY)")
         # One transaction: in autocommit mode each insert was one, 50 ms for 2,000 candidates.
         self.db.execute("BEGIN")
@@ -682,8 +715,8 @@ class Store:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        for start in range(0, len(subscribers), 500):
-            chunk = list(subscribers[start:start + 500])
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
             marks = ",".join("?" * len(chunk))
             # Either look up every (subscriber, candidate) pair in the primary key, which SQLite
             # does unless told otherwise, or read each subscriber's deliveries and keep the
@@ -695,8 +728,9 @@ class Store:
                 f"SELECT subscriber, paper_id FROM deliveries WHERE subscriber IN ({marks}) "
                 f"AND {column} IN (SELECT id FROM _ids)", chunk,
             )
-            for subscriber, paper_id in rows:
-                seen[subscriber].add(paper_id)
+            for key, paper_id in rows:
+                for subscriber in spellings[key]:
+                    seen[subscriber].add(paper_id)
         return seen
 
     def _history(self, subscribers: Sequence[str], sample: int = 20) -> float:
@@ -714,11 +748,12 @@ class Store:
             status = "deferred"
         at = (outcome.at or datetime.now(timezone.utc)).isoformat(timespec="seconds")
         day = outcome.digest_date.isoformat()
+        subscriber = ledger_key(outcome.subscriber)
         self.db.execute("BEGIN IMMEDIATE")
         try:
             current = self.db.execute(
                 "SELECT status FROM digests WHERE subscriber = ? AND digest_date = ?",
-                [outcome.subscriber, day],
+                [subscriber, day],
             ).fetchone()
             if current and current[0] == "sent":
                 self.db.execute("ROLLBACK")  # a sent digest is never overwritten
@@ -731,7 +766,7 @@ class Store:
                 " attempts = digests.attempts + excluded.attempts, error = excluded.error,"
                 " sent_at = excluded.sent_at, updated_at = excluded.updated_at,"
                 " paper_ids = excluded.paper_ids",
-                [outcome.subscriber, day, status, outcome.message_id, len(outcome.paper_ids),
+                [subscriber, day, status, outcome.message_id, len(outcome.paper_ids),
                  outcome.attempts, outcome.error, at if status == "sent" else None, at,
                  json.dumps(list(outcome.paper_ids)) if status == "uncertain" else None],
             )
@@ -739,12 +774,12 @@ class Store:
                 self.db.conn.executemany(
                     "INSERT OR IGNORE INTO deliveries (subscriber, paper_id, digest_date, delivered_at)"
                     " VALUES (?, ?, ?, ?)",
-                    [(outcome.subscriber, pid, day, at) for pid in outcome.paper_ids],
+                    [(subscriber, pid, day, at) for pid in outcome.paper_ids],
                 )
                 if outcome.contents:
                     self.db.execute(
                         "INSERT OR REPLACE INTO digest_views (subscriber, digest_date, contents, sent_at)"
-                        " VALUES (?, ?, ?, ?)", [outcome.subscriber, day, outcome.contents, at])
+                        " VALUES (?, ?, ?, ?)", [subscriber, day, outcome.contents, at])
 
 
             if outcome.hard_bounce:  # counted towards suppression (flows/bounces.py)
@@ -762,7 +797,7 @@ class Store:
         """What a sent digest held (see flows.archive), or None if it was not kept."""
         row = self.db.execute(
             "SELECT contents FROM digest_views WHERE subscriber = ? AND digest_date = ?",
-            [subscriber, digest_date.isoformat()],
+            [ledger_key(subscriber), digest_date.isoformat()],
         ).fetchone()
         return row[0] if row else None
 
@@ -834,7 +869,7 @@ class Store:
         if subscriber is None:
             return self.db["deliveries"].count
         return self.db.execute(
-            "SELECT COUNT(*) FROM deliveries WHERE subscriber = ?", [subscriber]
+            "SELECT COUNT(*) FROM deliveries WHERE subscriber = ?", [ledger_key(subscriber)]
         ).fetchone()[0]
 
 
