@@ -233,7 +233,36 @@ class Settings(BaseSettings):
     def _http_base(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        # It goes into every digest's links and its List-Unsubscribe header.
+        if _unprintable(value) or " " in value:
+            raise ValueError("must be one URL without spaces or control characters, e.g. https://paperboy.example.org")
+        from urllib.parse import urlsplit
+
+        try:
+            host = urlsplit(value).hostname
+        except ValueError:
+            host = None
+        if not host:
+            raise ValueError("names no host; e.g. https://paperboy.example.org")
         return value.rstrip("/")
+
+    @field_validator("mail_from")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        from email.utils import getaddresses
+
+        found = [] if _unprintable(value) else getaddresses([value])
+        if len(found) != 1 or not re.fullmatch(r"[^@\s]+@[^@\s]+", found[0][1]):
+            raise ValueError("is not one address with a domain (on one line); e.g. Paperboy <digest@example.org>")
+        return value
+
+    @field_validator("list_id")
+    @classmethod
+    def _list_id(cls, value: str) -> str:
+        # RFC 2919: a dot-atom such as digest.example.org, written as <…> in the List-Id header
+        if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+", value):
+            raise ValueError("must be a name with dots and no spaces, e.g. digest.example.org")
+        return value
 
     @field_validator("smtp_helo")
     @classmethod
@@ -270,6 +299,11 @@ class Settings(BaseSettings):
                 "mail and password would cross the network in clear; use starttls or tls"
             )
         return self
+
+
+def _unprintable(value: str) -> bool:
+    """Holds a control character or a line separator: cannot go into a mail header."""
+    return any(ord(ch) < 32 or ord(ch) == 127 or ch in "\u0085\u2028\u2029" for ch in value)
 
 
 PRIVATE_UMASK = 0o077  # files Paperboy creates: 0600, directories: 0700

@@ -1,0 +1,63 @@
+"""A setting that names a file, a folder or an address nothing can use stops the command before
+anything runs, with one line naming the variable (exit 2), as the README's exit codes say.
+
+Before, each of these got through `load_settings`: a database path that was a folder, or under
+a missing or unwritable folder, a templates folder without the digest templates, or a missing
+or malformed acronyms file stopped the run halfway with a Prefect traceback and exit 1; a
+mistyped subscribers folder ran "successfully" for 0 subscribers (exit 0, nobody mailed); and a
+From address without a domain was mailed as ``From: nope`` while one with a line break failed
+every digest with a message about the unsubscribe link.
+"""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def refused(result, variable: str) -> None:
+    output = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert result.exit_code == 2, output
+    assert variable in output, output
+    assert "Traceback" not in output, output
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("PAPERBOY_DB_PATH", "{tmp}"),  # a folder
+    ("PAPERBOY_DB_PATH", "{tmp}/a-file/paperboy.db"),  # under a regular file
+    ("PAPERBOY_TEMPLATES_DIR", "{tmp}/no-templates"),
+    ("PAPERBOY_ACRONYMS_FILE", "{tmp}/no-acronyms.csv"),
+    ("PAPERBOY_ACRONYMS_FILE", "{tmp}/a-file"),  # not "acronym,long form" lines
+    ("PAPERBOY_SUBSCRIBERS_DIR", "{tmp}/subscriber"),  # a typo: nobody would be mailed
+    ("PAPERBOY_MAIL_FROM", "nope"),
+    ("PAPERBOY_MAIL_FROM", "Paperboy <digest@example.org>\r\nBcc: someone@example.net"),
+    ("PAPERBOY_MAIL_FROM", "a@example.org, b@example.org"),
+    ("PAPERBOY_LIST_ID", "daily digest"),
+    ("PAPERBOY_LIST_ID", "paperboy.example.org>\r\nBcc: someone@example.net"),
+    ("PAPERBOY_PUBLIC_BASE_URL", "https://"),
+    ("PAPERBOY_PUBLIC_BASE_URL", "https://paperboy.example.org/a b"),
+])
+@pytest.mark.parametrize("command", [["run", "--dry-run"], ["backfill", "--from", "2025-06-12", "--to", "2025-06-13"]])
+def test_an_unusable_setting_stops_the_command_with_one_line(workspace, monkeypatch, variable, value, command):
+    tmp = workspace.path
+    (tmp / "a-file").write_text("one,two,three\n", encoding="utf-8")
+    monkeypatch.setenv(variable, value.format(tmp=tmp))
+    refused(invoke(*command), variable)
+
+
+@pytest.mark.parametrize("command", [["doctor"], ["preview", "ada@example.org"]])
+def test_commands_that_open_the_database_name_a_bad_path(workspace, monkeypatch, command):
+    monkeypatch.setenv("PAPERBOY_DB_PATH", str(workspace.path))
+    refused(invoke(*command), "PAPERBOY_DB_PATH")
+
+
+def test_usable_settings_still_pass(workspace):
+    from flows.cli import check_files, load_settings
+
+    check_files(load_settings())  # the workspace's own settings: no exit
