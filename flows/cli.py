@@ -541,9 +541,10 @@ def preview(
     except PreviewError as exc:
         fail(str(exc))
         return
-    target = out or PROJECT_ROOT / "var" / f"preview-{email.replace('@', '_at_')}.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(result.html, encoding="utf-8")
+    from flows.subscribers import file_stem
+
+    target = out or PROJECT_ROOT / "var" / f"preview-{file_stem(email)}.html"
+    write_preview(target, result.html)
     typer.echo(f"{result.count} papers for {email} ({result.candidates} candidates, "
                f"{result.already_seen} already sent to them)")
     for line in result.explanations:
@@ -557,7 +558,7 @@ def preview(
 
 @app.command()
 def status(
-    runs: int = typer.Option(7, "--runs", min=1, help="how many recent digest dates to show"),
+    runs: int = typer.Option(7, "--runs", min=1, max=10_000, help="how many recent digest dates to show"),
 ) -> None:
     """What the ledger says: recent runs, today's counts, uncertain and deferred digests,
     the daily cap, suppressed subscribers. Reads only."""
@@ -575,6 +576,15 @@ def status(
             typer.echo(status_report(store, settings, subscribers, today_in(settings.timezone), runs=runs))
     except StoreError as exc:
         fail(str(exc))
+
+
+def write_preview(target: Path, html: str) -> None:
+    """Write a preview's HTML to ``target`` (its folder made if need be), or say why not (-o)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        fail(f"-o {target}: cannot write the preview ({exc.strerror or exc}); give a file in a writable folder")
 
 
 def parse_date(value: str, option: str = "--date") -> date:

@@ -294,9 +294,10 @@ def preview(
         result = preview_digest(settings_for(ctx), email)
     except PreviewError as exc:
         fail(str(exc))
+    from flows.cli import write_preview
+
     target = out or PROJECT_ROOT / "var" / f"preview-{subs.file_stem(email)}.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(result.html, encoding="utf-8")
+    write_preview(target, result.html)
     typer.echo(f"{result.count} papers for {email}")
     for line in result.explanations:
         typer.echo(f"  {line}")

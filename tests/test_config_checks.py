@@ -61,3 +61,28 @@ def test_usable_settings_still_pass(workspace):
     from flows.cli import check_files, load_settings
 
     check_files(load_settings())  # the workspace's own settings: no exit
+
+
+@pytest.fixture
+def listed(workspace):
+    from flows.fetch import today_in
+    from flows.models import Paper
+    from flows.store import Store
+
+    with Store(workspace.db_path) as store:  # listed today: `subscribers preview` has no --date
+        store.upsert_papers([Paper(id="2506.00001", title="Offline reinforcement learning at scale",
+                                   abstract="offline RL", listed=today_in("UTC"), source="huggingface")])
+    return workspace
+
+
+@pytest.mark.parametrize("command", [["preview"], ["subscribers", "preview"]])
+@pytest.mark.parametrize("target", ["{tmp}", "{tmp}/a-file/preview.html"])
+def test_a_preview_that_cannot_be_written_says_where_and_why(listed, command, target):
+    tmp = listed.path
+    (tmp / "a-file").write_text("", encoding="utf-8")
+    refused(invoke(*command, "ada@example.org", "-o", target.format(tmp=tmp)), "-o")
+
+
+def test_status_refuses_an_absurd_number_of_runs(workspace):
+    invoke("run", "--dry-run", "--date", workspace.day.isoformat())  # a database to read
+    refused(invoke("status", "--runs", str(10**20)), "--runs")
