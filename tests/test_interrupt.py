@@ -273,6 +273,27 @@ def test_sigterm_stops_a_run_gracefully_with_its_own_exit_code(install):
     assert last_flow_run_state(install.prefect_db)[0] == "CANCELLED"
 
 
+def test_sigterm_to_every_process_of_the_run_stops_it_gracefully(install):
+    """systemd's default stop (KillMode=control-group) sends SIGTERM to every process of the
+    service at once, the temporary Prefect server included (its own session does not keep it
+    out of the cgroup). Before, the server died at once: exit 1, pages of Prefect tracebacks,
+    and the flow run left Running."""
+    with SlowSink(latency=0.1) as sink:
+        env = {**install.environ, "PAPERBOY_SMTP_PORT": str(sink.controller.port)}
+        child = run_until(env, sink, 15)
+        everyone = [child.pid, *(p.pid for p in helpers_of(child.pid))]
+        started = time.monotonic()
+        for pid in everyone:
+            os.kill(pid, signal.SIGTERM)
+        output = child.communicate(timeout=120)[0]
+        took = time.monotonic() - started
+        print(f"\nSIGTERM to {len(everyone)} processes: exit {took:.2f} s, code {child.returncode}")
+        assert child.returncode == 143 and took < BOUND, output[-3000:]
+        assert "interrupted (SIGTERM)" in output and "Traceback" not in output, output[-3000:]
+        assert sorted(sent_in_ledger(install)) == sorted(sink.recipients)
+    assert last_flow_run_state(install.prefect_db)[0] == "CANCELLED"
+
+
 def test_sigkill_of_the_run_leaves_no_process_behind(install):
     """Issue 16 point 4: the temporary server, the render processes and the resource tracker
     go when the run is SIGKILLed."""
