@@ -86,3 +86,11 @@ def test_a_preview_that_cannot_be_written_says_where_and_why(listed, command, ta
 def test_status_refuses_an_absurd_number_of_runs(workspace):
     invoke("run", "--dry-run", "--date", workspace.day.isoformat())  # a database to read
     refused(invoke("status", "--runs", str(10**20)), "--runs")
+
+
+@pytest.mark.parametrize("command", [["preview"], ["subscribers", "preview"]])
+def test_a_preview_of_a_broken_file_names_the_file_and_field(listed, command):
+    (listed.subscribers_dir / "ada.yaml").write_text("email: ada@example.org\nkeywords: [x]\nmax_papers: 0\n")
+    result = invoke(*command, "ada@example.org")
+    assert result.exit_code == 2, result.output
+    assert "ada.yaml (field 'max_papers')" in result.output, result.output  # not "no subscriber ada@…"
