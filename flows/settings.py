@@ -49,7 +49,9 @@ class Settings(BaseSettings):
 
     # hide_input_in_errors: a model-level error would print every value it was given, the
     # SMTP password and signing key included (pydantic shows the head and tail of its input).
-    model_config = SettingsConfigDict(env_prefix="PAPERBOY_", extra="ignore", hide_input_in_errors=True)
+    # allow_inf_nan=False: "inf" seconds would turn every timeout and interval into none.
+    model_config = SettingsConfigDict(env_prefix="PAPERBOY_", extra="ignore", hide_input_in_errors=True,
+                                      allow_inf_nan=False)
 
     # storage and inputs
     db_path: Path = Field(PROJECT_ROOT / "var" / "paperboy.db", description="SQLite database file")

@@ -94,3 +94,13 @@ def test_a_preview_of_a_broken_file_names_the_file_and_field(listed, command):
     result = invoke(*command, "ada@example.org")
     assert result.exit_code == 2, result.output
     assert "ada.yaml (field 'max_papers')" in result.output, result.output  # not "no subscriber ada@…"
+
+
+@pytest.mark.parametrize("variable", ["PAPERBOY_HTTP_TIMEOUT", "PAPERBOY_SMTP_TIMEOUT", "PAPERBOY_SMTP_DATA_TIMEOUT",
+                                      "PAPERBOY_HF_MIN_INTERVAL", "PAPERBOY_SMTP_RETRY_DELAY", "PAPERBOY_SMTP_RATE"])
+@pytest.mark.parametrize("value", ["inf", "Infinity", "nan"])
+def test_an_endless_number_is_refused(workspace, monkeypatch, variable, value):
+    # "inf" seconds turned each bound (a response within 3 x PAPERBOY_HTTP_TIMEOUT, a reply to
+    # the final dot) into none: a stalled relay or API held the run for ever.
+    monkeypatch.setenv(variable, value)
+    refused(invoke("run", "--dry-run"), variable)
