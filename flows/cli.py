@@ -128,6 +128,18 @@ def check_files(settings: Settings, *, database: bool = True) -> None:
         fail("invalid configuration\n  " + "\n  ".join(problems))
 
 
+def check_not_running(settings: Settings) -> None:
+    """No other run is sending from this database (the flow holds flows.store.run_lock while
+    it runs; this says so before a temporary server is started for nothing)."""
+    from flows.store import RunLocked, run_lock
+
+    try:
+        with run_lock(settings.db_path):
+            pass
+    except RunLocked as exc:
+        fail(str(exc))
+
+
 def print_summary(result: dict) -> int:
     typer.echo(result["line"])
     problems = [f"failed {k}: {v}" for k, v in result["failed"].items()]
@@ -283,6 +295,8 @@ def run(
     check_not_future_date(settings, day)
     check_source(settings, source)
     check_only(settings, only)
+    if not dry_run:
+        check_not_running(settings)
     raise typer.Exit(run_flow(
         lambda: daily_flow()(digest_date=day, dry_run=dry_run, only=only, source=source, return_state=True),
         resume="run the same command again to finish (nothing is sent twice)"))
@@ -307,6 +321,8 @@ def backfill(
         check_range(first, last, today_in(settings.timezone))
     except BackfillRangeError as exc:
         fail(str(exc))
+    if send:
+        check_not_running(settings)
     def start_backfill() -> Any:
         from flows.backfill import backfill as backfill_flow  # Prefect: after the server is up
 
@@ -409,6 +425,7 @@ def demo(
         os.environ.pop("PAPERBOY_SMTP_PASSWORD", None)
         settings = load_settings()
         check_files(settings)
+        check_not_running(settings)
         typer.echo(f"demo SMTP server listening on 127.0.0.1:{sink.port}, storing mail in {maildir}")
         code = run_flow(lambda: daily_flow()(return_state=True),
                         resume="run `paperboy demo` again to finish")

@@ -10,6 +10,7 @@ the backfill flow are in tasks.py.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from collections.abc import Sequence
 from datetime import date, timedelta
 
@@ -22,7 +23,7 @@ from flows.makers import close_pools, pool_for
 from flows.report import RunSummary
 from flows.settings import Settings, restrict_umask
 from flows.sources import build_source
-from flows.store import Store
+from flows.store import Store, run_lock
 from flows.subscribers import subscriber_files
 from flows.send import BatchReport
 from flows.signals import stop_on_signals
@@ -61,8 +62,10 @@ def daily_digest(digest_date: date | None = None, dry_run: bool = False,
     cancellation). A direct call returns the summary or raises `RunNotCompleted` (its
     `.summary`); see flows/tasks.py `final_state`."""
     restrict_umask()  # the database, key and subscriber files it creates are private
-    with stop_on_signals():
-        return final_state(run_daily(Settings(), digest_date, dry_run, only, source))
+    settings = Settings()
+    # One sending run per database at a time (RunLocked otherwise); a dry run writes no ledger.
+    with stop_on_signals(), (nullcontext() if dry_run else run_lock(settings.db_path)):
+        return final_state(run_daily(settings, digest_date, dry_run, only, source))
 
 
 def run_daily(settings: Settings, digest_date: date | None, dry_run: bool, only: str | None,

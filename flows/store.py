@@ -25,6 +25,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -42,6 +43,37 @@ CRASH_REASON = "the run ended between sending the message and recording the serv
 
 class StoreError(Exception):
     """The database cannot be opened or is not a Paperboy database."""
+
+
+class RunLocked(StoreError):
+    """Another run is sending digests from this database."""
+
+
+@contextmanager
+def run_lock(db_path: Path | str) -> Iterator[None]:
+    """Held by a run that sends from this database, for as long as it runs; RunLocked at once
+    if another run holds it. The ledger makes a rerun safe, not two runs at once: both would
+    plan the same subscribers (neither digest final yet), and each would take the other's
+    in-flight digests for a crash's leftovers. A lock file beside the database, released by
+    the kernel however the run ends (flock: a SIGKILLed run leaves no stale lock)."""
+    import fcntl
+    import socket
+
+    path = Path(f"{db_path}.run-lock")
+    private_file(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a process"
+            raise RunLocked(f"another run is sending digests from {db_path} ({holder}); let it finish "
+                            "(or stop it), then run this again: nothing is sent twice") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {_utcnow()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def private_file(path: Path) -> None:
