@@ -30,3 +30,12 @@ def test_bidi_overrides_are_dropped_from_titles_abstracts_and_authors(mark):
 def test_right_to_left_text_itself_is_kept():
     title = "نموذج لغوي كبير: a large language model"
     assert parse_item({"paper": {"id": "2506.00002", "title": title}}, DAY).title == title
+
+
+def test_a_versioned_arxiv_id_is_the_paper_arxiv_lists_without_it():
+    # arXiv's source drops the version (flows/sources/arxiv.py); an HF item carrying one was a
+    # second row for the same paper, so a subscriber of both sources could be sent it twice.
+    paper = parse_item({"paper": {"id": "2506.00001v3", "title": "A title"}}, DAY)
+    assert paper.id == "2506.00001"
+    assert paper.url == "https://huggingface.co/papers/2506.00001"
+    assert parse_item({"paper": {"id": "sample-v2", "title": "A title"}}, DAY).id == "sample-v2"  # not arXiv's
