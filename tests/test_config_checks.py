@@ -104,3 +104,19 @@ def test_an_endless_number_is_refused(workspace, monkeypatch, variable, value):
     # the final dot) into none: a stalled relay or API held the run for ever.
     monkeypatch.setenv(variable, value)
     refused(invoke("run", "--dry-run"), variable)
+
+
+@pytest.mark.parametrize("args, names", [
+    (["--selector", "bad sel"], "--selector"),  # not a DNS name: the record printed could never be published
+    (["--selector", "s;h=x"], "--selector"),  # would end up in the DKIM-Signature's tags
+    (["--out", "{tmp}/a-file/k.pem"], "--out"),  # under a regular file: was a traceback
+])
+def test_dkim_keygen_refuses_a_bad_selector_or_out_with_one_line(tmp_path, monkeypatch, args, names):
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    monkeypatch.setenv("PAPERBOY_MAIL_FROM", "Paperboy <digest@example.org>")
+    args = [a.format(tmp=tmp_path) for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "k.pem")]
+    result = invoke("dkim-keygen", "--bits", "1024", *args)
+    refused(result, names)
+    assert not (tmp_path / "k.pem").exists()
