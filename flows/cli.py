@@ -559,6 +559,7 @@ def preview(
         fail(str(exc))
         return
     from flows.subscribers import file_stem
+    from flows.subscribers_cli import write_preview
 
     target = out or PROJECT_ROOT / "var" / f"preview-{file_stem(email)}.html"
     write_preview(target, result.html)
@@ -593,15 +594,6 @@ def status(
             typer.echo(status_report(store, settings, subscribers, today_in(settings.timezone), runs=runs))
     except StoreError as exc:
         fail(str(exc))
-
-
-def write_preview(target: Path, html: str) -> None:
-    """Write a preview's HTML to ``target`` (its folder made if need be), or say why not (-o)."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(html, encoding="utf-8")
-    except OSError as exc:
-        fail(f"-o {target}: cannot write the preview ({exc.strerror or exc}); give a file in a writable folder")
 
 
 def parse_date(value: str, option: str = "--date") -> date:

@@ -281,6 +281,15 @@ def check(ctx: typer.Context) -> None:
     typer.echo(f"{len(subscribers)} subscribers OK")
 
 
+def write_preview(target: Path, html: str) -> None:
+    """Write a preview's HTML to ``target`` (its folder made if need be), or say why not (-o)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        fail(f"-o {target}: cannot write the preview ({exc.strerror or exc}); give a file in a writable folder")
+
+
 @app.command()
 def preview(
     ctx: typer.Context,
@@ -294,8 +303,6 @@ def preview(
         result = preview_digest(settings_for(ctx), email)
     except PreviewError as exc:
         fail(str(exc))
-    from flows.cli import write_preview
-
     target = out or PROJECT_ROOT / "var" / f"preview-{subs.file_stem(email)}.html"
     write_preview(target, result.html)
     typer.echo(f"{result.count} papers for {email}")
