@@ -32,7 +32,7 @@ class PreviewResult:
 
 
 def find_subscriber(settings: Settings, email: str) -> Subscriber:
-    subscribers, errors = load_all(settings.subscribers_dir)
+    subscribers, errors = load_all(settings.subscribers_dir, max_papers=settings.max_papers)
     for subscriber in subscribers:
         if subscriber.email.lower() == email.lower():
             return subscriber
