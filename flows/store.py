@@ -263,6 +263,10 @@ def _m_ledger_case(db: sqlite_utils.Database) -> None:
                 db.execute(f"DELETE FROM {table} WHERE subscriber = ? AND EXISTS (SELECT 1 FROM {table} o"
                            f" WHERE o.subscriber = ? AND {match})", [subscriber, lower])
             db.execute(f"UPDATE {table} SET subscriber = ? WHERE subscriber = ?", [lower, subscriber])
+    for table in ("bounces", "suppressions"):  # counted per person (no unique key to merge)
+        for (subscriber,) in db.execute(f"SELECT DISTINCT subscriber FROM {table}").fetchall():
+            if subscriber is not None and subscriber != ledger_key(subscriber):
+                db.execute(f"UPDATE {table} SET subscriber = ? WHERE subscriber = ?", [ledger_key(subscriber), subscriber])
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
@@ -852,7 +856,7 @@ class Store:
         cursor = self.db.execute(
             "INSERT OR IGNORE INTO bounces (event, subscriber, digest_date, kind, bad_address, code, status,"
             " source, detail, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [bounce.event, bounce.subscriber, bounce.digest_date.isoformat(), bounce.kind,
+            [bounce.event, ledger_key(bounce.subscriber), bounce.digest_date.isoformat(), bounce.kind,
              int(bounce.bad_address), bounce.code, bounce.status, bounce.source, bounce.detail[:500], at],
         )
         return cursor.rowcount == 1
@@ -876,13 +880,13 @@ class Store:
         with self.db.conn:
             self.db.execute(
                 "INSERT INTO suppressions (subscriber, digest_date, reason, suppressed_at) VALUES (?, ?, ?, ?)",
-                [subscriber, digest_date.isoformat(), reason, _utcnow()])
+                [ledger_key(subscriber), digest_date.isoformat(), reason, _utcnow()])
 
     def suppressions(self) -> list[dict]:
         return list(self.db.query("SELECT * FROM suppressions ORDER BY suppressed_at, id"))
 
     def bounce_rows(self, subscriber: str | None = None) -> list[dict]:
-        where, params = ("WHERE subscriber = ?", [subscriber]) if subscriber else ("", [])
+        where, params = ("WHERE subscriber = ?", [ledger_key(subscriber)]) if subscriber else ("", [])
         return list(self.db.query(f"SELECT * FROM bounces {where} ORDER BY digest_date, id", params))
 
     def digest_subscribers(self, digest_date: date) -> list[str]:

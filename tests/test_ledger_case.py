@@ -58,6 +58,8 @@ def test_a_ledger_written_before_keeps_its_history_under_one_spelling(tmp_path):
             ("deliveries", {"subscriber": "Ada@example.org", "paper_id": "p1", "digest_date": "2025-06-12"}),
             ("deliveries", {"subscriber": "ada@example.org", "paper_id": "p1", "digest_date": "2025-06-13"}),
             ("digest_views", {"subscriber": "Ada@example.org", "digest_date": "2025-06-12", "contents": "{}"}),
+            ("bounces", {"event": "dsn:1:ada@example.org", "subscriber": "Ada@example.org", "kind": "hard",
+                         "digest_date": "2025-06-12", "source": "dsn", "bad_address": 1}),
         ):
             store.db[table].insert(row)
     with Store(path) as store:
@@ -66,3 +68,21 @@ def test_a_ledger_written_before_keeps_its_history_under_one_spelling(tmp_path):
         assert store.delivered_ids(["Ada@example.org"], ["p1"]) == {"Ada@example.org": {"p1"}}
         assert store.delivered_count() == 1
         assert store.digest_contents("ADA@example.org", date(2025, 6, 12)) == "{}"
+        assert [c.subscriber for c in store.bounce_counts()] == ["ada@example.org"]
+
+
+def test_bounces_of_one_person_count_together_whatever_the_case(tmp_path):
+    from flows.store import Bounce
+
+    with Store(tmp_path / "p.db") as store:
+        # at the relay, under the address as the file spells it; later a DSN, matched through
+        # the ledger's digest rows (now in lower case)
+        store.record_outcome(Outcome(subscriber="Ada@example.org", digest_date=DAY, status="failed",
+                                     permanent=True, smtp_code=550, smtp_status="5.1.1", smtp_stage="RCPT"))
+        store.record_bounce(Bounce("dsn:1:ada@example.org", "ada@example.org", date(2025, 6, 14), "hard",
+                                   True, 550, "5.1.1", "dsn", "failed"))
+        (count,) = store.bounce_counts()
+        assert (count.subscriber, count.hard, count.bad_address) == ("ada@example.org", 2, 2)
+        store.record_suppression("Ada@example.org", date(2025, 6, 14), "hard bounce")
+        assert store.bounce_counts() == []  # the suppression starts the count over for that person
+        assert len(store.bounce_rows("ADA@example.org")) == 2
