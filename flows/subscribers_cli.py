@@ -50,7 +50,8 @@ def settings_for(ctx: typer.Context) -> Settings:
 
 def directory_for(ctx: typer.Context, must_exist: bool = False) -> Path:
     directory = ctx.meta.get(DIR_KEY) or settings_for(ctx).subscribers_dir
-    if must_exist and not directory.is_dir():
+    # `add` may create a missing folder, but nothing can make one where a file is
+    if (must_exist or directory.exists()) and not directory.is_dir():
         fail(f"{directory} is not a directory; set PAPERBOY_SUBSCRIBERS_DIR or pass --dir")
     return directory
 

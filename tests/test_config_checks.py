@@ -120,3 +120,12 @@ def test_dkim_keygen_refuses_a_bad_selector_or_out_with_one_line(tmp_path, monke
     result = invoke("dkim-keygen", "--bits", "1024", *args)
     refused(result, names)
     assert not (tmp_path / "k.pem").exists()
+
+
+@pytest.mark.parametrize("command", [["add", "new@example.org", "-k", "x"], ["set", "ada@example.org", "--max", "3"],
+                                     ["remove", "ada@example.org", "--yes"], ["show", "ada@example.org"]])
+def test_subscriber_edits_in_a_folder_that_is_a_file_say_so(tmp_path, command):
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    result = invoke("subscribers", "--dir", str(tmp_path / "a-file"), *command)
+    assert result.exit_code == 2, result.output
+    assert "is not a directory" in result.output and "Traceback" not in result.output, result.output
