@@ -129,3 +129,8 @@ def test_subscriber_edits_in_a_folder_that_is_a_file_say_so(tmp_path, command):
     result = invoke("subscribers", "--dir", str(tmp_path / "a-file"), *command)
     assert result.exit_code == 2, result.output
     assert "is not a directory" in result.output and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_web_refuses_a_port_that_does_not_exist(workspace, port):
+    refused(invoke("web", "--port", port), "--port")
