@@ -230,7 +230,7 @@ class Settings(BaseSettings):
             raise ValueError(f"no source given; use a comma-separated list of {', '.join(SOURCE_NAMES)}")
         return value
 
-    @field_validator("public_base_url")
+    @field_validator("public_base_url", "hf_base_url", "arxiv_feed_url", "arxiv_api_url")
     @classmethod
     def _http_base(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

@@ -42,6 +42,9 @@ def refused(result, variable: str) -> None:
     ("PAPERBOY_LIST_ID", "paperboy.example.org>\r\nBcc: someone@example.net"),
     ("PAPERBOY_PUBLIC_BASE_URL", "https://"),
     ("PAPERBOY_PUBLIC_BASE_URL", "https://paperboy.example.org/a b"),
+    ("PAPERBOY_HF_BASE_URL", "huggingface.co"),  # was retried 5 times a date, then exit 1
+    ("PAPERBOY_ARXIV_FEED_URL", "ftp://rss.arxiv.org/atom"),
+    ("PAPERBOY_ARXIV_API_URL", "https://"),
 ])
 @pytest.mark.parametrize("command", [["run", "--dry-run"], ["backfill", "--from", "2025-06-12", "--to", "2025-06-13"]])
 def test_an_unusable_setting_stops_the_command_with_one_line(workspace, monkeypatch, variable, value, command):
