@@ -14,6 +14,7 @@ from datetime import date
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
+from flows.children import start_resource_tracker
 from flows.corpus import Corpus
 from flows.fetch import BackfillRangeError, FetchReport, check_range, fetch_backfill, missing_dates  # noqa: F401
 from flows.progress import DateProgress
@@ -54,6 +55,7 @@ def backfill(start: date, end: date, source: str | None = None, send: bool = Fal
     restrict_umask()  # the database, key and subscriber files it creates are private
     settings = Settings()
     with stop_on_signals(), (run_lock(settings.db_path) if send else nullcontext()):  # see daily_digest
+        start_resource_tracker()
         return final_state(run_backfill(settings, start, end, source, send, refresh))
 
 

@@ -79,10 +79,12 @@ def ignore_interrupts() -> None:
 
 @contextmanager
 def interrupts_blocked() -> Iterator[None]:
-    """SIGINT blocked in this thread while it starts child processes: they inherit the mask,
-    so a Ctrl-C during their start-up (before they can ignore it) cannot kill them with a
-    traceback. The process still gets the signal: another thread handles it."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    """SIGINT and SIGHUP blocked in this thread while it starts child processes: they inherit
+    the mask, so a Ctrl-C during their start-up (before they can ignore it) cannot kill them
+    with a traceback, and a hangup (the shell sends SIGHUP to the whole job) never reaches
+    them: SIGHUP stays blocked in them (`ignore_interrupts` unblocks SIGINT only), and they die
+    with the run. The process still gets the signals: another thread handles them."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGHUP})
     try:
         yield
     finally:
@@ -102,6 +104,28 @@ def terminations_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def hangups_blocked() -> Iterator[None]:
+    """SIGHUP blocked in this thread while it starts a helper process (inherited: the helper
+    never gets a hangup, and dies with the run or ends with its work)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def start_resource_tracker() -> None:
+    """multiprocessing's resource tracker, started now with SIGHUP blocked (it ignores only
+    SIGINT and SIGTERM): started later by whichever helper needs it first, a hangup sent to
+    the run's process group killed it, and multiprocessing printed a traceback per resource
+    when it relaunched it. Call before any helper process starts."""
+    from multiprocessing import resource_tracker
+
+    with hangups_blocked():
+        resource_tracker.ensure_running()
 
 
 def main(argv: list[str]) -> None:

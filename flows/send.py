@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from flows.compose import cyclic_gc_paused, outgoing, renderer_for
 from flows.corpus import Corpus
 from flows.deliver import DeliveryStats, Outgoing, deliver_sync
+from flows.children import interrupts_blocked
 from flows.makers import pool_for
 from flows.models import Outcome
 from flows.render import Renderer
@@ -203,7 +204,8 @@ def send_planned(plan: BatchPlan, corpus: Corpus, settings: Settings,
             report.count(outcome)
             done.add(outcome.subscriber)
 
-    pool = None if dry_run else pool_for(corpus, settings, len(plan.todo))
+    with interrupts_blocked():  # the pool's processes and multiprocessing's resource tracker: no SIGHUP
+        pool = None if dry_run else pool_for(corpus, settings, len(plan.todo))
     if pool is not None:
         items = pool.make(plan.todo, plan.seen, on_skip=record, seconds=seconds)
     else:
