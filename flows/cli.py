@@ -44,7 +44,7 @@ app.add_typer(mail_app)  # dkim-keygen, bounces: top-level commands
 @app.command("web")
 def web(
     host: str = typer.Option("127.0.0.1", help="address to listen on (put an HTTPS proxy in front)"),
-    port: int = typer.Option(8000, min=1, max=65535, help="port to listen on"),
+    port: int = typer.Option(8000, min=0, max=65535, help="port to listen on (0: any free one)"),
 ) -> None:
     """Serve the subscribers' pages: preferences, unsubscribe, subscribe (double opt-in)."""
     from flows.web import web_command
