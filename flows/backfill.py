@@ -8,18 +8,20 @@ the log, a markdown artifact, the returned dict). Fetching is flows/fetch.py's
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import date
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
+from flows.children import start_resource_tracker
 from flows.corpus import Corpus
 from flows.fetch import BackfillRangeError, FetchReport, check_range, fetch_backfill, missing_dates  # noqa: F401
 from flows.progress import DateProgress
 from flows.report import BackfillSummary
 from flows.settings import Settings, restrict_umask
 from flows.sources import build_source
-from flows.store import Store
+from flows.store import Store, run_lock
 from flows.signals import stop_on_signals
 from flows.stopping import stop_requested
 from flows.tasks import ConfiguredTaskRunner, final_state, publish, load_subscribers, send_batches, today_in
@@ -51,8 +53,10 @@ def backfill(start: date, end: date, source: str | None = None, send: bool = Fal
     failed, or catch-up digests failed or were deferred) or Cancelled (a stop request: the
     dates fetched so far are kept, the same backfill resumes)."""
     restrict_umask()  # the database, key and subscriber files it creates are private
-    with stop_on_signals():
-        return final_state(run_backfill(Settings(), start, end, source, send, refresh))
+    settings = Settings()
+    with stop_on_signals(), (run_lock(settings.db_path) if send else nullcontext()):  # see daily_digest
+        start_resource_tracker()
+        return final_state(run_backfill(settings, start, end, source, send, refresh))
 
 
 def run_backfill(settings: Settings, start: date, end: date, source: str | None, send: bool,

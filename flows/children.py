@@ -17,7 +17,8 @@ run and its render processes) is gone.
 A terminal's Ctrl-C goes to its whole foreground process group. The helpers must not take
 it: the run stops them itself, last, after recording what it reached (see flows/signals.py).
 The server gets a session of its own; render processes start with SIGINT blocked and then
-ignore it.
+ignore it. A service manager's SIGTERM may reach every process of the service at once: the
+render processes ignore it, the server keeps it blocked (`terminations_blocked`).
 
 ``python -m flows.children PARENT_PID MODULE ARG…`` runs ``python -m MODULE ARG…`` as such a
 helper (the temporary server is uvicorn run that way).
@@ -78,14 +79,53 @@ def ignore_interrupts() -> None:
 
 @contextmanager
 def interrupts_blocked() -> Iterator[None]:
-    """SIGINT blocked in this thread while it starts child processes: they inherit the mask,
-    so a Ctrl-C during their start-up (before they can ignore it) cannot kill them with a
-    traceback. The process still gets the signal: another thread handles it."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    """SIGINT and SIGHUP blocked in this thread while it starts child processes: they inherit
+    the mask, so a Ctrl-C during their start-up (before they can ignore it) cannot kill them
+    with a traceback, and a hangup (the shell sends SIGHUP to the whole job) never reaches
+    them: SIGHUP stays blocked in them (`ignore_interrupts` unblocks SIGINT only), and they die
+    with the run. The process still gets the signals: another thread handles them."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGHUP})
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def terminations_blocked() -> Iterator[None]:
+    """SIGTERM blocked in this thread while it starts a child process that must outlive the
+    run's own SIGTERM: the child inherits the mask, and the signal never reaches it (a blocked
+    signal stays pending; Python's handlers do not unblock it). For the temporary Prefect
+    server: a service manager's stop (systemd: SIGTERM to every process of the service) must
+    not take it from under the run, which still records its final state there. The run stops
+    it with SIGINT, and it dies with the run in any case (`die_with_parent`)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def hangups_blocked() -> Iterator[None]:
+    """SIGHUP blocked in this thread while it starts a helper process (inherited: the helper
+    never gets a hangup, and dies with the run or ends with its work)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def start_resource_tracker() -> None:
+    """multiprocessing's resource tracker, started now with SIGHUP blocked (it ignores only
+    SIGINT and SIGTERM): started later by whichever helper needs it first, a hangup sent to
+    the run's process group killed it, and multiprocessing printed a traceback per resource
+    when it relaunched it. Call before any helper process starts."""
+    from multiprocessing import resource_tracker
+
+    with hangups_blocked():
+        resource_tracker.ensure_running()
 
 
 def main(argv: list[str]) -> None:

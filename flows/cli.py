@@ -44,12 +44,12 @@ app.add_typer(mail_app)  # dkim-keygen, bounces: top-level commands
 @app.command("web")
 def web(
     host: str = typer.Option("127.0.0.1", help="address to listen on (put an HTTPS proxy in front)"),
-    port: int = typer.Option(8000, help="port to listen on"),
+    port: int = typer.Option(8000, min=0, max=65535, help="port to listen on (0: any free one)"),
 ) -> None:
     """Serve the subscribers' pages: preferences, unsubscribe, subscribe (double opt-in)."""
     from flows.web import web_command
 
-    load_settings()
+    check_files(load_settings())
     web_command(host=host, port=port)
 
 EXIT_PARTIAL = 1  # the run finished, but digests failed or were deferred, or listing dates failed
@@ -89,6 +89,55 @@ def load_settings(**overrides: object) -> Settings:
         except DkimError as exc:
             fail(str(exc))
     return settings
+
+
+def check_files(settings: Settings, *, database: bool = True) -> None:
+    """The folders and files the settings name can be used: otherwise one line per variable
+    and exit 2 now, instead of a traceback halfway through a run (or, for a mistyped
+    subscribers folder, a run that mails nobody and says all went well)."""
+    from flows.render import CSS_FILE, HTML_TEMPLATE, TEXT_TEMPLATE
+
+    problems = []
+    if not settings.subscribers_dir.is_dir():
+        problems.append(f"PAPERBOY_SUBSCRIBERS_DIR: {settings.subscribers_dir} is not a directory; point it at "
+                        "the folder of subscriber YAML files (or create it)")
+    missing = [name for name in (HTML_TEMPLATE, TEXT_TEMPLATE, CSS_FILE)
+               if not (settings.templates_dir / name).is_file()]
+    if missing:
+        problems.append(f"PAPERBOY_TEMPLATES_DIR: {settings.templates_dir} has no {', '.join(missing)}; point it "
+                        "at the project's templates/ folder (or a copy of it)")
+    if settings.acronyms_file is not None:
+        from flows.rank.acronyms import AcronymFileError, load_acronyms
+
+        try:
+            load_acronyms(settings.acronyms_file)
+        except AcronymFileError as exc:
+            problems.append(f"PAPERBOY_ACRONYMS_FILE: {exc}")
+    if database:
+        from flows.store import Store, StoreError
+
+        try:
+            with Store(settings.db_path):
+                pass
+        except StoreError as exc:
+            problems.append(f"PAPERBOY_DB_PATH: {exc}")
+        except OSError as exc:
+            problems.append(f"PAPERBOY_DB_PATH: {settings.db_path}: cannot create the database "
+                            f"({exc.strerror or exc}: {exc.filename or settings.db_path})")
+    if problems:
+        fail("invalid configuration\n  " + "\n  ".join(problems))
+
+
+def check_not_running(settings: Settings) -> None:
+    """No other run is sending from this database (the flow holds flows.store.run_lock while
+    it runs; this says so before a temporary server is started for nothing)."""
+    from flows.store import RunLocked, run_lock
+
+    try:
+        with run_lock(settings.db_path):
+            pass
+    except RunLocked as exc:
+        fail(str(exc))
 
 
 def print_summary(result: dict) -> int:
@@ -241,10 +290,13 @@ def run(
 ) -> None:
     """Run the daily digest flow once, now."""
     settings = load_settings()  # fail early and clearly on a bad environment
+    check_files(settings)
     day = parse_date(digest_date) if digest_date else None
     check_not_future_date(settings, day)
     check_source(settings, source)
     check_only(settings, only)
+    if not dry_run:
+        check_not_running(settings)
     raise typer.Exit(run_flow(
         lambda: daily_flow()(digest_date=day, dry_run=dry_run, only=only, source=source, return_state=True),
         resume="run the same command again to finish (nothing is sent twice)"))
@@ -260,6 +312,7 @@ def backfill(
 ) -> None:
     """Fetch and index a range of listing dates; resumable (fetched dates are skipped)."""
     settings = load_settings()
+    check_files(settings)
     first, last = parse_date(start, "--from"), parse_date(end, "--to")
     check_source(settings, source)
     from flows.fetch import BackfillRangeError, check_range, today_in
@@ -268,6 +321,8 @@ def backfill(
         check_range(first, last, today_in(settings.timezone))
     except BackfillRangeError as exc:
         fail(str(exc))
+    if send:
+        check_not_running(settings)
     def start_backfill() -> Any:
         from flows.backfill import backfill as backfill_flow  # Prefect: after the server is up
 
@@ -287,6 +342,7 @@ def serve() -> None:
     export PREFECT_API_URL=http://127.0.0.1:4200/api first.
     """
     settings = load_settings()
+    check_files(settings)
     from prefect.settings import PREFECT_API_URL
 
     api_url = PREFECT_API_URL.value()
@@ -368,6 +424,8 @@ def demo(
         os.environ.pop("PAPERBOY_SMTP_USER", None)
         os.environ.pop("PAPERBOY_SMTP_PASSWORD", None)
         settings = load_settings()
+        check_files(settings)
+        check_not_running(settings)
         typer.echo(f"demo SMTP server listening on 127.0.0.1:{sink.port}, storing mail in {maildir}")
         code = run_flow(lambda: daily_flow()(return_state=True),
                         resume="run `paperboy demo` again to finish")
@@ -418,6 +476,7 @@ def doctor(
     from flows.tempserver import configured_api_url
 
     settings = load_settings()
+    check_files(settings)
     today = today_in(settings.timezone)
     problems = 0
     with Store(settings.db_path) as store:
@@ -492,15 +551,18 @@ def preview(
     from flows.preview import PreviewError, preview_digest
 
     settings = load_settings()
+    check_files(settings)
     day = parse_date(digest_date) if digest_date else None
     try:
         result = preview_digest(settings, email, day)
     except PreviewError as exc:
         fail(str(exc))
         return
-    target = out or PROJECT_ROOT / "var" / f"preview-{email.replace('@', '_at_')}.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(result.html, encoding="utf-8")
+    from flows.subscribers import file_stem
+    from flows.subscribers_cli import write_preview
+
+    target = out or PROJECT_ROOT / "var" / f"preview-{file_stem(email)}.html"
+    write_preview(target, result.html)
     typer.echo(f"{result.count} papers for {email} ({result.candidates} candidates, "
                f"{result.already_seen} already sent to them)")
     for line in result.explanations:
@@ -514,7 +576,7 @@ def preview(
 
 @app.command()
 def status(
-    runs: int = typer.Option(7, "--runs", min=1, help="how many recent digest dates to show"),
+    runs: int = typer.Option(7, "--runs", min=1, max=10_000, help="how many recent digest dates to show"),
 ) -> None:
     """What the ledger says: recent runs, today's counts, uncertain and deferred digests,
     the daily cap, suppressed subscribers. Reads only."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 from pathlib import Path
 from datetime import date, timedelta
 
+from flows.children import hangups_blocked
 from flows.models import Paper
 from flows.rank import Feedback, PaperIndex, RelatedModel, build_index, learn_related, load_acronyms
 from flows.shipped import plain_settings
@@ -117,7 +118,8 @@ def _learn_elsewhere(path: Path) -> bool:
         # `if __name__ == "__main__":`; this one needs nothing from it (as flows/makers.py).
         sys.modules["__main__"] = types.ModuleType("__main__")
         try:
-            child.start()
+            with hangups_blocked():  # a hangup stops the run after its work, not this helper
+                child.start()
         finally:
             sys.modules["__main__"] = main
         child.join()

@@ -10,6 +10,7 @@ the backfill flow are in tasks.py.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from collections.abc import Sequence
 from datetime import date, timedelta
 
@@ -18,11 +19,12 @@ from prefect.cache_policies import NONE
 
 from flows.corpus import Corpus
 from flows.fetch import FetchReport, catch_up_dates, check_not_future, fetch_dates
+from flows.children import interrupts_blocked, start_resource_tracker
 from flows.makers import close_pools, pool_for
 from flows.report import RunSummary
 from flows.settings import Settings, restrict_umask
 from flows.sources import build_source
-from flows.store import Store
+from flows.store import Store, run_lock
 from flows.subscribers import subscriber_files
 from flows.send import BatchReport
 from flows.signals import stop_on_signals
@@ -61,8 +63,11 @@ def daily_digest(digest_date: date | None = None, dry_run: bool = False,
     cancellation). A direct call returns the summary or raises `RunNotCompleted` (its
     `.summary`); see flows/tasks.py `final_state`."""
     restrict_umask()  # the database, key and subscriber files it creates are private
-    with stop_on_signals():
-        return final_state(run_daily(Settings(), digest_date, dry_run, only, source))
+    settings = Settings()
+    # One sending run per database at a time (RunLocked otherwise); a dry run writes no ledger.
+    with stop_on_signals(), (nullcontext() if dry_run else run_lock(settings.db_path)):
+        start_resource_tracker()  # before any helper process: it must not take a hangup
+        return final_state(run_daily(settings, digest_date, dry_run, only, source))
 
 
 def run_daily(settings: Settings, digest_date: date | None, dry_run: bool, only: str | None,
@@ -89,7 +94,8 @@ def run_daily(settings: Settings, digest_date: date | None, dry_run: bool, only:
     try:
         if prestart:
             left = len(subscriber_files(settings.subscribers_dir)) - finished
-            pool_for(corpus, settings, min(settings.batch_size, left))
+            with interrupts_blocked():  # its processes and the resource tracker keep SIGHUP blocked
+                pool_for(corpus, settings, min(settings.batch_size, left))
         subscribers, errors = load_subscribers(settings, only)
         if fetched.dates_failed:
             subscribers = [s.model_copy(update={"send_empty": False}) for s in subscribers]

@@ -50,6 +50,8 @@ def dkim_keygen(
     path = out or settings.dkim_key_file or PROJECT_ROOT / "var" / "dkim" / f"{selector}.pem"
     if not 1024 <= bits <= 4096:
         fail(f"--bits {bits}: use 1024 to 4096 (2048 recommended)")
+    if not dkim._SELECTOR.match(selector):  # it names the DNS record to publish, and goes into s=
+        fail(f"--selector {selector!r} is not a DNS name; use letters, digits and hyphens, e.g. pb2026")
     try:
         domain = dkim.signing_domain(settings.mail_from)
         if show:
@@ -60,6 +62,8 @@ def dkim_keygen(
         records = dkim.dns_records(signer, domain, selector, report_to=f"dmarc-reports@{domain}")
     except dkim.DkimError as exc:
         fail(str(exc))
+    except OSError as exc:  # a folder that cannot be made or written
+        fail(f"--out {path}: cannot write the key ({exc.strerror or exc}: {exc.filename or path})")
     publish, check = records[0], records[1:]
     typer.echo("\nPublish this DNS record (the public key receivers verify each digest with):\n")
     typer.echo(f"  {publish.name}.  TXT  {dkim.txt_chunks(publish.value)}\n")

@@ -32,11 +32,13 @@ class PreviewResult:
 
 
 def find_subscriber(settings: Settings, email: str) -> Subscriber:
-    subscribers, errors = load_all(settings.subscribers_dir)
+    subscribers, errors = load_all(settings.subscribers_dir, max_papers=settings.max_papers)
     for subscriber in subscribers:
         if subscriber.email.lower() == email.lower():
             return subscriber
-    broken = [e for e in errors if email.lower() in str(e).lower()]
+    from flows.tasks import mentions  # a broken file's error names its path, not the address
+
+    broken = [e for e in errors if email.lower() in str(e).lower() or mentions(e.path, email)]
     if broken:
         raise PreviewError(str(broken[0]))
     raise PreviewError(f"no subscriber {email} in {settings.subscribers_dir}")

@@ -24,7 +24,7 @@ class RunSummary:
         sent = len(b.previews) if self.dry_run else b.sent
         parts = [
             f"{self.digest_date}: fetched {f.papers_fetched} papers ({f.papers_new} new) "
-            f"from {len(f.dates_fetched)} listing dates",
+            f"from {len(f.dates_fetched)} listing dates{_malformed(f)}",
             f"{b.considered} subscribers",
             f"{verb} {sent}",
             f"skipped {b.skipped} (nothing new)",
@@ -93,6 +93,11 @@ class RunSummary:
         }
 
 
+def _malformed(f: FetchReport) -> str:
+    """Items the sources skipped as malformed, for the summary line (nothing when none)."""
+    return f" ({f.items_skipped} malformed items skipped)" if f.items_skipped else ""
+
+
 def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -108,7 +113,7 @@ class BackfillSummary:
     def line(self) -> str:
         f = self.fetch
         text = (f"backfill {self.start} → {self.end}: fetched {len(f.dates_fetched)} dates, "
-                f"{f.papers_fetched} papers ({f.papers_new} new), {len(f.dates_failed)} dates failed")
+                f"{f.papers_fetched} papers ({f.papers_new} new){_malformed(f)}, {len(f.dates_failed)} dates failed")
         if self.batch is not None:
             b = self.batch
             text += (f"; catch-up digests: sent {b.sent}, skipped {b.skipped} (nothing new), "

@@ -28,12 +28,13 @@ from datetime import UTC, date, datetime, timedelta
 from flows.compose import cyclic_gc_paused, outgoing, renderer_for
 from flows.corpus import Corpus
 from flows.deliver import DeliveryStats, Outgoing, deliver_sync
+from flows.children import interrupts_blocked
 from flows.makers import pool_for
 from flows.models import Outcome
 from flows.render import Renderer
 from flows.settings import Settings
 from flows.stopping import stop_requested
-from flows.store import Store
+from flows.store import Store, ledger_key
 from flows.subscribers import WEEKDAYS, Subscriber
 from flows.timing import add_seconds, timed
 
@@ -112,7 +113,7 @@ def plan(subscribers: Sequence[Subscriber], store: Store, digest_date: date,
         report.considered += 1
         if not (subscriber.active if catch_up else is_due(subscriber, digest_date)):
             report.not_due += 1
-        elif subscriber.email in finished:
+        elif ledger_key(subscriber.email) in finished:
             report.already += 1
         else:
             todo.append(subscriber)
@@ -155,7 +156,7 @@ def settle_uncertain(subscribers: Sequence[Subscriber], store: Store, digest_dat
     """This batch's digests of this date an earlier run left uncertain: with
     PAPERBOY_UNCERTAIN=resend they are planned again (same Message-ID), with skip their
     papers are recorded as seen and they count as final. Each is named in the report."""
-    emails = {s.email for s in subscribers}
+    emails = {ledger_key(s.email) for s in subscribers}
     found = [row["subscriber"] for row in store.uncertain_digests(digest_date) if row["subscriber"] in emails]
     if settings.uncertain == "skip":
         if write:
@@ -203,7 +204,8 @@ def send_planned(plan: BatchPlan, corpus: Corpus, settings: Settings,
             report.count(outcome)
             done.add(outcome.subscriber)
 
-    pool = None if dry_run else pool_for(corpus, settings, len(plan.todo))
+    with interrupts_blocked():  # the pool's processes and multiprocessing's resource tracker: no SIGHUP
+        pool = None if dry_run else pool_for(corpus, settings, len(plan.todo))
     if pool is not None:
         items = pool.make(plan.todo, plan.seen, on_skip=record, seconds=seconds)
     else:

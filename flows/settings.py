@@ -49,7 +49,9 @@ class Settings(BaseSettings):
 
     # hide_input_in_errors: a model-level error would print every value it was given, the
     # SMTP password and signing key included (pydantic shows the head and tail of its input).
-    model_config = SettingsConfigDict(env_prefix="PAPERBOY_", extra="ignore", hide_input_in_errors=True)
+    # allow_inf_nan=False: "inf" seconds would turn every timeout and interval into none.
+    model_config = SettingsConfigDict(env_prefix="PAPERBOY_", extra="ignore", hide_input_in_errors=True,
+                                      allow_inf_nan=False)
 
     # storage and inputs
     db_path: Path = Field(PROJECT_ROOT / "var" / "paperboy.db", description="SQLite database file")
@@ -228,12 +230,41 @@ class Settings(BaseSettings):
             raise ValueError(f"no source given; use a comma-separated list of {', '.join(SOURCE_NAMES)}")
         return value
 
-    @field_validator("public_base_url")
+    @field_validator("public_base_url", "hf_base_url", "arxiv_feed_url", "arxiv_api_url")
     @classmethod
     def _http_base(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        # It goes into every digest's links and its List-Unsubscribe header.
+        if _unprintable(value) or " " in value:
+            raise ValueError("must be one URL without spaces or control characters, e.g. https://paperboy.example.org")
+        from urllib.parse import urlsplit
+
+        try:
+            host = urlsplit(value).hostname
+        except ValueError:
+            host = None
+        if not host:
+            raise ValueError("names no host; e.g. https://paperboy.example.org")
         return value.rstrip("/")
+
+    @field_validator("mail_from")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        from email.utils import getaddresses
+
+        found = [] if _unprintable(value) else getaddresses([value])
+        if len(found) != 1 or not re.fullmatch(r"[^@\s]+@[^@\s]+", found[0][1]):
+            raise ValueError("is not one address with a domain (on one line); e.g. Paperboy <digest@example.org>")
+        return value
+
+    @field_validator("list_id")
+    @classmethod
+    def _list_id(cls, value: str) -> str:
+        # RFC 2919: a dot-atom such as digest.example.org, written as <…> in the List-Id header
+        if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+", value):
+            raise ValueError("must be a name with dots and no spaces, e.g. digest.example.org")
+        return value
 
     @field_validator("smtp_helo")
     @classmethod
@@ -270,6 +301,11 @@ class Settings(BaseSettings):
                 "mail and password would cross the network in clear; use starttls or tls"
             )
         return self
+
+
+def _unprintable(value: str) -> bool:
+    """Holds a control character or a line separator: cannot go into a mail header."""
+    return any(ord(ch) < 32 or ord(ch) == 127 or ch in "\u0085\u2028\u2029" for ch in value)
 
 
 PRIVATE_UMASK = 0o077  # files Paperboy creates: 0600, directories: 0700

@@ -1,4 +1,4 @@
-"""SIGINT and SIGTERM at the edge of a run: a stop request, never an exception deep inside.
+"""SIGINT, SIGTERM and SIGHUP at the edge of a run: a stop request, never an exception deep inside.
 
 The first SIGINT (Ctrl-C) or SIGTERM (systemd, Docker, Kubernetes, a Prefect cancellation)
 asks the run to stop (flows/stopping.py): every loop finishes the unit in hand (an SMTP
@@ -23,8 +23,10 @@ from flows.stopping import request_stop, stop_requested
 
 # 128 + the signal's number, as shells report a process killed by it; distinct from the
 # run's own codes (0 ok, 1 problems, 2 configuration, 3 broken subscriber files).
-EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
-HANDLED = (signal.SIGINT, signal.SIGTERM)
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
+# SIGHUP: a dropped SSH session or a closed terminal; the shell sends it to each job. Left
+# alone when the command started with it ignored (`nohup paperboy run`).
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def announce(text: str) -> None:
@@ -58,6 +60,8 @@ def stop_on_signals(handler: Callable[[int, object], None] = on_signal) -> Itera
         return
     previous = {}
     for signum in HANDLED:
+        if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+            continue  # nohup: the operator asked for the run to outlive the terminal
         try:
             previous[signum] = signal.signal(signum, handler)
         except (ValueError, OSError):  # not the main interpreter, or not allowed here

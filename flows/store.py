@@ -25,6 +25,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -42,6 +43,37 @@ CRASH_REASON = "the run ended between sending the message and recording the serv
 
 class StoreError(Exception):
     """The database cannot be opened or is not a Paperboy database."""
+
+
+class RunLocked(StoreError):
+    """Another run is sending digests from this database."""
+
+
+@contextmanager
+def run_lock(db_path: Path | str) -> Iterator[None]:
+    """Held by a run that sends from this database, for as long as it runs; RunLocked at once
+    if another run holds it. The ledger makes a rerun safe, not two runs at once: both would
+    plan the same subscribers (neither digest final yet), and each would take the other's
+    in-flight digests for a crash's leftovers. A lock file beside the database, released by
+    the kernel however the run ends (flock: a SIGKILLed run leaves no stale lock)."""
+    import fcntl
+    import socket
+
+    path = Path(f"{db_path}.run-lock")
+    private_file(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a process"
+            raise RunLocked(f"another run is sending digests from {db_path} ({holder}); let it finish "
+                            "(or stop it), then run this again: nothing is sent twice") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {_utcnow()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def private_file(path: Path) -> None:
@@ -204,9 +236,42 @@ def _m_feedback(db: sqlite_utils.Database) -> None:
     )
 
 
+def ledger_key(subscriber: str) -> str:
+    """How the ledger names a subscriber: the address in lower case. Everything else already
+    treats ``Ada@Example.org`` and ``ada@example.org`` as one person (duplicate files,
+    ``--only``, links, VERP, feedback); the ledger must too, or retyping the case in a
+    subscriber file mails them again."""
+    return subscriber.lower()
+
+
+def _m_ledger_case(db: sqlite_utils.Database) -> None:
+    # Rows written before ledger_key: one spelling per person. Where two spellings meet on
+    # one key, the row that says "sent" wins (a digest sent is never sent again).
+    for table, key in (("digests", ("digest_date",)), ("deliveries", ("paper_id",)),
+                       ("digest_views", ("digest_date",))):
+        mixed = [row[0] for row in db.execute(f"SELECT DISTINCT subscriber FROM {table}")
+                 if row[0] is not None and row[0] != ledger_key(row[0])]
+        match = " AND ".join(f"o.{k} = {table}.{k}" for k in key)
+        for subscriber in mixed:
+            lower = ledger_key(subscriber)
+            if table == "digests":
+                db.execute(f"DELETE FROM digests WHERE subscriber = ? AND EXISTS (SELECT 1 FROM digests o"
+                           f" WHERE o.subscriber = ? AND {match} AND o.status = 'sent')", [subscriber, lower])
+                db.execute(f"DELETE FROM digests WHERE subscriber = ? AND EXISTS (SELECT 1 FROM digests o"
+                           f" WHERE o.subscriber = ? AND {match})", [lower, subscriber])
+            else:
+                db.execute(f"DELETE FROM {table} WHERE subscriber = ? AND EXISTS (SELECT 1 FROM {table} o"
+                           f" WHERE o.subscriber = ? AND {match})", [subscriber, lower])
+            db.execute(f"UPDATE {table} SET subscriber = ? WHERE subscriber = ?", [lower, subscriber])
+    for table in ("bounces", "suppressions"):  # counted per person (no unique key to merge)
+        for (subscriber,) in db.execute(f"SELECT DISTINCT subscriber FROM {table}").fetchall():
+            if subscriber is not None and subscriber != ledger_key(subscriber):
+                db.execute(f"UPDATE {table} SET subscriber = ? WHERE subscriber = ?", [ledger_key(subscriber), subscriber])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_initial, _m2_signups, _m3_signup_abuse, _m4_web_view, _m5_bounces, _m_delivery_window, _m_related_models,
-    _m_feedback,
+    _m_feedback, _m_ledger_case,
 ]
 
 FEEDBACK_KEPT = 50  # a subscriber's latest verdicts that shape their ranking
@@ -599,7 +664,7 @@ class Store:
             " message_id = excluded.message_id, papers = excluded.papers, paper_ids = excluded.paper_ids,"
             " in_flight_at = excluded.in_flight_at, updated_at = excluded.updated_at"
             " WHERE digests.status != 'sent'",
-            [subscriber, digest_date.isoformat(), message_id, len(paper_ids),
+            [ledger_key(subscriber), digest_date.isoformat(), message_id, len(paper_ids),
              json.dumps(list(paper_ids)), now, now],
         )
 
@@ -628,7 +693,7 @@ class Store:
         day, now = digest_date.isoformat(), _utcnow()
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            for subscriber in subscribers:
+            for subscriber in map(ledger_key, subscribers):
                 row = self.db.execute(
                     "SELECT paper_ids FROM digests WHERE subscriber = ? AND digest_date = ? AND status = 'uncertain'",
                     [subscriber, day]).fetchone()
@@ -672,6 +737,10 @@ class Store:
         seen: dict[str, set[str]] = {s: set() for s in subscribers}
         if not subscribers or not paper_ids:
             return seen
+        spellings: dict[str, list[str]] = {}
+        for subscriber in subscribers:
+            spellings.setdefault(ledger_key(subscriber), []).append(subscriber)
+        keys = list(spellings)
         self.db.execute("CREATE TEMP TABLE IF NOT EXISTS _ids (id TEXT PRIMARY KEY)")
         # One transaction: in autocommit mode each insert was one, 50 ms for 2,000 candidates.
         self.db.execute("BEGIN")
@@ -682,8 +751,8 @@ class Store:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        for start in range(0, len(subscribers), 500):
-            chunk = list(subscribers[start:start + 500])
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
             marks = ",".join("?" * len(chunk))
             # Either look up every (subscriber, candidate) pair in the primary key, which SQLite
             # does unless told otherwise, or read each subscriber's deliveries and keep the
@@ -695,8 +764,9 @@ class Store:
                 f"SELECT subscriber, paper_id FROM deliveries WHERE subscriber IN ({marks}) "
                 f"AND {column} IN (SELECT id FROM _ids)", chunk,
             )
-            for subscriber, paper_id in rows:
-                seen[subscriber].add(paper_id)
+            for key, paper_id in rows:
+                for subscriber in spellings[key]:
+                    seen[subscriber].add(paper_id)
         return seen
 
     def _history(self, subscribers: Sequence[str], sample: int = 20) -> float:
@@ -714,11 +784,12 @@ class Store:
             status = "deferred"
         at = (outcome.at or datetime.now(timezone.utc)).isoformat(timespec="seconds")
         day = outcome.digest_date.isoformat()
+        subscriber = ledger_key(outcome.subscriber)
         self.db.execute("BEGIN IMMEDIATE")
         try:
             current = self.db.execute(
                 "SELECT status FROM digests WHERE subscriber = ? AND digest_date = ?",
-                [outcome.subscriber, day],
+                [subscriber, day],
             ).fetchone()
             if current and current[0] == "sent":
                 self.db.execute("ROLLBACK")  # a sent digest is never overwritten
@@ -731,7 +802,7 @@ class Store:
                 " attempts = digests.attempts + excluded.attempts, error = excluded.error,"
                 " sent_at = excluded.sent_at, updated_at = excluded.updated_at,"
                 " paper_ids = excluded.paper_ids",
-                [outcome.subscriber, day, status, outcome.message_id, len(outcome.paper_ids),
+                [subscriber, day, status, outcome.message_id, len(outcome.paper_ids),
                  outcome.attempts, outcome.error, at if status == "sent" else None, at,
                  json.dumps(list(outcome.paper_ids)) if status == "uncertain" else None],
             )
@@ -739,12 +810,12 @@ class Store:
                 self.db.conn.executemany(
                     "INSERT OR IGNORE INTO deliveries (subscriber, paper_id, digest_date, delivered_at)"
                     " VALUES (?, ?, ?, ?)",
-                    [(outcome.subscriber, pid, day, at) for pid in outcome.paper_ids],
+                    [(subscriber, pid, day, at) for pid in outcome.paper_ids],
                 )
                 if outcome.contents:
                     self.db.execute(
                         "INSERT OR REPLACE INTO digest_views (subscriber, digest_date, contents, sent_at)"
-                        " VALUES (?, ?, ?, ?)", [outcome.subscriber, day, outcome.contents, at])
+                        " VALUES (?, ?, ?, ?)", [subscriber, day, outcome.contents, at])
 
 
             if outcome.hard_bounce:  # counted towards suppression (flows/bounces.py)
@@ -762,7 +833,7 @@ class Store:
         """What a sent digest held (see flows.archive), or None if it was not kept."""
         row = self.db.execute(
             "SELECT contents FROM digest_views WHERE subscriber = ? AND digest_date = ?",
-            [subscriber, digest_date.isoformat()],
+            [ledger_key(subscriber), digest_date.isoformat()],
         ).fetchone()
         return row[0] if row else None
 
@@ -785,7 +856,7 @@ class Store:
         cursor = self.db.execute(
             "INSERT OR IGNORE INTO bounces (event, subscriber, digest_date, kind, bad_address, code, status,"
             " source, detail, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [bounce.event, bounce.subscriber, bounce.digest_date.isoformat(), bounce.kind,
+            [bounce.event, ledger_key(bounce.subscriber), bounce.digest_date.isoformat(), bounce.kind,
              int(bounce.bad_address), bounce.code, bounce.status, bounce.source, bounce.detail[:500], at],
         )
         return cursor.rowcount == 1
@@ -809,13 +880,13 @@ class Store:
         with self.db.conn:
             self.db.execute(
                 "INSERT INTO suppressions (subscriber, digest_date, reason, suppressed_at) VALUES (?, ?, ?, ?)",
-                [subscriber, digest_date.isoformat(), reason, _utcnow()])
+                [ledger_key(subscriber), digest_date.isoformat(), reason, _utcnow()])
 
     def suppressions(self) -> list[dict]:
         return list(self.db.query("SELECT * FROM suppressions ORDER BY suppressed_at, id"))
 
     def bounce_rows(self, subscriber: str | None = None) -> list[dict]:
-        where, params = ("WHERE subscriber = ?", [subscriber]) if subscriber else ("", [])
+        where, params = ("WHERE subscriber = ?", [ledger_key(subscriber)]) if subscriber else ("", [])
         return list(self.db.query(f"SELECT * FROM bounces {where} ORDER BY digest_date, id", params))
 
     def digest_subscribers(self, digest_date: date) -> list[str]:
@@ -834,7 +905,7 @@ class Store:
         if subscriber is None:
             return self.db["deliveries"].count
         return self.db.execute(
-            "SELECT COUNT(*) FROM deliveries WHERE subscriber = ?", [subscriber]
+            "SELECT COUNT(*) FROM deliveries WHERE subscriber = ?", [ledger_key(subscriber)]
         ).fetchone()[0]
 
 

@@ -50,7 +50,8 @@ def settings_for(ctx: typer.Context) -> Settings:
 
 def directory_for(ctx: typer.Context, must_exist: bool = False) -> Path:
     directory = ctx.meta.get(DIR_KEY) or settings_for(ctx).subscribers_dir
-    if must_exist and not directory.is_dir():
+    # `add` may create a missing folder, but nothing can make one where a file is
+    if (must_exist or directory.exists()) and not directory.is_dir():
         fail(f"{directory} is not a directory; set PAPERBOY_SUBSCRIBERS_DIR or pass --dir")
     return directory
 
@@ -281,6 +282,15 @@ def check(ctx: typer.Context) -> None:
     typer.echo(f"{len(subscribers)} subscribers OK")
 
 
+def write_preview(target: Path, html: str) -> None:
+    """Write a preview's HTML to ``target`` (its folder made if need be), or say why not (-o)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        fail(f"-o {target}: cannot write the preview ({exc.strerror or exc}); give a file in a writable folder")
+
+
 @app.command()
 def preview(
     ctx: typer.Context,
@@ -295,8 +305,7 @@ def preview(
     except PreviewError as exc:
         fail(str(exc))
     target = out or PROJECT_ROOT / "var" / f"preview-{subs.file_stem(email)}.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(result.html, encoding="utf-8")
+    write_preview(target, result.html)
     typer.echo(f"{result.count} papers for {email}")
     for line in result.explanations:
         typer.echo(f"  {line}")

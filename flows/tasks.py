@@ -121,7 +121,7 @@ def load_subscribers(settings: Settings, only: str | None) -> tuple[Sequence[Sub
     """Read and validate every subscriber file; broken files are reported, not fatal. The
     subscribers are kept packed (see `flows.subscribers.files.Packed`): the run holds all of
     them, and works on a batch at a time."""
-    subscribers, errors = load_all(settings.subscribers_dir, packed=not only)
+    subscribers, errors = load_all(settings.subscribers_dir, packed=not only, max_papers=settings.max_papers)
     if only:
         subscribers = [s for s in subscribers if s.email.lower() == only.lower()]
         if not subscribers:

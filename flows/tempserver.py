@@ -6,7 +6,8 @@ reached the server too, which died under the run; every state change and log lin
 flow then retried against nothing for minutes (issue 13: 3-4 minutes to exit), and a
 SIGKILLed run left it behind (≈ 220 MB). This one is started by the command itself:
 
-* in a session of its own, so the terminal's SIGINT never reaches it;
+* in a session of its own, so the terminal's SIGINT never reaches it, with SIGTERM blocked,
+  so a service manager's SIGTERM to every process of the service does not either;
 * dying with the run (flows/children.py), so a killed run leaves no server behind;
 * stopped last, after the flow has recorded its final state and Prefect's log and event
   workers have drained;
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -95,7 +97,10 @@ class TemporaryServer:
         command = [sys.executable, "-m", "flows.children", str(os.getpid()), "uvicorn",
                    "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
                    "--port", str(self.port), "--log-level", "error", "--lifespan", "on"]
-        return subprocess.Popen(command, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+        from flows.children import terminations_blocked
+
+        with terminations_blocked():  # systemd's stop signals every process: not this one
+            return subprocess.Popen(command, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
 
     def start(self) -> "TemporaryServer":
         started = time.monotonic()
@@ -146,7 +151,7 @@ class TemporaryServer:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        process.terminate()
+        process.send_signal(signal.SIGINT)  # it keeps SIGTERM blocked (see _spawn); uvicorn stops on SIGINT
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:

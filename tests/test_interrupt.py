@@ -273,6 +273,70 @@ def test_sigterm_stops_a_run_gracefully_with_its_own_exit_code(install):
     assert last_flow_run_state(install.prefect_db)[0] == "CANCELLED"
 
 
+def test_sigterm_to_every_process_of_the_run_stops_it_gracefully(install):
+    """systemd's default stop (KillMode=control-group) sends SIGTERM to every process of the
+    service at once, the temporary Prefect server included (its own session does not keep it
+    out of the cgroup). Before, the server died at once: exit 1, pages of Prefect tracebacks,
+    and the flow run left Running."""
+    with SlowSink(latency=0.1) as sink:
+        env = {**install.environ, "PAPERBOY_SMTP_PORT": str(sink.controller.port)}
+        child = run_until(env, sink, 15)
+        everyone = [child.pid, *(p.pid for p in helpers_of(child.pid))]
+        started = time.monotonic()
+        for pid in everyone:
+            os.kill(pid, signal.SIGTERM)
+        output = child.communicate(timeout=120)[0]
+        took = time.monotonic() - started
+        print(f"\nSIGTERM to {len(everyone)} processes: exit {took:.2f} s, code {child.returncode}")
+        assert child.returncode == 143 and took < BOUND, output[-3000:]
+        assert "interrupted (SIGTERM)" in output and "Traceback" not in output, output[-3000:]
+        assert sorted(sent_in_ledger(install)) == sorted(sink.recipients)
+    assert last_flow_run_state(install.prefect_db)[0] == "CANCELLED"
+
+
+def start_in_own_group(env: dict[str, str], sink: SlowSink, messages: int, **popen) -> subprocess.Popen:
+    """`paperboy run` as a shell job of its own (its own process group), once the sink has `messages`."""
+    child = subprocess.Popen([sys.executable, "-m", "flows.cli", "run"], env=env, cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             stdin=subprocess.DEVNULL, start_new_session=True, **popen)
+    deadline = time.monotonic() + 150
+    while len(sink.recipients) < messages:
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    return child
+
+
+def test_a_hangup_stops_a_run_gracefully_like_sigterm(install):
+    """An SSH session that drops (or a closed terminal window) hangs up: the shell sends SIGHUP
+    to each of its jobs' process groups, render processes included. Before, SIGHUP killed the
+    run on the spot: digests left in flight (resent by the next run), the flow run left Running."""
+    with SlowSink(latency=0.1) as sink:
+        env = {**install.environ, "PAPERBOY_SMTP_PORT": str(sink.controller.port)}
+        child = start_in_own_group(env, sink, 15)
+        assert "spawn_main" in " ".join(" ".join(p.cmdline()) for p in helpers_of(child.pid))  # render processes
+        started = time.monotonic()
+        os.killpg(child.pid, signal.SIGHUP)
+        output = child.communicate(timeout=120)[0]
+        took = time.monotonic() - started
+        print(f"\nSIGHUP: exit {took:.2f} s, code {child.returncode}")
+        assert child.returncode == 129 and took < BOUND, output[-3000:]
+        assert "interrupted (SIGHUP)" in output and "Traceback" not in output, output[-3000:]
+        assert sorted(sent_in_ledger(install)) == sorted(sink.recipients)
+    assert last_flow_run_state(install.prefect_db)[0] == "CANCELLED"
+    with Store(install.db_path) as store:
+        assert not store.uncertain_digests()  # nothing left in flight
+
+
+def test_a_run_started_with_nohup_ignores_the_hangup(install):
+    with SlowSink(latency=0.02) as sink:
+        env = {**install.environ, "PAPERBOY_SMTP_PORT": str(sink.controller.port)}
+        child = start_in_own_group(env, sink, 5, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+        os.killpg(child.pid, signal.SIGHUP)
+        output = child.communicate(timeout=300)[0]
+        assert child.returncode == 0, output[-3000:]
+        assert sorted(sink.recipients) == sorted(install.recipients)
+
+
 def test_sigkill_of_the_run_leaves_no_process_behind(install):
     """Issue 16 point 4: the temporary server, the render processes and the resource tracker
     go when the run is SIGKILLed."""

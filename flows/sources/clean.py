@@ -30,6 +30,9 @@ MAX_INT_DIGITS = 30  # longer JSON integers are not parsed at all (int() is quad
 # C0 controls but tab, line feed and carriage return (those are whitespace), DEL and C1.
 CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 SURROGATE = re.compile("[\ud800-\udfff]")
+# Bidirectional embeddings, overrides and isolates: they make text display other than it reads
+# ("Trojan Source"); right-to-left scripts need none of them. Dropped, not spaced.
+BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 class OutOfRange:
@@ -60,7 +63,7 @@ def text(value: object, field: str, limit: int) -> str:
         raise MalformedItem(f"{field} is {len(value)} characters long (at most {limit})")
     if SURROGATE.search(value):
         raise MalformedItem(f"{field} holds a lone surrogate (not Unicode text)")
-    return " ".join(CONTROL.sub(" ", value).split())
+    return " ".join(CONTROL.sub(" ", BIDI_CONTROL.sub("", value)).split())
 
 
 def texts(value: object, field: str, limit: int, most: int) -> tuple[str, ...]:

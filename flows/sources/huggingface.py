@@ -35,6 +35,7 @@ PAPER_URL = "https://huggingface.co/papers/{}"
 SEARCH_URL = "https://huggingface.co/papers?q={}"
 MAX_PAGES = 20  # a day has had well under 200 papers; this only stops a runaway loop
 MAX_SUMMARY = 600  # characters of ai_summary kept (a one-line TL;DR is about 150)
+VERSION = re.compile(r"v\d+\Z")
 PAPER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")  # arXiv ids, old and new style
 
 
@@ -84,6 +85,8 @@ def parse_item(item: dict, listed: date) -> Paper:
     paper_id = raw_id.strip() if isinstance(raw_id, str) and len(raw_id) <= clean.MAX_ID else ""
     if not PAPER_ID.fullmatch(paper_id):
         raise MalformedItem(f"item has no usable paper.id: {clean.preview(raw_id)}")
+    if is_arxiv_id(paper_id):  # one row per paper: arXiv's source keys it without the version
+        paper_id = VERSION.sub("", paper_id)
     title = (clean.text(paper.get("title"), "title", clean.MAX_TITLE)
              or clean.text(item.get("title"), "title", clean.MAX_TITLE))
     if not title:

@@ -257,17 +257,21 @@ def _plain(value: object, budget: list[int] | None = None) -> object:
     return value
 
 
-def load_all(directory: Path, *, packed: bool = False) -> tuple[Sequence[Subscriber], list[SubscriberFileError]]:
+def load_all(directory: Path, *, packed: bool = False,
+             max_papers: int | None = None) -> tuple[Sequence[Subscriber], list[SubscriberFileError]]:
     """Every valid subscriber, plus one error per broken file; duplicates are errors too.
 
     ``packed``: the subscribers as `Packed` (each kept pickled until it is used), for a
-    process that holds every subscriber for the whole run but works on a batch at a time."""
+    process that holds every subscriber for the whole run but works on a batch at a time.
+    ``max_papers``: the top N of a subscriber whose file does not say (PAPERBOY_MAX_PAPERS)."""
     subscribers: list[Subscriber] | Packed = Packed() if packed else []
     errors: list[SubscriberFileError] = []
     for path, subscriber, error in scan(directory):
         if error is not None:
             errors.append(error)
         else:
+            if max_papers is not None and "max_papers" not in subscriber.model_fields_set:
+                subscriber = subscriber.model_copy(update={"max_papers": max_papers})
             subscribers.append(subscriber)  # type: ignore[arg-type]
     return subscribers, errors
 

@@ -216,7 +216,7 @@ def check_query(keywords: list[str], exclude: list[str],
     except ValueError as exc:  # the ranking module's QueryError is a ValueError with .keyword
         keyword, problem = getattr(exc, "keyword", None), getattr(exc, "problem", None)
         text = f"keyword {keyword!r}: {problem}" if keyword and problem else str(exc)
-        if keyword and keyword not in text:
+        if keyword and keyword not in text and repr(keyword) not in text:  # named once ('\u200b' is repr'd)
             text = f"keyword {keyword!r}: {text}"
         raise ValueError(
             f"{text}; fix or remove it (a keyword is a word, words, a \"quoted phrase\", "

@@ -217,7 +217,8 @@ def create_app(settings: Settings, *, rate_limit: RateLimit | None = None) -> Fa
     async def home() -> Response:
         return RedirectResponse(f"{site.root}/subscribe", status_code=303)
 
-    @app.get("/healthz", include_in_schema=False)
+    # HEAD too: uptime checkers (UptimeRobot's default) send it, and read a 405 as "down".
+    @app.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
     async def health() -> Response:
         healthy, outbox = site.outbox.health()  # a stuck relay is not "ok"
         return Response(f"{'ok' if healthy else 'degraded'}\n{outbox}\n", media_type="text/plain",
