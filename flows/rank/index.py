@@ -25,7 +25,7 @@ import numpy as np
 
 from flows.models import Match, Paper
 from flows.rank.acronyms import AcronymTable, learn_acronyms, load_acronyms
-from flows.rank.bulk import close_pairs
+from flows.rank.bulk import close_pairs, pack, unpack
 from flows.rank.excerpt import Excerpts
 from flows.rank.expansion import Expansion, build_paper_norms, build_unit_postings, expand
 from flows.rank.graded import MIN_CREDIT, WINDOW, Part, graded_parts, head_unit, keyword_units
@@ -78,9 +78,10 @@ class PaperIndex:
     log_upvotes: tuple[float, ...]  # paper number → ln(1 + upvotes)
     max_log_upvotes: float
     # Filled by flows.rank.score: per term key the papers it matches and its score in
-    # each (aligned arrays); per keyword as written (label, term key, weight) what ranking
-    # needs of it; per keyword list (keywords, exclusions) its parsed terms looked up here.
-    term_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # each (aligned arrays, packed: see flows.rank.bulk.pack); per keyword as written
+    # (label, term key, weight) what ranking needs of it; per keyword list (keywords,
+    # exclusions) its parsed terms looked up here.
+    term_scores: dict[str, bytes | str] = field(default_factory=dict)
     looked_up: dict[tuple[str, str, float], Any] = field(default_factory=dict)
     queries: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = field(default_factory=dict)
     lists_looked_up: int = 0  # keyword lists looked up since forget_rankings last ran
@@ -96,14 +97,14 @@ class PaperIndex:
     related: RelatedModel | None = None  # learned from the stored corpus, if there is one
     _graded: dict[str, tuple[tuple[Part, Hits], ...]] = field(default_factory=dict)
     _df: dict[tuple[str, ...], int] = field(default_factory=dict)
-    _expansions: dict[str, Expansion] = field(default_factory=dict)
+    _expansions: dict[str, bytes] = field(default_factory=dict)  # packed (see expansion_ids)
     _unit_postings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     _paper_norms: np.ndarray | None = None
     # Per paper id a subscriber marked: today's papers like it and how much (flows.rank.feedback).
     feedback_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _unit_stems: list[tuple[str, ...]] | None = None
     _variant_lists: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = field(default_factory=dict)
-    expansion_scores: dict[bytes, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # see expansion_key
+    expansion_scores: dict[bytes, bytes] = field(default_factory=dict)  # packed, by expansion_key
     # Per field and stem, the words it stands for in the papers (see word_counts), for the
     # one-word keywords whose stem folds in other words.
     _words_of_stem: dict[tuple[int, str], dict[str, Mapping[int, int]]] = field(default_factory=dict)
@@ -151,7 +152,7 @@ class PaperIndex:
         self.queries.clear()
         self.looked_up.clear()
         self._expansions = {key: found for key, found in self._expansions.items() if key in used}
-        shared = (expansion_key(units, weights) for units, weights in self._expansions.values())
+        shared = (expansion_key(*unpack(packed)) for packed in self._expansions.values())
         self.expansion_scores = {key: self.expansion_scores[key] for key in shared if key in self.expansion_scores}
         for key in [key for key in self.term_scores if key[:1] in ("\x00", "\x01") and key[1:] not in used]:
             del self.term_scores[key]
@@ -299,11 +300,12 @@ class PaperIndex:
 
     def expansion_ids(self, term: Term) -> Expansion:
         """:meth:`expansion` with the units as the model's unit numbers (int32): compact,
-        thousands of keywords keep theirs for the whole run."""
+        thousands of keywords keep theirs for the whole run (packed in one bytes object,
+        see flows.rank.bulk.pack: the units as its numbers, the weights as its values)."""
         found = self._expansions.get(term.key)
         if found is None:
-            found = self._expansions[term.key] = self._expand(term)
-        return found
+            found = self._expansions[term.key] = pack(*self._expand(term))
+        return unpack(found)
 
     def _expand(self, term: Term) -> Expansion:
         return expand(self.related, self.variants(term.words), lambda: self.unit_stems)
