@@ -38,15 +38,16 @@ PACKED_WON_WIDTH = 14  # with the winning levels
 
 
 def pack(numbers: np.ndarray, values: np.ndarray, won: np.ndarray | None = None) -> bytes:
-    """A keyword's aligned arrays (paper numbers, values and maybe winning levels) as one
-    bytes object, for the caches that keep them per keyword for the run: tens of thousands
-    of keywords kept two or three small arrays each, and every ndarray costs ≈ 170 bytes
-    besides its data (the object, its shape and its data block), a bytes object ≈ 40.
-    The values come first, so that each array starts aligned (bytes data is 16-aligned)."""
-    parts = [values.astype(np.float64, copy=False).tobytes(), numbers.astype(PAPER_NUMBER, copy=False).tobytes()]
-    if won is not None:
-        parts.append(won.astype(np.int8, copy=False).tobytes())
-    return b"".join(parts)
+    """A keyword's aligned arrays (int32 paper numbers, float64 values and maybe int8 pairs
+    of winning levels) as one bytes object, for the caches that keep them per keyword for
+    the run: tens of thousands of keywords kept two or three small arrays each, and every
+    ndarray costs ≈ 170 bytes besides its data (the object, its shape and its data block),
+    a bytes object ≈ 40. The values come first, so that each array starts aligned (bytes
+    data is 16-aligned)."""
+    assert values.dtype == np.float64 and numbers.dtype == PAPER_NUMBER and (won is None or won.dtype == np.int8)
+    if won is None:
+        return values.tobytes() + numbers.tobytes()
+    return b"".join((values.tobytes(), numbers.tobytes(), won.tobytes()))
 
 
 def unpack(packed: bytes, width: int = PACKED_WIDTH) -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +60,16 @@ def unpack_won(packed: bytes) -> np.ndarray:
     """:func:`pack`'s winning levels (``count`` × 2 int8) of graded scores packed with them."""
     count = len(packed) // PACKED_WON_WIDTH
     return np.frombuffer(packed, np.int8, 2 * count, 12 * count).reshape(count, 2)
+
+
+_SIGNED = (*range(128), *range(-128, 0))  # a byte as int8
+
+
+def won_at(packed: bytes, position: int) -> tuple[int, int]:
+    """The winning levels (title, abstract) of the ``position``-th paper of graded scores
+    packed with them: read straight from the bytes, as explanations want one paper's."""
+    at = 12 * (len(packed) // PACKED_WON_WIDTH) + 2 * position
+    return _SIGNED[packed[at]], _SIGNED[packed[at + 1]]
 
 
 def _locked(array: np.ndarray) -> np.ndarray:

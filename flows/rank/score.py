@@ -30,7 +30,7 @@ import numpy as np
 from flows.models import Match, Paper, RankedPaper
 from flows.rank.feedback import DISLIKED_WEIGHT, LIKED_WEIGHT, Feedback, best_likeness, liked_match
 from flows.rank.bulk import (PACKED_WIDTH, PACKED_WON_WIDTH, PAPER_NUMBER, best_levels, pack, unpack, unpack_won,
-                             weighted_shares)
+                             weighted_shares, won_at)
 from flows.rank.index import PaperIndex, expansion_key
 from flows.rank.postings import Hits, PaperSet
 from flows.rank.query import Query, QueryError, Term, parse_query
@@ -771,9 +771,7 @@ def _ranked(index: PaperIndex, prepared: _Prepared, arrays: list[tuple[np.ndarra
             match = explained.get(number)
             if match is None:
                 if looked[4]:  # with parts: the levels that won each field when it was scored
-                    won = unpack_won(looked[0])
-                    match = index.explain_won(looked[1], looked[2], won.item(position, 0), won.item(position, 1),
-                                              number)
+                    match = index.explain_won(looked[1], looked[2], *won_at(looked[0], position), number)
                 else:
                     match = index.explain(looked[1], looked[2], number)
                 explained[shared[number]] = match
