@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -195,13 +196,17 @@ class PaperIndex:
                 firsts = [_starts_of(starts, positions, close[k][3][0]) for k in wanted]
                 seconds = [_starts_of(starts, positions, close[k][3][1]) for k in wanted]
                 near = close_pairs(firsts, seconds, offsets, WINDOW, index.span)
-                each = [_NO_PAPERS] * len(close)
+                # every pair's papers end to end in one array, kept for the run: one PaperSet
+                # per pair reads its slice (not an array object per pair and field)
+                rows, bounds = array("i"), [(0, 0)] * len(close)
                 for k, numbers in zip(wanted, near):
-                    each[k] = numbers
-                papers.append(each)
+                    start = len(rows)
+                    rows.frombytes(numbers.astype(np.int32, copy=False).tobytes())
+                    bounds[k] = (start, len(rows))
+                papers.append([PaperSet(rows, start, end) for start, end in bounds])
             for k, (n, term, part, units) in enumerate(close):
                 variants = tuple(dict.fromkeys(variant for unit in units for variant in unit))
-                hits = Hits(PaperSet(papers[0][k]), PaperSet(papers[1][k]), variants)
+                hits = Hits(papers[0][k], papers[1][k], variants)
                 levels = found[n]
                 levels[levels.index(None)] = (part, hits)
         for n, term in enumerate(terms):

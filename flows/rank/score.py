@@ -274,7 +274,7 @@ def _graded_many(index: PaperIndex, terms: Sequence[Term]) -> list[tuple[bytes, 
                 scale = weight if part is None else weight * part.credit
                 size = len(field_counts)
                 if isinstance(field_counts, PaperSet):
-                    papers.extend(field_counts.numbers.tolist())
+                    papers.extend(field_counts.tolist())
                     counts.extend(repeat(1, size))
                 else:  # laid end to end as Python ints, made one array below: a few per level
                     papers.extend(field_counts)
