@@ -11,7 +11,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.rank.bulk import PACKED_WON_WIDTH, PAPER_NUMBER, close_pairs, pack, unpack, unpack_won, won_at
+from flows.rank.bulk import (PACKED_WON_WIDTH, PAPER_NUMBER, close_pairs, pack, unpack, unpack_numbers, unpack_won,
+                             won_at)
 
 WINDOW = 4
 
@@ -70,5 +71,6 @@ def test_packed_arrays_read_back_bit_for_bit(entries):
         assert papers.tobytes() == numbers.tobytes() and scores.tobytes() == values.tobytes()
         assert not papers.flags.writeable and not scores.flags.writeable  # shared by every subscriber
         assert papers.flags.aligned and scores.flags.aligned
+        assert unpack_numbers(packed, width).tobytes() == numbers.tobytes()
     assert unpack_won(pack(numbers, values, won)).tolist() == won.tolist()
     assert [won_at(pack(numbers, values, won), n) for n in range(len(entries))] == [tuple(pair) for pair in won.tolist()]

@@ -56,6 +56,12 @@ def unpack(packed: bytes, width: int = PACKED_WIDTH) -> tuple[np.ndarray, np.nda
     return np.frombuffer(packed, PAPER_NUMBER, count, 8 * count), np.frombuffer(packed, np.float64, count)
 
 
+def unpack_numbers(packed: bytes, width: int = PACKED_WIDTH) -> np.ndarray:
+    """:func:`unpack`'s numbers alone (one view, where the values are not wanted)."""
+    count = len(packed) // width
+    return np.frombuffer(packed, PAPER_NUMBER, count, 8 * count)
+
+
 def unpack_won(packed: bytes) -> np.ndarray:
     """:func:`pack`'s winning levels (``count`` × 2 int8) of graded scores packed with them."""
     count = len(packed) // PACKED_WON_WIDTH

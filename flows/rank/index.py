@@ -153,7 +153,7 @@ class PaperIndex:
         self.queries.clear()
         self.looked_up.clear()
         self._expansions = {key: found for key, found in self._expansions.items() if key in used}
-        shared = (expansion_key(*unpack(packed)) for packed in self._expansions.values())
+        shared = (packed_expansion_key(packed) for packed in self._expansions.values())
         self.expansion_scores = {key: self.expansion_scores[key] for key in shared if key in self.expansion_scores}
         for key in [key for key in self.term_scores if key[:1] in ("\x00", "\x01") and key[1:] not in used]:
             del self.term_scores[key]
@@ -307,10 +307,15 @@ class PaperIndex:
         """:meth:`expansion` with the units as the model's unit numbers (int32): compact,
         thousands of keywords keep theirs for the whole run (packed in one bytes object,
         see flows.rank.bulk.pack: the units as its numbers, the weights as its values)."""
+        return unpack(self.packed_expansion(term))
+
+    def packed_expansion(self, term: Term) -> bytes:
+        """:meth:`expansion_ids` packed (cached): the weights as the values, the units as the
+        numbers; empty without related units."""
         found = self._expansions.get(term.key)
         if found is None:
             found = self._expansions[term.key] = pack(*self._expand(term))
-        return unpack(found)
+        return found
 
     def _expand(self, term: Term) -> Expansion:
         return expand(self.related, self.variants(term.words), lambda: self.unit_stems)
@@ -617,10 +622,13 @@ def expansion_key(units: np.ndarray, weights: np.ndarray) -> bytes:
     128-bit BLAKE2b digest of both arrays (equal expansions, equal keys; two different
     ones meet with probability 2⁻¹²⁸). Their bytes as the key held ≈ 450 bytes a keyword,
     ≈ 4 MB in a render process."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(units)  # as many int32 units as float64 weights: the lengths are unambiguous
-    digest.update(weights)
-    return digest.digest()
+    return packed_expansion_key(pack(units, weights))
+
+
+def packed_expansion_key(packed: bytes) -> bytes:
+    """:func:`expansion_key` of an expansion as ``PaperIndex.packed_expansion`` keeps it
+    (as many float64 weights as int32 units: the lengths are unambiguous)."""
+    return hashlib.blake2b(packed, digest_size=16).digest()
 
 
 def _label(part: Part) -> str:

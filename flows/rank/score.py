@@ -29,9 +29,9 @@ import numpy as np
 
 from flows.models import Match, Paper, RankedPaper
 from flows.rank.feedback import DISLIKED_WEIGHT, LIKED_WEIGHT, Feedback, best_likeness, liked_match
-from flows.rank.bulk import (PACKED_WIDTH, PACKED_WON_WIDTH, PAPER_NUMBER, best_levels, pack, unpack, unpack_won,
-                             weighted_shares, won_at)
-from flows.rank.index import PaperIndex, expansion_key
+from flows.rank.bulk import (PACKED_WIDTH, PACKED_WON_WIDTH, PAPER_NUMBER, best_levels, pack, unpack,
+                             unpack_numbers, unpack_won, weighted_shares, won_at)
+from flows.rank.index import PaperIndex, packed_expansion_key
 from flows.rank.postings import Hits, PaperSet
 from flows.rank.query import Query, QueryError, Term, parse_query
 
@@ -148,7 +148,7 @@ def rank(
     limit = subscriber.max_papers if limit is None else limit
     if limit <= 0 or not prepared.terms:
         return []
-    arrays = [_arrays(looked) for looked in prepared.terms]
+    arrays = [unpack(looked[0], PACKED_WON_WIDTH if looked[4] else PACKED_WIDTH) for looked in prepared.terms]
     relevance = _relevance(len(index.papers), prepared.scored or arrays)
     marked = _Marked.of(index, feedback)
     if prepared.exact is not None or marked:
@@ -238,10 +238,10 @@ def _graded_many(index: PaperIndex, terms: Sequence[Term]) -> list[tuple[bytes, 
     ``index.graded``) times its credit; then the abstract's plus the title's."""
     found: list = [None] * len(terms)
     todo: dict[str, list[int]] = {}
+    scores = index.term_scores
     for n, term in enumerate(terms):
-        cached = _graded_cached(index, term)
-        if cached is not None:
-            found[n] = cached
+        if f"\x00{term.key}" in scores:
+            found[n] = _graded_cached(index, term)
         else:
             todo.setdefault(term.key, []).append(n)
     if not todo:
@@ -436,7 +436,7 @@ def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool, n
     exact = None
     if (graded or related) and looked:
         exact = np.zeros(len(index.papers), np.bool_)  # packed: 1 bit a paper, whatever the keywords
-        matched = [_arrays(entry)[0] if entry[5] is None else np.frombuffer(entry[5], PAPER_NUMBER)
+        matched = [unpack_numbers(entry[0]) if entry[5] is None else np.frombuffer(entry[5], PAPER_NUMBER)
                    for entry in looked]
         exact[matched[0] if len(matched) == 1 else np.concatenate(matched)] = True
         exact = np.packbits(exact)
@@ -598,21 +598,21 @@ def _related_shares(index: PaperIndex, terms: Sequence[Term]) -> list[bytes]:
     todo: dict[bytes, list[int]] = {}
     expansions = {}
     for n, term in enumerate(terms):
-        units, weights = index.expansion_ids(term)
-        if not units.size:
+        expansion = index.packed_expansion(term)
+        if not expansion:
             found[n] = _NO_SHARE
             continue
-        shared = expansion_key(units, weights)
+        shared = packed_expansion_key(expansion)
         cached = index.expansion_scores.get(shared)
         if cached is not None:
             found[n] = cached
         else:
             todo.setdefault(shared, []).append(n)
-            expansions[shared] = (units, weights)
+            expansions[shared] = expansion
     if todo:
         indptr, papers, weights = index.unit_postings
         keys = list(todo)
-        shares = weighted_shares(indptr, papers, weights, len(index.papers), [expansions[k] for k in keys],
+        shares = weighted_shares(indptr, papers, weights, len(index.papers), [unpack(expansions[k]) for k in keys],
                                  RELATED_FLOOR)
         for shared, (numbers, values) in zip(keys, shares):
             share = index.expansion_scores[shared] = pack(numbers, values)
