@@ -1,5 +1,6 @@
 """flows.rank.bulk.close_pairs against a plain per-pair reference, where the caller passes
-the same slot arrays for several pairs (one array per unit, as PaperIndex.graded_many does)."""
+the same slot arrays for several pairs (one array per unit, as PaperIndex.graded_many does);
+and pack/unpack, which keep a keyword's arrays in one bytes object."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import random
 
 import numpy as np
 
-from flows.rank.bulk import close_pairs
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flows.rank.bulk import (PACKED_WON_WIDTH, PAPER_NUMBER, close_pairs, pack, unpack, unpack_numbers, unpack_won,
+                             won_at)
 
 WINDOW = 4
 
@@ -51,3 +56,21 @@ def test_shared_arrays_and_repeated_pairs_give_each_pair_its_own_papers():
     # copies instead of shared arrays: the same answers
     copies = close_pairs([a.copy() for a in first], [b.copy() for b in second], offsets, WINDOW, span)
     assert [a.tolist() for a in copies] == [a.tolist() for a in found]
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**31 - 1), st.floats(allow_nan=False), st.integers(-1, 127),
+                          st.integers(-1, 127)), max_size=40))
+def test_packed_arrays_read_back_bit_for_bit(entries):
+    numbers = np.array([entry[0] for entry in entries], PAPER_NUMBER)
+    values = np.array([entry[1] for entry in entries], np.float64)
+    won = np.array([entry[2:] for entry in entries], np.int8).reshape(len(entries), 2)
+    for packed, width in ((pack(numbers, values), 12), (pack(numbers, values, won), PACKED_WON_WIDTH)):
+        assert isinstance(packed, bytes)
+        papers, scores = unpack(packed, width)
+        assert papers.dtype == PAPER_NUMBER and scores.dtype == np.float64
+        assert papers.tobytes() == numbers.tobytes() and scores.tobytes() == values.tobytes()
+        assert not papers.flags.writeable and not scores.flags.writeable  # shared by every subscriber
+        assert papers.flags.aligned and scores.flags.aligned
+        assert unpack_numbers(packed, width).tobytes() == numbers.tobytes()
+    assert unpack_won(pack(numbers, values, won)).tolist() == won.tolist()
+    assert [won_at(pack(numbers, values, won), n) for n in range(len(entries))] == [tuple(pair) for pair in won.tolist()]

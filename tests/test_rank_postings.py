@@ -1,4 +1,5 @@
-"""Postings laid out as arrays (flows.rank.postings.Postings) read as the dict of dicts they replace."""
+"""Postings laid out as arrays (flows.rank.postings.Postings) read as the dict of dicts they replace;
+PaperSets sharing one array read as their own papers."""
 
 from collections import Counter
 
@@ -102,3 +103,24 @@ def test_expansion_key_is_equal_for_equal_expansions_only():
     others = [(units[:2].copy(), weights[:2].copy()), (np.array([3, 7, 8], np.int32), weights),
               (units, np.array([0.5, 0.25, 0.5])), (np.array([7, 3, 9], np.int32), weights)]
     assert len({expansion_key(units, weights), *(expansion_key(u, w) for u, w in others)}) == 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 70_000), max_size=12), min_size=1, max_size=6), st.integers(-2, 70_002))
+def test_paper_sets_sharing_one_array_read_as_their_own_slice(groups, probe):
+    from array import array
+
+    from flows.rank.postings import PaperSet
+
+    rows, sets, expected = array("i"), [], []
+    for group in groups:  # as PaperIndex.graded_many lays them out: each set's papers ascending, end to end
+        papers = sorted(set(group))
+        sets.append(PaperSet(rows, len(rows), len(rows) + len(papers)))
+        rows.extend(papers)
+        expected.append(dict.fromkeys(papers, 1))
+    for found, wanted in zip(sets, expected):
+        assert list(found) == list(wanted) == found.tolist() and len(found) == len(wanted)
+        for number in (probe, *wanted, *(n for other in expected for n in other)):
+            assert (number in found) == (number in wanted)
+            assert found.get(number) == wanted.get(number)
+    assert PaperSet(array("i", [1, 4])) == {1: 1, 4: 1}

@@ -31,6 +31,53 @@ MAX_CELLS = 2_000_000
 MAX_ENTRIES = 80_000  # postings entries per pass (≈ 30 keywords' related terms)
 
 
+# A keyword's arrays kept for the run (see pack): float64 values, then int32 paper numbers,
+# then, for graded scores, an int8 pair per paper.
+PACKED_WIDTH = 12  # bytes per paper: values and numbers
+PACKED_WON_WIDTH = 14  # with the winning levels
+
+
+def pack(numbers: np.ndarray, values: np.ndarray, won: np.ndarray | None = None) -> bytes:
+    """A keyword's aligned arrays (int32 paper numbers, float64 values and maybe int8 pairs
+    of winning levels) as one bytes object, for the caches that keep them per keyword for
+    the run: tens of thousands of keywords kept two or three small arrays each, and every
+    ndarray costs ≈ 170 bytes besides its data (the object, its shape and its data block),
+    a bytes object ≈ 40. The values come first, so that each array starts aligned (bytes
+    data is 16-aligned)."""
+    assert values.dtype == np.float64 and numbers.dtype == PAPER_NUMBER and (won is None or won.dtype == np.int8)
+    if won is None:
+        return values.tobytes() + numbers.tobytes()
+    return b"".join((values.tobytes(), numbers.tobytes(), won.tobytes()))
+
+
+def unpack(packed: bytes, width: int = PACKED_WIDTH) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pack`'s (numbers, values), as read-only views of the bytes (no copy)."""
+    count = len(packed) // width
+    return np.frombuffer(packed, PAPER_NUMBER, count, 8 * count), np.frombuffer(packed, np.float64, count)
+
+
+def unpack_numbers(packed: bytes, width: int = PACKED_WIDTH) -> np.ndarray:
+    """:func:`unpack`'s numbers alone (one view, where the values are not wanted)."""
+    count = len(packed) // width
+    return np.frombuffer(packed, PAPER_NUMBER, count, 8 * count)
+
+
+def unpack_won(packed: bytes) -> np.ndarray:
+    """:func:`pack`'s winning levels (``count`` × 2 int8) of graded scores packed with them."""
+    count = len(packed) // PACKED_WON_WIDTH
+    return np.frombuffer(packed, np.int8, 2 * count, 12 * count).reshape(count, 2)
+
+
+_SIGNED = (*range(128), *range(-128, 0))  # a byte as int8
+
+
+def won_at(packed: bytes, position: int) -> tuple[int, int]:
+    """The winning levels (title, abstract) of the ``position``-th paper of graded scores
+    packed with them: read straight from the bytes, as explanations want one paper's."""
+    at = 12 * (len(packed) // PACKED_WON_WIDTH) + 2 * position
+    return _SIGNED[packed[at]], _SIGNED[packed[at + 1]]
+
+
 def _locked(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array

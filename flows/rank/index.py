@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import numpy as np
 
 from flows.models import Match, Paper
 from flows.rank.acronyms import AcronymTable, learn_acronyms, load_acronyms
-from flows.rank.bulk import close_pairs
+from flows.rank.bulk import close_pairs, pack, unpack
 from flows.rank.excerpt import Excerpts
 from flows.rank.expansion import Expansion, build_paper_norms, build_unit_postings, expand
 from flows.rank.graded import MIN_CREDIT, WINDOW, Part, graded_parts, head_unit, keyword_units
@@ -78,9 +79,10 @@ class PaperIndex:
     log_upvotes: tuple[float, ...]  # paper number → ln(1 + upvotes)
     max_log_upvotes: float
     # Filled by flows.rank.score: per term key the papers it matches and its score in
-    # each (aligned arrays); per keyword as written (label, term key, weight) what ranking
-    # needs of it; per keyword list (keywords, exclusions) its parsed terms looked up here.
-    term_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # each (aligned arrays, packed: see flows.rank.bulk.pack); per keyword as written
+    # (label, term key, weight) what ranking needs of it; per keyword list (keywords,
+    # exclusions) its parsed terms looked up here.
+    term_scores: dict[str, bytes | str] = field(default_factory=dict)
     looked_up: dict[tuple[str, str, float], Any] = field(default_factory=dict)
     queries: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = field(default_factory=dict)
     lists_looked_up: int = 0  # keyword lists looked up since forget_rankings last ran
@@ -96,14 +98,14 @@ class PaperIndex:
     related: RelatedModel | None = None  # learned from the stored corpus, if there is one
     _graded: dict[str, tuple[tuple[Part, Hits], ...]] = field(default_factory=dict)
     _df: dict[tuple[str, ...], int] = field(default_factory=dict)
-    _expansions: dict[str, Expansion] = field(default_factory=dict)
+    _expansions: dict[str, bytes] = field(default_factory=dict)  # packed (see expansion_ids)
     _unit_postings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     _paper_norms: np.ndarray | None = None
     # Per paper id a subscriber marked: today's papers like it and how much (flows.rank.feedback).
     feedback_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _unit_stems: list[tuple[str, ...]] | None = None
     _variant_lists: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = field(default_factory=dict)
-    expansion_scores: dict[bytes, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # see expansion_key
+    expansion_scores: dict[bytes, bytes] = field(default_factory=dict)  # packed, by expansion_key
     # Per field and stem, the words it stands for in the papers (see word_counts), for the
     # one-word keywords whose stem folds in other words.
     _words_of_stem: dict[tuple[int, str], dict[str, Mapping[int, int]]] = field(default_factory=dict)
@@ -151,7 +153,7 @@ class PaperIndex:
         self.queries.clear()
         self.looked_up.clear()
         self._expansions = {key: found for key, found in self._expansions.items() if key in used}
-        shared = (expansion_key(units, weights) for units, weights in self._expansions.values())
+        shared = (packed_expansion_key(packed) for packed in self._expansions.values())
         self.expansion_scores = {key: self.expansion_scores[key] for key in shared if key in self.expansion_scores}
         for key in [key for key in self.term_scores if key[:1] in ("\x00", "\x01") and key[1:] not in used]:
             del self.term_scores[key]
@@ -194,13 +196,17 @@ class PaperIndex:
                 firsts = [_starts_of(starts, positions, close[k][3][0]) for k in wanted]
                 seconds = [_starts_of(starts, positions, close[k][3][1]) for k in wanted]
                 near = close_pairs(firsts, seconds, offsets, WINDOW, index.span)
-                each = [_NO_PAPERS] * len(close)
+                # every pair's papers end to end in one array, kept for the run: one PaperSet
+                # per pair reads its slice (not an array object per pair and field)
+                rows, bounds = array("i"), [(0, 0)] * len(close)
                 for k, numbers in zip(wanted, near):
-                    each[k] = numbers
-                papers.append(each)
+                    start = len(rows)
+                    rows.frombytes(numbers.astype(np.int32, copy=False).tobytes())
+                    bounds[k] = (start, len(rows))
+                papers.append([PaperSet(rows, start, end) for start, end in bounds])
             for k, (n, term, part, units) in enumerate(close):
                 variants = tuple(dict.fromkeys(variant for unit in units for variant in unit))
-                hits = Hits(PaperSet(papers[0][k]), PaperSet(papers[1][k]), variants)
+                hits = Hits(papers[0][k], papers[1][k], variants)
                 levels = found[n]
                 levels[levels.index(None)] = (part, hits)
         for n, term in enumerate(terms):
@@ -299,10 +305,16 @@ class PaperIndex:
 
     def expansion_ids(self, term: Term) -> Expansion:
         """:meth:`expansion` with the units as the model's unit numbers (int32): compact,
-        thousands of keywords keep theirs for the whole run."""
+        thousands of keywords keep theirs for the whole run (packed in one bytes object,
+        see flows.rank.bulk.pack: the units as its numbers, the weights as its values)."""
+        return unpack(self.packed_expansion(term))
+
+    def packed_expansion(self, term: Term) -> bytes:
+        """:meth:`expansion_ids` packed (cached): the weights as the values, the units as the
+        numbers; empty without related units."""
         found = self._expansions.get(term.key)
         if found is None:
-            found = self._expansions[term.key] = self._expand(term)
+            found = self._expansions[term.key] = pack(*self._expand(term))
         return found
 
     def _expand(self, term: Term) -> Expansion:
@@ -610,10 +622,13 @@ def expansion_key(units: np.ndarray, weights: np.ndarray) -> bytes:
     128-bit BLAKE2b digest of both arrays (equal expansions, equal keys; two different
     ones meet with probability 2⁻¹²⁸). Their bytes as the key held ≈ 450 bytes a keyword,
     ≈ 4 MB in a render process."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(units)  # as many int32 units as float64 weights: the lengths are unambiguous
-    digest.update(weights)
-    return digest.digest()
+    return packed_expansion_key(pack(units, weights))
+
+
+def packed_expansion_key(packed: bytes) -> bytes:
+    """:func:`expansion_key` of an expansion as ``PaperIndex.packed_expansion`` keeps it
+    (as many float64 weights as int32 units: the lengths are unambiguous)."""
+    return hashlib.blake2b(packed, digest_size=16).digest()
 
 
 def _label(part: Part) -> str:

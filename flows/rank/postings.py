@@ -38,14 +38,15 @@ NOWHERE: frozenset[int] = frozenset()
 
 
 class PaperSet(Mapping):
-    """Papers (an ascending array of paper numbers) as a read-only mapping paper → 1: the
-    counts of a level that either occurs in a paper or not (the words of a keyword close
-    together), without a dict per keyword."""
+    """Papers (ascending paper numbers: ``numbers[start:end]``, a slice of an array shared
+    with other sets) as a read-only mapping paper → 1: the counts of a level that either
+    occurs in a paper or not (the words of a keyword close together), without a dict, or
+    an array object, per keyword (thousands of keywords keep theirs for the run)."""
 
-    __slots__ = ("numbers",)
+    __slots__ = ("numbers", "start", "end")
 
-    def __init__(self, numbers: np.ndarray) -> None:
-        self.numbers = numbers
+    def __init__(self, numbers: array, start: int = 0, end: int | None = None) -> None:
+        self.numbers, self.start, self.end = numbers, start, len(numbers) if end is None else end
 
     def __getitem__(self, number: int) -> int:
         if number in self:
@@ -53,15 +54,18 @@ class PaperSet(Mapping):
         raise KeyError(number)
 
     def __contains__(self, number: object) -> bool:
-        numbers = self.numbers
-        at = int(np.searchsorted(numbers, number))  # type: ignore[call-overload]
-        return at < numbers.size and numbers[at] == number
+        at = bisect_left(self.numbers, number, self.start, self.end)  # type: ignore[type-var]
+        return at < self.end and self.numbers[at] == number
 
     def __iter__(self):
-        return iter(self.numbers.tolist())
+        return iter(self.tolist())
 
     def __len__(self) -> int:
-        return int(self.numbers.size)
+        return self.end - self.start
+
+    def tolist(self) -> list[int]:
+        """The papers, ascending."""
+        return self.numbers[self.start:self.end].tolist()
 
 
 def compact(values: np.ndarray) -> array:

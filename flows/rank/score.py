@@ -8,9 +8,11 @@ subscriber needs it, and shared with every later one.
 
 Vector layout: per keyword, two aligned arrays, the numbers of the papers it matches
 (int32) and its weighted score in each (float64), kept sparse because a day holds tens of
-thousands of distinct keywords. Per subscriber, one dense float64 vector indexed by paper
-number holds the relevance, summed term by term in query order from 0.0 as the plain
-formula adds them (so the sums are bit for bit the same). Every term's score is positive,
+thousands of distinct keywords, and packed in one bytes object per keyword
+(``flows.rank.bulk.pack``; read back as arrays where a subscriber's ranking uses them).
+Per subscriber, one dense float64 vector indexed by paper number holds the relevance,
+summed term by term in query order from 0.0 as the plain formula adds them (so the sums
+are bit for bit the same). Every term's score is positive,
 so 0.0 means that no keyword matched; excluded and delivered papers are reset to 0.0.
 """
 
@@ -27,8 +29,9 @@ import numpy as np
 
 from flows.models import Match, Paper, RankedPaper
 from flows.rank.feedback import DISLIKED_WEIGHT, LIKED_WEIGHT, Feedback, best_likeness, liked_match
-from flows.rank.bulk import PAPER_NUMBER, best_levels, weighted_shares
-from flows.rank.index import PaperIndex, expansion_key
+from flows.rank.bulk import (PACKED_WIDTH, PACKED_WON_WIDTH, PAPER_NUMBER, best_levels, pack, unpack,
+                             unpack_numbers, unpack_won, weighted_shares, won_at)
+from flows.rank.index import PaperIndex, packed_expansion_key
 from flows.rank.postings import Hits, PaperSet
 from flows.rank.query import Query, QueryError, Term, parse_query
 from flows.rank.text import holds_name
@@ -74,17 +77,19 @@ RELATED_LEVELS = ("off", "near", "far")
 # still round to the same or a higher value, so candidates within it are kept.
 _ROUNDING_SLACK = 2e-6
 
-# Per term of a query: the papers it matches and its scores there times its weight (aligned
-# arrays, ascending paper numbers), the term, its hits, its explanations so far, whether
-# graded phrases gave it parts (False: exact matching, where the hits say which papers
-# matched), per paper the levels that scored it (with parts), and the papers the whole
-# keyword matches (its exact matches, in no particular order, some maybe twice: the first
-# array's papers, without parts).
-_Looked = tuple[np.ndarray, np.ndarray, Term, Hits, dict[int, Match], bool, np.ndarray | None, np.ndarray]
-_NO_SHARE = (np.zeros(0, np.intp), np.zeros(0))  # a keyword without related terms
-_NOT_GRADED = (*_NO_SHARE, True, np.zeros((0, 2), np.int8))  # parts, none of which occurs
-for _array in (*_NO_SHARE, _NOT_GRADED[3]):
-    _array.flags.writeable = False
+# Per term of a query: the papers it matches and its scores there times its weight, with
+# parts also per paper the levels that scored it (packed in one bytes object, ascending paper
+# numbers: see flows.rank.bulk.pack; _arrays reads them), the term, its hits, its
+# explanations so far, whether graded phrases gave it parts (False: exact matching, where
+# the hits say which papers matched), and with parts the papers the whole keyword matches
+# (int32 bytes: its exact matches, in no particular order, some maybe twice; None: the
+# packed papers). Thousands of keywords keep theirs for the run: bytes, not small arrays.
+_Looked = tuple[bytes, Term, Hits, dict[int, Match], bool, bytes | None]
+_NO_SHARE = b""  # a keyword without related terms (packed)
+_NOT_GRADED = b""  # parts, none of which occurs (packed)
+# In index.term_scores under "\x00" + key: a keyword without parts, whose graded scores are
+# its plain scores (index.term_scores[key]), not kept twice.
+_WITHOUT_PARTS = "without parts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +98,9 @@ class _Prepared:
 
     terms: tuple[_Looked, ...]
     excluded: np.ndarray  # paper numbers (intp)
-    # Per term, its related evidence: (papers, r) aligned arrays and RELATED_WEIGHT · weight,
-    # their factor; empty without related papers.
-    related: tuple[tuple[np.ndarray, np.ndarray, float], ...] = ()
+    # Per term, its related evidence: (papers, r) packed (see flows.rank.bulk.pack) and
+    # RELATED_WEIGHT · weight, their factor; empty without related papers.
+    related: tuple[tuple[bytes, float], ...] = ()
     # With graded phrases or related papers: per paper, whether some keyword matches it
     # exactly (it enters at MIN_SCORE; the others need the threshold of the subscriber's
     # level), as bits (np.packbits).
@@ -144,13 +149,14 @@ def rank(
     limit = subscriber.max_papers if limit is None else limit
     if limit <= 0 or not prepared.terms:
         return []
-    relevance = _relevance(len(index.papers), prepared.scored or prepared.terms)
+    arrays = [unpack(looked[0], PACKED_WON_WIDTH if looked[4] else PACKED_WIDTH) for looked in prepared.terms]
+    relevance = _relevance(len(index.papers), prepared.scored or arrays)
     marked = _Marked.of(index, feedback)
     if prepared.exact is not None or marked:
         relevance = _tiered(relevance, prepared, level, index, marked, min_score)
     _drop_excluded(index, relevance, prepared.excluded, exclude_ids)
     best = _best(index, relevance, subscriber.popularity * POPULARITY_SCALE, min_score, limit)
-    return _ranked(index, prepared, best, marked)
+    return _ranked(index, prepared, arrays, best, marked)
 
 
 def rank_many(
@@ -190,39 +196,53 @@ def rank_many(
 
 def term_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
     """The papers the term matches and its score in each, before the subscriber's weight."""
+    return unpack(_plain_scores(index, term))
+
+
+def _plain_scores(index: PaperIndex, term: Term) -> bytes:
+    """:func:`term_scores`, packed (cached per index)."""
     cached = index.term_scores.get(term.key)
     if cached is None:
         hits = index.hits(term)
         scores = _field_scores(hits.abstract, hits.abstract_phrase, ABSTRACT_WEIGHT)
         for number, score in _field_scores(hits.title, hits.title_phrase, TITLE_WEIGHT).items():
             scores[number] = scores.get(number, 0.0) + score  # abstract first, as the formula adds
-        numbers = _read_only(np.fromiter(scores.keys(), PAPER_NUMBER, len(scores)))
-        values = _read_only(np.fromiter(scores.values(), np.float64, len(scores)))
-        cached = index.term_scores[term.key] = (numbers, values)
-    return cached
+        numbers = np.fromiter(scores.keys(), PAPER_NUMBER, len(scores))
+        values = np.fromiter(scores.values(), np.float64, len(scores))
+        cached = index.term_scores[term.key] = pack(numbers, values)
+    return cached  # type: ignore[return-value]
 
 
 def graded_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray, bool]:
     """:func:`term_scores` with partial credit for parts of the keyword, and whether it has
     parts (False: its scores are :func:`term_scores`')."""
+    packed, has_parts = _graded_many(index, [term])[0]
+    return (*unpack(packed, PACKED_WON_WIDTH if has_parts else PACKED_WIDTH), has_parts)
+
+
+def _graded_cached(index: PaperIndex, term: Term) -> tuple[bytes, bool] | None:
+    """The keyword's graded scores if the index holds them: packed (with the winning levels
+    if it has parts), and whether it has parts."""
     cached = index.term_scores.get(f"\x00{term.key}")  # never a plain key: those start with the field name or ":"
     if cached is None:
-        cached = _graded_many(index, [term])[0]
-    return cached[:3]  # type: ignore[return-value]
+        return None
+    if cached is _WITHOUT_PARTS:
+        return index.term_scores[term.key], False  # type: ignore[return-value]
+    return cached, True  # type: ignore[return-value]
 
 
-def _graded_many(index: PaperIndex, terms: Sequence[Term]) -> list[tuple]:
+def _graded_many(index: PaperIndex, terms: Sequence[Term]) -> list[tuple[bytes, bool]]:
     """Per keyword (cached in the index): the papers it or a part of it matches, its score
-    in each, whether it has parts, and per paper which level scored each field (an int8
-    pair, -1 for none; None without parts). Per field a keyword scores its best level:
-    the whole keyword (level 0) or a part (level i: the i-th of ``index.graded``) times
-    its credit; then the abstract's plus the title's."""
+    in each and, with parts, per paper which level scored each field (an int8 pair, -1 for
+    none), packed (see flows.rank.bulk.pack); and whether it has parts. Per field a keyword
+    scores its best level: the whole keyword (level 0) or a part (level i: the i-th of
+    ``index.graded``) times its credit; then the abstract's plus the title's."""
     found: list = [None] * len(terms)
     todo: dict[str, list[int]] = {}
+    scores = index.term_scores
     for n, term in enumerate(terms):
-        cached = index.term_scores.get(f"\x00{term.key}")
-        if cached is not None:
-            found[n] = cached
+        if f"\x00{term.key}" in scores:
+            found[n] = _graded_cached(index, term)
         else:
             todo.setdefault(term.key, []).append(n)
     if not todo:
@@ -231,8 +251,7 @@ def _graded_many(index: PaperIndex, terms: Sequence[Term]) -> list[tuple]:
     with_parts: list[int] = []
     for k, (term, levels) in enumerate(zip(firsts, index.graded_many(firsts))):
         if not levels:
-            numbers, values = term_scores(index, term)
-            _store_graded(index, term, (numbers, values, False, None), todo[term.key], found)
+            _store_graded(index, term, (_plain_scores(index, term), False), todo[term.key], found)
         else:
             with_parts.append(k)
     if not with_parts:
@@ -256,7 +275,7 @@ def _graded_many(index: PaperIndex, terms: Sequence[Term]) -> list[tuple]:
                 scale = weight if part is None else weight * part.credit
                 size = len(field_counts)
                 if isinstance(field_counts, PaperSet):
-                    papers.extend(field_counts.numbers.tolist())
+                    papers.extend(field_counts.tolist())
                     counts.extend(repeat(1, size))
                 else:  # laid end to end as Python ints, made one array below: a few per level
                     papers.extend(field_counts)
@@ -274,7 +293,7 @@ def _graded_many(index: PaperIndex, terms: Sequence[Term]) -> list[tuple]:
                 entries += size
     if not entries:  # parts, but neither they nor the keyword occur anywhere
         for k in with_parts:
-            _store_graded(index, firsts[k], _NOT_GRADED, todo[firsts[k].key], found)
+            _store_graded(index, firsts[k], (_NOT_GRADED, True), todo[firsts[k].key], found)
         return found
     sizes = np.array(lengths, np.intp)
     tf = np.array(counts, np.intp)
@@ -288,12 +307,13 @@ def _graded_many(index: PaperIndex, terms: Sequence[Term]) -> list[tuple]:
                        np.repeat(np.array(levels, np.int64), sizes))
     for k in with_parts:
         numbers, totals, won = best[k]
-        _store_graded(index, firsts[k], (numbers, totals, True, won), todo[firsts[k].key], found)
+        _store_graded(index, firsts[k], (pack(numbers, totals, won), True), todo[firsts[k].key], found)
     return found
 
 
-def _store_graded(index: PaperIndex, term: Term, graded: tuple, positions: list[int], found: list) -> None:
-    index.term_scores[f"\x00{term.key}"] = graded  # type: ignore[assignment]
+def _store_graded(index: PaperIndex, term: Term, graded: tuple[bytes, bool], positions: list[int],
+                  found: list) -> None:
+    index.term_scores[f"\x00{term.key}"] = graded[0] if graded[1] else _WITHOUT_PARTS  # type: ignore[assignment]
     for n in positions:
         found[n] = graded
 
@@ -412,21 +432,25 @@ def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool, n
     index.mark_used([term.key for term in query.terms])  # their per-keyword work outlives a forget
     looked = tuple([_look_up(index, term, graded) for term in query.terms])
     related = tuple([_weighted_related(index, term) for term in query.terms]) if use_related else ()
-    if related and not any(numbers.size for numbers, _, _ in related):
+    if related and not any(packed for packed, _ in related):
         related = ()
     exact = None
     if (graded or related) and looked:
         exact = np.zeros(len(index.papers), np.bool_)  # packed: 1 bit a paper, whatever the keywords
-        exact[looked[0][7] if len(looked) == 1 else np.concatenate([entry[7] for entry in looked])] = True
+        matched = [unpack_numbers(entry[0]) if entry[5] is None else np.frombuffer(entry[5], PAPER_NUMBER)
+                   for entry in looked]
+        exact[matched[0] if len(matched) == 1 else np.concatenate(matched)] = True
         exact = np.packbits(exact)
     scored = related_scored = None
     concepts = _same_concept(index, query.terms)
     if concepts is not None:
-        scored = tuple([_best_of([looked[n][0] for n in members], [looked[n][1] for n in members])
+        arrays = [_arrays(entry) for entry in looked]
+        scored = tuple([_best_of([arrays[n][0] for n in members], [arrays[n][1] for n in members])
                         for members in concepts])
         if related:
-            related_scored = tuple([(*_best_of([related[n][0] for n in members],
-                                               [related[n][2] * related[n][1] for n in members]), 1.0)
+            shares = [unpack(packed) for packed, _ in related]
+            related_scored = tuple([(*_best_of([shares[n][0] for n in members],
+                                               [related[n][1] * shares[n][1] for n in members]), 1.0)
                                     for members in concepts])
     return _Prepared(looked, np.fromiter(sorted(excluded), np.intp, len(excluded)), related, exact,
                      scored, related_scored)
@@ -528,7 +552,8 @@ def _tiered(relevance: np.ndarray, prepared: _Prepared, level: str, index: Paper
         exact = _exact_matches(index, prepared)
     threshold = NON_EXACT_THRESHOLDS[level]
     if prepared.related:
-        relevance = relevance + _related_evidence(relevance.size, prepared.related_scored or prepared.related)
+        evidence = prepared.related_scored or [(*unpack(packed), factor) for packed, factor in prepared.related]
+        relevance = relevance + _related_evidence(relevance.size, evidence)
         keep |= exact & (relevance >= PASSING_MIN)
     else:
         keep |= exact
@@ -547,7 +572,7 @@ def _tiered(relevance: np.ndarray, prepared: _Prepared, level: str, index: Paper
 def _exact_matches(index: PaperIndex, prepared: _Prepared) -> np.ndarray:
     exact = np.zeros(len(index.papers), np.bool_)
     for looked in prepared.terms:
-        exact[term_scores(index, looked[2])[0]] = True
+        exact[term_scores(index, looked[1])[0]] = True
     return exact
 
 
@@ -555,48 +580,54 @@ def related_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarra
     """The papers holding at least ``RELATED_FLOOR`` of the keyword's related-term weight,
     and that share (cached per index: subscribers share keywords, and keywords share
     their related terms, "RL" and "reinforcement learning" for one)."""
+    return unpack(_related_packed(index, term))
+
+
+def _related_packed(index: PaperIndex, term: Term) -> bytes:
+    """:func:`related_scores`, packed (cached per index)."""
     key = f"\x01{term.key}"
     cached = index.term_scores.get(key)
     if cached is None:
         cached = index.term_scores[key] = _related_shares(index, [term])[0]
-    return cached
+    return cached  # type: ignore[return-value]
 
 
-def _related_shares(index: PaperIndex, terms: Sequence[Term]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`related_scores` of several keywords, worked out together (not cached here)."""
+def _related_shares(index: PaperIndex, terms: Sequence[Term]) -> list[bytes]:
+    """:func:`related_scores` of several keywords, packed, worked out together (not cached
+    here)."""
     found: list = [None] * len(terms)
     todo: dict[bytes, list[int]] = {}
     expansions = {}
     for n, term in enumerate(terms):
-        units, weights = index.expansion_ids(term)
-        if not units.size:
+        expansion = index.packed_expansion(term)
+        if not expansion:
             found[n] = _NO_SHARE
             continue
-        shared = expansion_key(units, weights)
+        shared = packed_expansion_key(expansion)
         cached = index.expansion_scores.get(shared)
         if cached is not None:
             found[n] = cached
         else:
             todo.setdefault(shared, []).append(n)
-            expansions[shared] = (units, weights)
+            expansions[shared] = expansion
     if todo:
         indptr, papers, weights = index.unit_postings
         keys = list(todo)
-        shares = weighted_shares(indptr, papers, weights, len(index.papers), [expansions[k] for k in keys],
+        shares = weighted_shares(indptr, papers, weights, len(index.papers), [unpack(expansions[k]) for k in keys],
                                  RELATED_FLOOR)
-        for shared, share in zip(keys, shares):
-            index.expansion_scores[shared] = share
+        for shared, (numbers, values) in zip(keys, shares):
+            share = index.expansion_scores[shared] = pack(numbers, values)
             for n in todo[shared]:
                 found[n] = share
     return found
 
 
 
-def _weighted_related(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray, float]:
-    """The keyword's related shares (cached per index) and their factor, RELATED_WEIGHT ·
-    weight: multiplied where they are used, not kept as one more array per keyword."""
-    numbers, share = related_scores(index, term)
-    return numbers, share, RELATED_WEIGHT * term.weight
+def _weighted_related(index: PaperIndex, term: Term) -> tuple[bytes, float]:
+    """The keyword's related shares (packed, cached per index) and their factor,
+    RELATED_WEIGHT · weight: multiplied where they are used, not kept as one more array per
+    keyword."""
+    return _related_packed(index, term), RELATED_WEIGHT * term.weight
 
 
 def _related_evidence(size: int, related: tuple[tuple[np.ndarray, np.ndarray, float], ...]) -> np.ndarray:
@@ -616,19 +647,24 @@ def _look_up(index: PaperIndex, term: Term, graded: bool) -> _Looked:
     key = (term.keyword, term.key, term.weight) if not graded else (term.keyword, f"\x00{term.key}", term.weight)
     found = index.looked_up.get(key)
     if found is None:
-        won = None
         if graded:
-            numbers, scores, has_parts, won = index.term_scores.get(f"\x00{term.key}") or _graded_many(index, [term])[0]
+            packed, has_parts = _graded_cached(index, term) or _graded_many(index, [term])[0]
         else:
-            (numbers, scores), has_parts = term_scores(index, term), False
+            packed, has_parts = _plain_scores(index, term), False
         if term.weight != 1:  # elementwise, each product rounded as the same product of Python floats
-            scores = _read_only(term.weight * scores)
+            numbers, scores = unpack(packed, PACKED_WON_WIDTH if has_parts else PACKED_WIDTH)
+            packed = pack(numbers, term.weight * scores, unpack_won(packed) if has_parts else None)
         explained = index.explained(term, graded=has_parts)
         hits = index.hits(term)
-        matched = _exact_papers(hits) if has_parts else numbers
-        found = (numbers, scores, term, hits, explained, has_parts, won, matched)
+        matched = _exact_papers(hits).tobytes() if has_parts else None
+        found = (packed, term, hits, explained, has_parts, matched)
         index.looked_up[key] = found
     return found
+
+
+def _arrays(looked: _Looked) -> tuple[np.ndarray, np.ndarray]:
+    """A looked-up term's papers and weighted scores (read-only views of its packed bytes)."""
+    return unpack(looked[0], PACKED_WON_WIDTH if looked[4] else PACKED_WIDTH)
 
 
 def _exact_papers(hits: Hits) -> np.ndarray:
@@ -708,9 +744,10 @@ def _near_the_top(relevance: np.ndarray, totals: np.ndarray, min_score: float, l
     return numbers
 
 
-def _ranked(index: PaperIndex, prepared: _Prepared, best: list[tuple[float, int]],
-            marked: _Marked | None = None) -> list[RankedPaper]:
-    """The best papers with their explanations (worked out once per keyword and paper) and snippets."""
+def _ranked(index: PaperIndex, prepared: _Prepared, arrays: list[tuple[np.ndarray, np.ndarray]],
+            best: list[tuple[float, int]], marked: _Marked | None = None) -> list[RankedPaper]:
+    """The best papers with their explanations (worked out once per keyword and paper) and
+    snippets; ``arrays``: per term, its papers and scores (see _arrays)."""
     terms = prepared.terms
     matches: dict[int, list[Match]] = {number: [] for _, number in best}
     # Which keyword matches which winner, for all keywords at once: every keyword's papers
@@ -718,28 +755,26 @@ def _ranked(index: PaperIndex, prepared: _Prepared, best: list[tuple[float, int]
     # come out by keyword, then paper, so each paper's matches keep the query's order. A
     # keyword's papers are where it, or a part of it, scored: the papers its hits name.
     if len(terms) == 1:
-        numbers = terms[0][0]
+        numbers = arrays[0][0]
     else:
-        numbers = np.concatenate([looked[0] for looked in terms])
+        numbers = np.concatenate([papers for papers, _ in arrays])
     marked_papers = np.zeros(len(index.papers), np.bool_)
     marked_papers[list(matches)] = True
     entries = np.flatnonzero(marked_papers[numbers])
     if entries.size:
-        starts = list(accumulate([looked[0].size for looked in terms], initial=0))  # few: in Python
+        starts = list(accumulate([papers.size for papers, _ in arrays], initial=0))  # few: in Python
         owners = np.searchsorted(np.array(starts[1:]), entries, side="right")
         positions = entries - np.array(starts[:-1])[owners]
         shared = index.paper_numbers
         for owner, number, position in zip(owners.tolist(), numbers[entries].tolist(), positions.tolist()):
             looked = terms[owner]
-            explained = looked[4]
+            explained = looked[3]
             match = explained.get(number)
             if match is None:
-                if looked[5]:  # with parts: the levels that won each field when it was scored
-                    won = looked[6]
-                    match = index.explain_won(looked[2], looked[3], won.item(position, 0), won.item(position, 1),
-                                              number)
+                if looked[4]:  # with parts: the levels that won each field when it was scored
+                    match = index.explain_won(looked[1], looked[2], *won_at(looked[0], position), number)
                 else:
-                    match = index.explain(looked[2], looked[3], number)
+                    match = index.explain(looked[1], looked[2], number)
                 explained[shared[number]] = match
             matches[number].append(match)
     if prepared.related:
@@ -765,10 +800,11 @@ def _related_matches(index: PaperIndex, prepared: _Prepared, number: int) -> lis
     """Why a paper no keyword matched was included: per keyword with related evidence in
     it, strongest first, the related terms it holds (as the paper spells them)."""
     evidence = []
-    for looked, (numbers, shares, factor) in zip(prepared.terms, prepared.related):
+    for looked, (packed, factor) in zip(prepared.terms, prepared.related):
+        numbers, shares = unpack(packed)
         at = np.searchsorted(numbers, number)
         if at < numbers.size and numbers[at] == number:
-            evidence.append((-(factor * float(shares[at])), looked[2].keyword, looked[2]))
+            evidence.append((-(factor * float(shares[at])), looked[1].keyword, looked[1]))
     evidence.sort(key=lambda item: (item[0], item[1]))
     return [_related_match(index, term, number) for _, _, term in evidence]
 
