@@ -84,11 +84,8 @@ def interrupts_blocked() -> Iterator[None]:
     with a traceback, and a hangup (the shell sends SIGHUP to the whole job) never reaches
     them: SIGHUP stays blocked in them (`ignore_interrupts` unblocks SIGINT only), and they die
     with the run. The process still gets the signals: another thread handles them."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGHUP})
-    try:
+    with signals_blocked(signal.SIGINT, signal.SIGHUP):
         yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextmanager
@@ -99,18 +96,23 @@ def terminations_blocked() -> Iterator[None]:
     server: a service manager's stop (systemd: SIGTERM to every process of the service) must
     not take it from under the run, which still records its final state there. The run stops
     it with SIGINT, and it dies with the run in any case (`die_with_parent`)."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    try:
+    with signals_blocked(signal.SIGTERM):
         yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextmanager
 def hangups_blocked() -> Iterator[None]:
     """SIGHUP blocked in this thread while it starts a helper process (inherited: the helper
     never gets a hangup, and dies with the run or ends with its work)."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    with signals_blocked(signal.SIGHUP):
+        yield
+
+
+@contextmanager
+def signals_blocked(*signals: signal.Signals) -> Iterator[None]:
+    """These signals blocked in this thread for the block (children started in it inherit
+    the mask); the mask as it was afterwards."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, set(signals))
     try:
         yield
     finally:

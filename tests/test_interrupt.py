@@ -246,11 +246,11 @@ def test_ctrl_c_stops_the_demo(install, tmp_path):
     assert len(list(delivered.iterdir())) < 3, "the demo sent every digest: the Ctrl-C came too late"
 
 
-def run_until(env: dict[str, str], sink: SlowSink, messages: int) -> subprocess.Popen:
+def run_until(env: dict[str, str], sink: SlowSink, messages: int, **popen) -> subprocess.Popen:
     """`paperboy run` in the background (no terminal), once the sink has `messages`."""
     child = subprocess.Popen([sys.executable, "-m", "flows.cli", "run"], env=env, cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             stdin=subprocess.DEVNULL)
+                             stdin=subprocess.DEVNULL, **popen)
     deadline = time.monotonic() + 150
     while len(sink.recipients) < messages:
         assert child.poll() is None and time.monotonic() < deadline
@@ -282,28 +282,28 @@ def test_sigterm_to_every_process_of_the_run_stops_it_gracefully(install):
         env = {**install.environ, "PAPERBOY_SMTP_PORT": str(sink.controller.port)}
         child = run_until(env, sink, 15)
         everyone = [child.pid, *(p.pid for p in helpers_of(child.pid))]
-        started = time.monotonic()
-        for pid in everyone:
-            os.kill(pid, signal.SIGTERM)
-        output = child.communicate(timeout=120)[0]
-        took = time.monotonic() - started
-        print(f"\nSIGTERM to {len(everyone)} processes: exit {took:.2f} s, code {child.returncode}")
-        assert child.returncode == 143 and took < BOUND, output[-3000:]
-        assert "interrupted (SIGTERM)" in output and "Traceback" not in output, output[-3000:]
-        assert sorted(sent_in_ledger(install)) == sorted(sink.recipients)
+        stops_gracefully(child, install, sink, lambda: [os.kill(pid, signal.SIGTERM) for pid in everyone],
+                         signal.SIGTERM, f"SIGTERM to {len(everyone)} processes")
     assert last_flow_run_state(install.prefect_db)[0] == "CANCELLED"
 
 
 def start_in_own_group(env: dict[str, str], sink: SlowSink, messages: int, **popen) -> subprocess.Popen:
     """`paperboy run` as a shell job of its own (its own process group), once the sink has `messages`."""
-    child = subprocess.Popen([sys.executable, "-m", "flows.cli", "run"], env=env, cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             stdin=subprocess.DEVNULL, start_new_session=True, **popen)
-    deadline = time.monotonic() + 150
-    while len(sink.recipients) < messages:
-        assert child.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    return child
+    return run_until(env, sink, messages, start_new_session=True, **popen)
+
+
+def stops_gracefully(child: subprocess.Popen, install, sink: SlowSink, send, signum: signal.Signals,
+                     what: str) -> None:
+    """``send()`` stops the run soon, with exit 128 + ``signum``, no traceback, and the ledger
+    holding exactly what the relay received."""
+    started = time.monotonic()
+    send()
+    output = child.communicate(timeout=120)[0]
+    took = time.monotonic() - started
+    print(f"\n{what}: exit {took:.2f} s, code {child.returncode}")
+    assert child.returncode == 128 + signum and took < BOUND, output[-3000:]
+    assert f"interrupted ({signum.name})" in output and "Traceback" not in output, output[-3000:]
+    assert sorted(sent_in_ledger(install)) == sorted(sink.recipients)
 
 
 def test_a_hangup_stops_a_run_gracefully_like_sigterm(install):
@@ -314,14 +314,7 @@ def test_a_hangup_stops_a_run_gracefully_like_sigterm(install):
         env = {**install.environ, "PAPERBOY_SMTP_PORT": str(sink.controller.port)}
         child = start_in_own_group(env, sink, 15)
         assert "spawn_main" in " ".join(" ".join(p.cmdline()) for p in helpers_of(child.pid))  # render processes
-        started = time.monotonic()
-        os.killpg(child.pid, signal.SIGHUP)
-        output = child.communicate(timeout=120)[0]
-        took = time.monotonic() - started
-        print(f"\nSIGHUP: exit {took:.2f} s, code {child.returncode}")
-        assert child.returncode == 129 and took < BOUND, output[-3000:]
-        assert "interrupted (SIGHUP)" in output and "Traceback" not in output, output[-3000:]
-        assert sorted(sent_in_ledger(install)) == sorted(sink.recipients)
+        stops_gracefully(child, install, sink, lambda: os.killpg(child.pid, signal.SIGHUP), signal.SIGHUP, "SIGHUP")
     assert last_flow_run_state(install.prefect_db)[0] == "CANCELLED"
     with Store(install.db_path) as store:
         assert not store.uncertain_digests()  # nothing left in flight
