@@ -1,4 +1,4 @@
-"""Web details found by the QA sweep (issue: fresh-eyes QA)."""
+"""The health endpoint as uptime checkers call it."""
 
 from __future__ import annotations
 
