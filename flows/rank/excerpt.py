@@ -11,13 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from flows.rank.postings import HYPHENS
-from flows.rank.spans import inside_compound, is_boundary, plain_candidates, term_spans
+from flows.rank.spans import find_agrees, inside_compound, is_boundary, plain_candidates, term_spans
 
 SNIPPET_WIDTH = 300
 MAX_SPANS = 200  # occurrences considered per snippet
-# The only non-ASCII characters that re.IGNORECASE matches to an ASCII character (found by
-# trying every code point): where none occurs, a lower-cased str.find agrees with the regex.
-_FOLDS_TO_ASCII = frozenset("\u0130\u0131\u017f\u212a")
 
 Span = tuple[int, int, str]  # start, end, the term as matched (lower case)
 
@@ -101,7 +98,7 @@ class Excerpts:
         if text == abstract:  # the usual case: keep one copy of the abstract, not two
             text = abstract
         lowered: str | None = text.lower()
-        if len(lowered) != len(text) or not (text.isascii() or _FOLDS_TO_ASCII.isdisjoint(text)):
+        if not find_agrees(text, lowered):
             lowered = None
         found = self._texts[number] = (text, lowered)
         return found

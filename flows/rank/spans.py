@@ -24,7 +24,6 @@ from flows.rank.postings import HYPHENS, LINKING_STEMS
 from flows.rank.text import stem
 
 
-
 def one_line(text: str) -> str:
     """``text`` with every run of whitespace as one space, and none at either end."""
     if _single_spaced(text):  # nearly always: str methods, no list of words
@@ -46,12 +45,18 @@ def term_spans(text: str, terms: Iterable[str]) -> list[tuple[int, int]]:
     if not wanted:
         return []
     lowered = text.lower()
-    # re.IGNORECASE matches "\u0131" and "\u017f" to ASCII "i" and "s", str.lower() does not
-    # (the other two such characters lower to a different length, which the test catches).
-    if (ascii_terms and len(lowered) == len(text) and _single_spaced(text)
-            and "\u0131" not in text and "\u017f" not in text):
+    if ascii_terms and _single_spaced(text) and find_agrees(text, lowered):
         return first_spans(plain_candidates(text, lowered, wanted))
     return first_spans(_regex_candidates(text, wanted))
+
+
+def find_agrees(text: str, lowered: str) -> bool:
+    """Whether ``str.find`` of ASCII terms in ``lowered`` (``text.lower()``) finds what
+    case-insensitive regexes find in ``text``: it is as long, and holds neither character
+    that re.IGNORECASE matches to an ASCII letter and lower() does not ("\u0131" dotless i,
+    "\u017f" long s). Of the other two found by trying every code point, the Kelvin sign
+    lowers to "k" as the regex matches it, and "\u0130" lowers to two characters."""
+    return len(lowered) == len(text) and "\u0131" not in text and "\u017f" not in text
 
 
 def plain_candidates(text: str, lowered: str, wanted: Iterable[str]) -> list[tuple[int, int, int]]:
