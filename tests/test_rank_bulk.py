@@ -64,13 +64,13 @@ def test_packed_arrays_read_back_bit_for_bit(entries):
     numbers = np.array([entry[0] for entry in entries], PAPER_NUMBER)
     values = np.array([entry[1] for entry in entries], np.float64)
     won = np.array([entry[2:] for entry in entries], np.int8).reshape(len(entries), 2)
-    for packed, width in ((pack(numbers, values), 12), (pack(numbers, values, won), PACKED_WON_WIDTH)):
-        assert isinstance(packed, bytes)
-        papers, scores = unpack(packed, width)
+    for packed, with_won in ((pack(numbers, values), False), (pack(numbers, values, won), True)):
+        assert isinstance(packed, bytes) and len(packed) == (PACKED_WON_WIDTH if with_won else 12) * numbers.size
+        papers, scores = unpack(packed, won=with_won)
         assert papers.dtype == PAPER_NUMBER and scores.dtype == np.float64
         assert papers.tobytes() == numbers.tobytes() and scores.tobytes() == values.tobytes()
         assert not papers.flags.writeable and not scores.flags.writeable  # shared by every subscriber
         assert papers.flags.aligned and scores.flags.aligned
-        assert unpack_numbers(packed, width).tobytes() == numbers.tobytes()
+        assert unpack_numbers(packed, won=with_won).tobytes() == numbers.tobytes()
     assert unpack_won(pack(numbers, values, won)).tolist() == won.tolist()
     assert [won_at(pack(numbers, values, won), n) for n in range(len(entries))] == [tuple(pair) for pair in won.tolist()]

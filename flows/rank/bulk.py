@@ -50,22 +50,23 @@ def pack(numbers: np.ndarray, values: np.ndarray, won: np.ndarray | None = None)
     return b"".join((values.tobytes(), numbers.tobytes(), won.tobytes()))
 
 
-def unpack(packed: bytes, width: int = PACKED_WIDTH) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`pack`'s (numbers, values), as read-only views of the bytes (no copy)."""
-    count = len(packed) // width
+def unpack(packed: bytes, won: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pack`'s (numbers, values), as read-only views of the bytes (no copy); ``won``:
+    packed with winning levels."""
+    count = len(packed) // (PACKED_WON_WIDTH if won else PACKED_WIDTH)
     return np.frombuffer(packed, PAPER_NUMBER, count, 8 * count), np.frombuffer(packed, np.float64, count)
 
 
-def unpack_numbers(packed: bytes, width: int = PACKED_WIDTH) -> np.ndarray:
+def unpack_numbers(packed: bytes, won: bool = False) -> np.ndarray:
     """:func:`unpack`'s numbers alone (one view, where the values are not wanted)."""
-    count = len(packed) // width
+    count = len(packed) // (PACKED_WON_WIDTH if won else PACKED_WIDTH)
     return np.frombuffer(packed, PAPER_NUMBER, count, 8 * count)
 
 
 def unpack_won(packed: bytes) -> np.ndarray:
     """:func:`pack`'s winning levels (``count`` × 2 int8) of graded scores packed with them."""
     count = len(packed) // PACKED_WON_WIDTH
-    return np.frombuffer(packed, np.int8, 2 * count, 12 * count).reshape(count, 2)
+    return np.frombuffer(packed, np.int8, 2 * count, PACKED_WIDTH * count).reshape(count, 2)
 
 
 _SIGNED = (*range(128), *range(-128, 0))  # a byte as int8
@@ -74,7 +75,7 @@ _SIGNED = (*range(128), *range(-128, 0))  # a byte as int8
 def won_at(packed: bytes, position: int) -> tuple[int, int]:
     """The winning levels (title, abstract) of the ``position``-th paper of graded scores
     packed with them: read straight from the bytes, as explanations want one paper's."""
-    at = 12 * (len(packed) // PACKED_WON_WIDTH) + 2 * position
+    at = PACKED_WIDTH * (len(packed) // PACKED_WON_WIDTH) + 2 * position
     return _SIGNED[packed[at]], _SIGNED[packed[at + 1]]
 
 

@@ -29,8 +29,8 @@ import numpy as np
 
 from flows.models import Match, Paper, RankedPaper
 from flows.rank.feedback import DISLIKED_WEIGHT, LIKED_WEIGHT, Feedback, best_likeness, liked_match
-from flows.rank.bulk import (PACKED_WIDTH, PACKED_WON_WIDTH, PAPER_NUMBER, best_levels, pack, unpack,
-                             unpack_numbers, unpack_won, weighted_shares, won_at)
+from flows.rank.bulk import (PAPER_NUMBER, best_levels, pack, unpack, unpack_numbers, unpack_won, weighted_shares,
+                             won_at)
 from flows.rank.index import PaperIndex, packed_expansion_key
 from flows.rank.postings import Hits, PaperSet
 from flows.rank.query import Query, QueryError, Term, parse_query
@@ -149,7 +149,7 @@ def rank(
     limit = subscriber.max_papers if limit is None else limit
     if limit <= 0 or not prepared.terms:
         return []
-    arrays = [unpack(looked[0], PACKED_WON_WIDTH if looked[4] else PACKED_WIDTH) for looked in prepared.terms]
+    arrays = [_arrays(looked) for looked in prepared.terms]
     relevance = _relevance(len(index.papers), prepared.scored or arrays)
     marked = _Marked.of(index, feedback)
     if prepared.exact is not None or marked:
@@ -217,7 +217,7 @@ def graded_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray
     """:func:`term_scores` with partial credit for parts of the keyword, and whether it has
     parts (False: its scores are :func:`term_scores`')."""
     packed, has_parts = _graded_many(index, [term])[0]
-    return (*unpack(packed, PACKED_WON_WIDTH if has_parts else PACKED_WIDTH), has_parts)
+    return (*unpack(packed, won=has_parts), has_parts)
 
 
 def _graded_cached(index: PaperIndex, term: Term) -> tuple[bytes, bool] | None:
@@ -652,7 +652,7 @@ def _look_up(index: PaperIndex, term: Term, graded: bool) -> _Looked:
         else:
             packed, has_parts = _plain_scores(index, term), False
         if term.weight != 1:  # elementwise, each product rounded as the same product of Python floats
-            numbers, scores = unpack(packed, PACKED_WON_WIDTH if has_parts else PACKED_WIDTH)
+            numbers, scores = unpack(packed, won=has_parts)
             packed = pack(numbers, term.weight * scores, unpack_won(packed) if has_parts else None)
         explained = index.explained(term, graded=has_parts)
         hits = index.hits(term)
@@ -664,7 +664,7 @@ def _look_up(index: PaperIndex, term: Term, graded: bool) -> _Looked:
 
 def _arrays(looked: _Looked) -> tuple[np.ndarray, np.ndarray]:
     """A looked-up term's papers and weighted scores (read-only views of its packed bytes)."""
-    return unpack(looked[0], PACKED_WON_WIDTH if looked[4] else PACKED_WIDTH)
+    return unpack(looked[0], won=looked[4])
 
 
 def _exact_papers(hits: Hits) -> np.ndarray:
