@@ -37,13 +37,26 @@ EMPTY: dict[int, int] = {}
 NOWHERE: frozenset[int] = frozenset()
 
 
-class PaperSet(Mapping):
-    """Papers (ascending paper numbers: ``numbers[start:end]``, a slice of an array shared
-    with other sets) as a read-only mapping paper → 1: the counts of a level that either
-    occurs in a paper or not (the words of a keyword close together), without a dict, or
-    an array object, per keyword (thousands of keywords keep theirs for the run)."""
+class _Slice(Mapping):
+    """A read-only mapping keyed by the ascending paper numbers ``numbers[start:end]`` (a
+    slice of an array shared with others): membership by binary search."""
 
     __slots__ = ("numbers", "start", "end")
+
+    def __contains__(self, number: object) -> bool:
+        at = bisect_left(self.numbers, number, self.start, self.end)  # type: ignore[type-var]
+        return at < self.end and self.numbers[at] == number
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+class PaperSet(_Slice):
+    """Papers as a read-only mapping paper → 1: the counts of a level that either occurs in
+    a paper or not (the words of a keyword close together), without a dict, or an array
+    object, per keyword (thousands of keywords keep theirs for the run)."""
+
+    __slots__ = ()
 
     def __init__(self, numbers: array, start: int = 0, end: int | None = None) -> None:
         self.numbers, self.start, self.end = numbers, start, len(numbers) if end is None else end
@@ -53,15 +66,8 @@ class PaperSet(Mapping):
             return 1
         raise KeyError(number)
 
-    def __contains__(self, number: object) -> bool:
-        at = bisect_left(self.numbers, number, self.start, self.end)  # type: ignore[type-var]
-        return at < self.end and self.numbers[at] == number
-
     def __iter__(self):
         return iter(self.tolist())
-
-    def __len__(self) -> int:
-        return self.end - self.start
 
     def tolist(self) -> list[int]:
         """The papers, ascending."""
@@ -81,12 +87,12 @@ def compact(values: np.ndarray) -> array:
 _TYPES = (("B", np.uint8), ("H", np.uint16), ("I", np.uint32), ("Q", np.uint64))
 
 
-class Counts(Mapping):
+class Counts(_Slice):
     """One row of :class:`Postings`: paper number → count, papers ascending, as a read-only
     mapping over a slice of the postings' two arrays (no dict, no int objects kept). Reading
     is as a dict's: iteration in paper order, ``get`` and ``in`` by binary search."""
 
-    __slots__ = ("numbers", "counts", "start", "end")
+    __slots__ = ("counts",)
 
     def __init__(self, numbers: array, counts: array, start: int, end: int) -> None:
         self.numbers, self.counts, self.start, self.end = numbers, counts, start, end
@@ -101,15 +107,8 @@ class Counts(Mapping):
         at = bisect_left(self.numbers, number, self.start, self.end)
         return self.counts[at] if at < self.end and self.numbers[at] == number else default
 
-    def __contains__(self, number: object) -> bool:
-        at = bisect_left(self.numbers, number, self.start, self.end)  # type: ignore[type-var]
-        return at < self.end and self.numbers[at] == number
-
     def __iter__(self):
         return iter(self.numbers[self.start:self.end])
-
-    def __len__(self) -> int:
-        return self.end - self.start
 
     def values(self):  # type: ignore[override]
         return self.counts[self.start:self.end]
