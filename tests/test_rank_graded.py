@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from flows.models import Paper
 from flows.rank import build_index, parse_keyword, rank
 from flows.rank.graded import graded_parts, keyword_units, head_unit
-from flows.rank.score import ABSTRACT_WEIGHT, PHRASE_BOOST, TITLE_WEIGHT, graded_scores, level_scores, saturate
+from flows.rank.keyword_scores import ABSTRACT_WEIGHT, PHRASE_BOOST, TITLE_WEIGHT, graded_scores, level_scores, saturate
 from flows.subscribers import Subscriber
 
 FILLER = [

@@ -16,7 +16,8 @@ from flows.models import Match, Paper, RankedPaper
 from flows.rank import MIN_SCORE, QueryError, build_index, parse_keyword, parse_query, rank, rank_many, snippet
 from flows.rank.excerpt import Excerpts
 from flows.rank.query import FIELDS, Query, _parse_keyword
-from flows.rank.score import PARTIAL_MIN, level_scores, saturate
+from flows.rank.keyword_scores import level_scores, saturate
+from flows.rank.score import PARTIAL_MIN
 from flows.rank.text import inflection_base, normalise, spans, stems, stems_and_spans
 from flows.bench.rank import synthetic_papers
 from flows.subscribers import Subscriber

@@ -35,7 +35,8 @@ import numpy as np
 from flows.bench.eval import DEFAULT_SET, load_judged_set
 from flows.rank import build_index, learn_related, parse_query
 from flows.rank.related import TITLE_BOOST, units_of
-from flows.rank.score import RELATED_WEIGHT, related_scores, term_scores
+from flows.rank.keyword_scores import related_scores, term_scores
+from flows.rank.score import RELATED_WEIGHT
 
 
 def auc(scores: Sequence[float], relevant: Sequence[bool]) -> float:

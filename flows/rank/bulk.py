@@ -9,7 +9,7 @@ keywords, every keyword's entries laid end to end with its number as an offset.
 Every result is bit for bit what the one-keyword formula gives: sums are taken in the
 same order (``np.bincount`` adds its weights in the order given, each bin from 0.0, and
 each keyword's entries keep their own order), products are the same products, and a
-maximum is a maximum. ``flows.rank.score`` uses these for a single keyword too, so there
+maximum is a maximum. ``flows.rank.keyword_scores`` uses these for a single keyword too, so there
 is one code path.
 """
 

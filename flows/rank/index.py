@@ -7,7 +7,8 @@ plus the acronyms the abstracts define. A keyword is expanded into a few stem se
 (hyphen, joined and split variants, acronym ↔ long form); a word or a two-word phrase is
 then one postings lookup, and a longer phrase is counted only in the papers that hold all
 of its adjacent pairs. Nothing scans every paper per keyword. Related terms and the
-papers' vectors come from ``flows.rank.expansion``; scoring is ``flows.rank.score``'s.
+papers' vectors come from ``flows.rank.expansion``; scoring is ``flows.rank.keyword_scores``' (per
+keyword) and ``flows.rank.score``'s (per subscriber).
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ class PaperIndex:
     tie_rank: tuple[int, ...]  # paper number → its place in by_popularity
     log_upvotes: tuple[float, ...]  # paper number → ln(1 + upvotes)
     max_log_upvotes: float
-    # Filled by flows.rank.score: per term key the papers it matches and its score in
-    # each (aligned arrays, packed: see flows.rank.bulk.pack); per keyword as written
+    # Filled by flows.rank.keyword_scores: per term key the papers it matches and its score
+    # in each (aligned arrays, packed: see flows.rank.bulk.pack); per keyword as written
     # (label, term key, weight) what ranking needs of it; per keyword list (keywords,
     # exclusions) its parsed terms looked up here.
     term_scores: dict[str, bytes | str] = field(default_factory=dict)
@@ -418,7 +419,7 @@ class PaperIndex:
 
     def explain_levels(self, term: Term, levels: list[tuple[str, float, Any, Hits]], number: int) -> Match:
         """Why one paper matched a keyword with graded phrases, given the level that scored
-        each field (see ``flows.rank.score.level_scores``)."""
+        each field (see ``flows.rank.keyword_scores.level_scores``)."""
         fields = tuple(name for name, _, _, _ in levels)
         spelled: list[str] = []
         scored: list[Part | None] = []

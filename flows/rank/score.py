@@ -4,7 +4,8 @@ Every subscriber passes through :func:`rank`, so the work per subscriber is a fe
 operations on one vector of the day's papers, and Python only for the handful of papers
 near the cut. Whatever depends on a keyword alone (its postings, its score per paper, why
 it matched a paper, the snippet around it) is worked out once per index, the first time a
-subscriber needs it, and shared with every later one.
+subscriber needs it, and shared with every later one: the scores in
+:mod:`flows.rank.keyword_scores`, what matched in :class:`flows.rank.index.PaperIndex`.
 
 Vector layout: per keyword, two aligned arrays, the numbers of the papers it matches
 (int32) and its weighted score in each (float64), kept sparse because a day holds tens of
@@ -20,29 +21,25 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, chain
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from flows.models import Match, Paper, RankedPaper
 from flows.rank.feedback import DISLIKED_WEIGHT, LIKED_WEIGHT, Feedback, best_likeness, liked_match
-from flows.rank.bulk import (PAPER_NUMBER, best_levels, pack, unpack, unpack_numbers, unpack_won, weighted_shares,
-                             won_at)
-from flows.rank.index import PaperIndex, packed_expansion_key
-from flows.rank.postings import Hits, PaperSet
+from flows.rank.bulk import PAPER_NUMBER, pack, unpack, unpack_numbers, unpack_won, won_at
+from flows.rank.index import PaperIndex
+from flows.rank.keyword_scores import (graded_cached, graded_scores_packed, plain_scores, related_packed, related_shares,
+                                       term_scores)
+from flows.rank.postings import Hits
 from flows.rank.query import Query, QueryError, Term, parse_query
 from flows.rank.text import holds_name
 
 if TYPE_CHECKING:
     from flows.subscribers import Subscriber
 
-SATURATION = 1.2  # k in tf·(1+k)/(tf+k): 1 mention → 1, 2 → 1.38, 3 → 1.57, never above 2.2
-TITLE_WEIGHT = 3.0  # one title mention outweighs any number of abstract mentions
-ABSTRACT_WEIGHT = 1.0
-PHRASE_BOOST = 1.5  # phrases and acronyms are more specific than single words
 POPULARITY_SCALE = 0.25  # times Subscriber.popularity times ln(1 + upvotes)
 MIN_SCORE = 0.5
 # Keyword lists whose lookups an index keeps before it forgets them, and the per-keyword work
@@ -61,7 +58,6 @@ PREPARED_TOGETHER = 250  # subscribers whose new keywords rank_many works out in
 # the keyword's weight to the score. A paper that no keyword matches enters only if that
 # sum reaches the subscriber's threshold: "near" (calibrated for precision) or "far".
 RELATED_WEIGHT = 8.0
-RELATED_FLOOR = 0.05  # evidence below this share is noise, and dropped
 # A paper no keyword matches exactly enters on its partial matches (graded phrases) if
 # they score PARTIAL_MIN, else on partial and related evidence together if that reaches
 # the subscriber's level's threshold.
@@ -85,11 +81,6 @@ _ROUNDING_SLACK = 2e-6
 # (int32 bytes: its exact matches, in no particular order, some maybe twice; None: the
 # packed papers). Thousands of keywords keep theirs for the run: bytes, not small arrays.
 _Looked = tuple[bytes, Term, Hits, dict[int, Match], bool, bytes | None]
-_NO_SHARE = b""  # a keyword without related terms (packed)
-_NOT_GRADED = b""  # parts, none of which occurs (packed)
-# In index.term_scores under "\x00" + key: a keyword without parts, whose graded scores are
-# its plain scores (index.term_scores[key]), not kept twice.
-_WITHOUT_PARTS = "without parts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,130 +185,6 @@ def rank_many(
             gc.enable()
 
 
-def term_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
-    """The papers the term matches and its score in each, before the subscriber's weight."""
-    return unpack(_plain_scores(index, term))
-
-
-def _plain_scores(index: PaperIndex, term: Term) -> bytes:
-    """:func:`term_scores`, packed (cached per index)."""
-    cached = index.term_scores.get(term.key)
-    if cached is None:
-        hits = index.hits(term)
-        scores = _field_scores(hits.abstract, hits.abstract_phrase, ABSTRACT_WEIGHT)
-        for number, score in _field_scores(hits.title, hits.title_phrase, TITLE_WEIGHT).items():
-            scores[number] = scores.get(number, 0.0) + score  # abstract first, as the formula adds
-        numbers = np.fromiter(scores.keys(), PAPER_NUMBER, len(scores))
-        values = np.fromiter(scores.values(), np.float64, len(scores))
-        cached = index.term_scores[term.key] = pack(numbers, values)
-    return cached  # type: ignore[return-value]
-
-
-def graded_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray, bool]:
-    """:func:`term_scores` with partial credit for parts of the keyword, and whether it has
-    parts (False: its scores are :func:`term_scores`')."""
-    packed, has_parts = _graded_many(index, [term])[0]
-    return (*unpack(packed, won=has_parts), has_parts)
-
-
-def _graded_cached(index: PaperIndex, term: Term) -> tuple[bytes, bool] | None:
-    """The keyword's graded scores if the index holds them: packed (with the winning levels
-    if it has parts), and whether it has parts."""
-    cached = index.term_scores.get(f"\x00{term.key}")  # never a plain key: those start with the field name or ":"
-    if cached is None:
-        return None
-    if cached is _WITHOUT_PARTS:
-        return index.term_scores[term.key], False  # type: ignore[return-value]
-    return cached, True  # type: ignore[return-value]
-
-
-def _graded_many(index: PaperIndex, terms: Sequence[Term]) -> list[tuple[bytes, bool]]:
-    """Per keyword (cached in the index): the papers it or a part of it matches, its score
-    in each and, with parts, per paper which level scored each field (an int8 pair, -1 for
-    none), packed (see flows.rank.bulk.pack); and whether it has parts. Per field a keyword
-    scores its best level: the whole keyword (level 0) or a part (level i: the i-th of
-    ``index.graded``) times its credit; then the abstract's plus the title's."""
-    found: list = [None] * len(terms)
-    todo: dict[str, list[int]] = {}
-    scores = index.term_scores
-    for n, term in enumerate(terms):
-        if f"\x00{term.key}" in scores:
-            found[n] = _graded_cached(index, term)
-        else:
-            todo.setdefault(term.key, []).append(n)
-    if not todo:
-        return found
-    firsts = [terms[numbers[0]] for numbers in todo.values()]
-    with_parts: list[int] = []
-    for k, (term, levels) in enumerate(zip(firsts, index.graded_many(firsts))):
-        if not levels:
-            _store_graded(index, term, (_plain_scores(index, term), False), todo[term.key], found)
-        else:
-            with_parts.append(k)
-    if not with_parts:
-        return found
-    # Every level's field counts laid end to end: per entry its keyword, field, level, paper, tf;
-    # per run of entries its score table (weight · credit, times PHRASE_BOOST where the field
-    # holds the level as a phrase).
-    owners, fields, levels, papers, counts, scales, lengths = [], [], [], [], [], [], []
-    phrased: list[tuple[int, np.ndarray, float]] = []  # runs with some entries in a phrase
-    entries = 0
-    for k in with_parts:
-        term = firsts[k]
-        hits = index.hits(term)
-        every = ((None, hits), *index.graded(term))
-        for f, weight in ((0, TITLE_WEIGHT), (1, ABSTRACT_WEIGHT)):
-            for level, (part, level_hits) in enumerate(every):
-                field_counts = level_hits.abstract if f else level_hits.title
-                if not field_counts:
-                    continue
-                in_phrase = level_hits.abstract_phrase if f else level_hits.title_phrase
-                scale = weight if part is None else weight * part.credit
-                size = len(field_counts)
-                if isinstance(field_counts, PaperSet):
-                    papers.extend(field_counts.tolist())
-                    counts.extend(repeat(1, size))
-                else:  # laid end to end as Python ints, made one array below: a few per level
-                    papers.extend(field_counts)
-                    counts.extend(field_counts.values())
-                if in_phrase and len(in_phrase) == size:
-                    scale = scale * PHRASE_BOOST
-                elif in_phrase:
-                    mask = np.fromiter((number in in_phrase for number in field_counts), np.bool_, size)
-                    phrased.append((entries, mask, scale * PHRASE_BOOST))
-                owners.append(k)
-                fields.append(f)
-                levels.append(level)
-                scales.append(scale)
-                lengths.append(size)
-                entries += size
-    if not entries:  # parts, but neither they nor the keyword occur anywhere
-        for k in with_parts:
-            _store_graded(index, firsts[k], (_NOT_GRADED, True), todo[firsts[k].key], found)
-        return found
-    sizes = np.array(lengths, np.intp)
-    tf = np.array(counts, np.intp)
-    table = np.repeat(np.array(scales), sizes)
-    for start, mask, boosted in phrased:
-        table[start:start + mask.size][mask] = boosted
-    # table · saturate(tf), as _field_scores' tables compute each (same products)
-    values = table * (tf * (1 + SATURATION) / (tf + SATURATION))
-    best = best_levels(len(index.papers), len(firsts), np.repeat(np.array(owners, np.intp), sizes),
-                       np.repeat(np.array(fields, np.int64), sizes), np.array(papers, np.intp), values,
-                       np.repeat(np.array(levels, np.int64), sizes))
-    for k in with_parts:
-        numbers, totals, won = best[k]
-        _store_graded(index, firsts[k], (pack(numbers, totals, won), True), todo[firsts[k].key], found)
-    return found
-
-
-def _store_graded(index: PaperIndex, term: Term, graded: tuple[bytes, bool], positions: list[int],
-                  found: list) -> None:
-    index.term_scores[f"\x00{term.key}"] = graded[0] if graded[1] else _WITHOUT_PARTS  # type: ignore[assignment]
-    for n in positions:
-        found[n] = graded
-
-
 def prepare(index: PaperIndex, subscribers: Iterable[Subscriber], *, graded: bool = True,
             related: str | None = None) -> None:
     """Work out together what ranking these subscribers will need of their keywords (graded
@@ -347,10 +214,10 @@ def prepare(index: PaperIndex, subscribers: Iterable[Subscriber], *, graded: boo
             if use_related and f"\x01{term.key}" not in scores:
                 wanted_related.setdefault(term.key, term)
     if wanted_graded:
-        _graded_many(index, list(wanted_graded.values()))
+        graded_scores_packed(index, list(wanted_graded.values()))
     if wanted_related:
         terms = list(wanted_related.values())
-        for term, share in zip(terms, _related_shares(index, terms)):
+        for term, share in zip(terms, related_shares(index, terms)):
             scores[f"\x01{term.key}"] = share
 
 
@@ -363,64 +230,10 @@ def _list_key(index: PaperIndex, subscriber: Subscriber, graded: bool,
             level != "off" and index.related is not None, level != "off")
 
 
-def level_scores(index: PaperIndex, term: Term, number: int) -> list[tuple[str, float, object, Hits]]:
-    """Per field of one paper, the level that scored it: (field, score, part or None, hits)."""
-    hits = index.hits(term)
-    found = []
-    for f, (name, weight) in enumerate(zip(("title", "abstract"), (TITLE_WEIGHT, ABSTRACT_WEIGHT))):
-        best: tuple[str, float, object, Hits] | None = None
-        for part, level in ((None, hits), *index.graded(term)):
-            counts, phrase = (level.abstract, level.abstract_phrase) if f else (level.title, level.title_phrase)
-            tf = counts.get(number)
-            if tf:
-                credit = 1.0 if part is None else part.credit
-                score = weight * credit * (PHRASE_BOOST if number in phrase else 1.0) * saturate(tf)
-                if best is None or score > best[1]:
-                    best = (name, score, part, level)
-        if best is not None:
-            found.append(best)
-    return found
-
-
 def _read_only(array: np.ndarray) -> np.ndarray:
     """The array, locked: the caches on the index are shared by every subscriber."""
     array.flags.writeable = False
     return array
-
-
-def saturate(tf: int) -> float:
-    """BM25's term-frequency saturation, scaled so that one mention counts 1."""
-    return tf * (1 + SATURATION) / (tf + SATURATION)
-
-
-class _Saturated(dict):
-    """tf → weight · saturate(tf), remembered: a few small counts cover nearly every paper."""
-
-    def __init__(self, weight: float) -> None:
-        super().__init__()
-        self.weight = weight
-
-    def __missing__(self, tf: int) -> float:
-        score = self[tf] = self.weight * saturate(tf)
-        return score
-
-
-_SATURATED: dict[float, _Saturated] = {}
-
-
-def _saturated(weight: float) -> _Saturated:
-    table = _SATURATED.get(weight)
-    if table is None:
-        table = _SATURATED[weight] = _Saturated(weight)
-    return table
-
-
-def _field_scores(counts: dict[int, int], in_phrase: AbstractSet[int], weight: float) -> dict[int, float]:
-    plain, boosted = _saturated(weight), _saturated(weight * PHRASE_BOOST)
-    if len(in_phrase) == len(counts) or not in_phrase:  # the usual cases, done in C
-        table = boosted if in_phrase else plain
-        return dict(zip(counts.keys(), map(table.__getitem__, counts.values())))
-    return {number: (boosted if number in in_phrase else plain)[tf] for number, tf in counts.items()}
 
 
 def _prepare(index: PaperIndex, query: Query, graded: bool, use_related: bool, neighbours: bool) -> _Prepared:
@@ -576,58 +389,11 @@ def _exact_matches(index: PaperIndex, prepared: _Prepared) -> np.ndarray:
     return exact
 
 
-def related_scores(index: PaperIndex, term: Term) -> tuple[np.ndarray, np.ndarray]:
-    """The papers holding at least ``RELATED_FLOOR`` of the keyword's related-term weight,
-    and that share (cached per index: subscribers share keywords, and keywords share
-    their related terms, "RL" and "reinforcement learning" for one)."""
-    return unpack(_related_packed(index, term))
-
-
-def _related_packed(index: PaperIndex, term: Term) -> bytes:
-    """:func:`related_scores`, packed (cached per index)."""
-    key = f"\x01{term.key}"
-    cached = index.term_scores.get(key)
-    if cached is None:
-        cached = index.term_scores[key] = _related_shares(index, [term])[0]
-    return cached  # type: ignore[return-value]
-
-
-def _related_shares(index: PaperIndex, terms: Sequence[Term]) -> list[bytes]:
-    """:func:`related_scores` of several keywords, packed, worked out together (not cached
-    here)."""
-    found: list = [None] * len(terms)
-    todo: dict[bytes, list[int]] = {}
-    expansions = {}
-    for n, term in enumerate(terms):
-        expansion = index.packed_expansion(term)
-        if not expansion:
-            found[n] = _NO_SHARE
-            continue
-        shared = packed_expansion_key(expansion)
-        cached = index.expansion_scores.get(shared)
-        if cached is not None:
-            found[n] = cached
-        else:
-            todo.setdefault(shared, []).append(n)
-            expansions[shared] = expansion
-    if todo:
-        indptr, papers, weights = index.unit_postings
-        keys = list(todo)
-        shares = weighted_shares(indptr, papers, weights, len(index.papers), [unpack(expansions[k]) for k in keys],
-                                 RELATED_FLOOR)
-        for shared, (numbers, values) in zip(keys, shares):
-            share = index.expansion_scores[shared] = pack(numbers, values)
-            for n in todo[shared]:
-                found[n] = share
-    return found
-
-
-
 def _weighted_related(index: PaperIndex, term: Term) -> tuple[bytes, float]:
     """The keyword's related shares (packed, cached per index) and their factor,
     RELATED_WEIGHT · weight: multiplied where they are used, not kept as one more array per
     keyword."""
-    return _related_packed(index, term), RELATED_WEIGHT * term.weight
+    return related_packed(index, term), RELATED_WEIGHT * term.weight
 
 
 def _related_evidence(size: int, related: tuple[tuple[np.ndarray, np.ndarray, float], ...]) -> np.ndarray:
@@ -648,9 +414,9 @@ def _look_up(index: PaperIndex, term: Term, graded: bool) -> _Looked:
     found = index.looked_up.get(key)
     if found is None:
         if graded:
-            packed, has_parts = _graded_cached(index, term) or _graded_many(index, [term])[0]
+            packed, has_parts = graded_cached(index, term) or graded_scores_packed(index, [term])[0]
         else:
-            packed, has_parts = _plain_scores(index, term), False
+            packed, has_parts = plain_scores(index, term), False
         if term.weight != 1:  # elementwise, each product rounded as the same product of Python floats
             numbers, scores = unpack(packed, won=has_parts)
             packed = pack(numbers, term.weight * scores, unpack_won(packed) if has_parts else None)
