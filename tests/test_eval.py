@@ -207,7 +207,6 @@ def tiny_set() -> dict:
 
 @pytest.mark.parametrize("breakage, message", [
     (lambda d: d.update(format="v0"), "format"),
-    (lambda d: d["papers"][1]["grades"].pop("moe"), "paper 'p2': no grade for profile 'moe'"),
     (lambda d: d["papers"][0]["grades"].update(moe=3), "paper 'p1': grade for profile 'moe' is 3"),
     (lambda d: d["papers"][0]["grades"].update(moe=True), "grade for profile 'moe' is True"),
     (lambda d: d["papers"][0]["grades"].update(other=1), "unknown profiles: other"),
@@ -226,6 +225,23 @@ def test_a_broken_set_is_a_clear_error(tmp_path, breakage, message):
     breakage(doc)
     with pytest.raises(JudgedSetError, match=re.escape(message)):
         load_judged_set(_write(tmp_path, doc))
+
+
+def test_a_paper_left_ungraded_for_a_profile_counts_as_not_relevant_and_is_said(tmp_path, capsys):
+    doc = tiny_set()
+    doc["papers"][1]["grades"].pop("moe")  # graded profile by profile: p2 never judged for moe
+    doc["papers"][3]["grades"] = {}
+    path = _write(tmp_path, doc)
+    judged = load_judged_set(path)
+    assert judged.ungraded == 3
+    assert judged.grades["moe"]["p2"] == 0 and judged.grades["wm"]["p4"] == 0
+    assert judged.relevant("wm") == 2  # p1 and p2; p4 (graded 2 before) no longer counts
+    assert main(["--set", str(path), "--out", str(tmp_path / "out"), "--rankers", "exact"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: 3 of 8 (paper, profile) pairs have no grade in {path}: counted as 0 (not relevant)" in out
+    assert json.loads((tmp_path / "out" / "eval.json").read_text())["set"]["ungraded"] == 3
+    judged = load_judged_set(_write(tmp_path, tiny_set()))
+    assert judged.ungraded == 0
 
 
 def test_a_missing_or_garbled_file_is_a_clear_error(tmp_path):

@@ -74,6 +74,7 @@ class JudgedSet:
     profiles: tuple[Profile, ...]
     papers: tuple[Paper, ...]
     grades: Mapping[str, Mapping[str, int]]  # profile id -> paper id -> grade
+    ungraded: int = 0  # (paper, profile) pairs the file left without a grade: counted as 0
 
     def relevant(self, profile: str) -> int:
         return sum(1 for grade in self.grades[profile].values() if grade >= 1)
@@ -98,9 +99,9 @@ def load_judged_set(path: Path | str) -> JudgedSet:
     if doc.get("format") != FORMAT:
         raise JudgedSetError(f"{path}: field 'format' is {doc.get('format')!r}; expected {FORMAT!r}")
     profiles = _profiles(path, doc.get("profiles"))
-    papers, grades = _papers(path, doc.get("papers"), [p.id for p in profiles])
+    papers, grades, ungraded = _papers(path, doc.get("papers"), [p.id for p in profiles])
     name = doc.get("name") if isinstance(doc.get("name"), str) else path.stem
-    return JudgedSet(name=name, path=path, profiles=profiles, papers=papers, grades=grades)
+    return JudgedSet(name=name, path=path, profiles=profiles, papers=papers, grades=grades, ungraded=ungraded)
 
 
 def _profiles(path: Path, items: object) -> tuple[Profile, ...]:
@@ -139,11 +140,16 @@ def _strings(where: str, item: dict, field: str, *, required: bool = True) -> tu
     return tuple(value)
 
 
-def _papers(path: Path, items: object, profile_ids: list[str]) -> tuple[tuple[Paper, ...], dict]:
+def _papers(path: Path, items: object, profile_ids: list[str]) -> tuple[tuple[Paper, ...], dict, int]:
+    """The papers, their grades per profile, and how many (paper, profile) pairs have none:
+    those count as 0, not relevant, as unjudged documents do in pooled evaluations (a set
+    graded profile by profile may leave papers far from a profile out)."""
     if not isinstance(items, list) or not items:
         raise JudgedSetError(f"{path}: field 'papers' must be a non-empty list")
     papers: list[Paper] = []
+    seen: set[str] = set()
     grades: dict[str, dict[str, int]] = {pid: {} for pid in profile_ids}
+    ungraded = 0
     for n, item in enumerate(items):
         if not isinstance(item, dict):
             raise JudgedSetError(f"{path}: papers[{n}]: expected an object")
@@ -151,8 +157,9 @@ def _papers(path: Path, items: object, profile_ids: list[str]) -> tuple[tuple[Pa
         if not isinstance(paper_id, str) or not paper_id.strip():
             raise JudgedSetError(f"{path}: papers[{n}]: field 'id' must be a non-empty string")
         where = f"{path}: paper {paper_id!r}"
-        if any(paper.id == paper_id for paper in papers):
+        if paper_id in seen:
             raise JudgedSetError(f"{where}: the id is used twice")
+        seen.add(paper_id)
         for field in ("title", "abstract"):
             if not isinstance(item.get(field), str):
                 raise JudgedSetError(f"{where}: field {field!r} must be a string")
@@ -166,13 +173,15 @@ def _papers(path: Path, items: object, profile_ids: list[str]) -> tuple[tuple[Pa
             raise JudgedSetError(f"{where}: field 'published' must be a date like 2025-06-13 or null") from None
         given = item.get("grades")
         if not isinstance(given, dict):
-            raise JudgedSetError(f"{where}: field 'grades' must map every profile id to 0, 1 or 2")
+            raise JudgedSetError(f"{where}: field 'grades' must map profile ids to 0, 1 or 2")
         if unknown := sorted(set(given) - set(profile_ids)):
             raise JudgedSetError(f"{where}: grades name unknown profiles: {', '.join(unknown)}")
         for pid in profile_ids:
-            grade = given.get(pid)
             if pid not in given:
-                raise JudgedSetError(f"{where}: no grade for profile {pid!r}")
+                grades[pid][paper_id] = 0
+                ungraded += 1
+                continue
+            grade = given[pid]
             if isinstance(grade, bool) or grade not in GRADES:
                 raise JudgedSetError(f"{where}: grade for profile {pid!r} is {grade!r}; use 0, 1 or 2")
             grades[pid][paper_id] = grade
@@ -180,7 +189,7 @@ def _papers(path: Path, items: object, profile_ids: list[str]) -> tuple[tuple[Pa
             id=paper_id, title=item["title"], abstract=item["abstract"], upvotes=upvotes,
             published=published, listed=published or date(2025, 12, 12), source="eval",
         ))
-    return tuple(papers), grades
+    return tuple(papers), grades, ungraded
 
 
 # -- metrics --------------------------------------------------------------------------------
@@ -295,6 +304,7 @@ def report(judged: JudgedSet, results: Mapping[str, dict]) -> dict:
     """The JSON written to ``eval.json``."""
     return {
         "set": {"path": str(judged.path), "name": judged.name, "papers": len(judged.papers),
+                "ungraded": judged.ungraded,
                 "profiles": {p.id: {"relevant": judged.relevant(p.id), "keywords": list(p.keywords),
                                     "exclude": list(p.exclude), "intent": p.intent} for p in judged.profiles}},
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -353,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     except JudgedSetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if judged.ungraded:
+        print(f"note: {judged.ungraded} of {len(judged.papers) * len(judged.profiles)} (paper, profile) pairs "
+              f"have no grade in {judged.path}: counted as 0 (not relevant)")
     results = evaluate(judged, {name: RANKERS[name] for name in args.rankers})
     print(table(judged, results))
     args.out.mkdir(parents=True, exist_ok=True)
