@@ -38,6 +38,17 @@ def test_keywords_parse(keyword, words, field, weight, negated):
     assert (term.words, term.field, term.weight, term.negated) == (words, field, weight, negated)
 
 
+def test_quotes_ask_for_the_whole_phrase_only():
+    quoted, plain = parse_keyword('"graph neural networks"'), parse_keyword("graph neural networks")
+    assert quoted.whole and not plain.whole
+    assert quoted.words == plain.words and quoted.keyword == plain.keyword
+    assert quoted.key != plain.key  # scored apart: one has parts, the other not
+    assert parse_keyword('title:"world model"^2').whole
+    assert not parse_keyword('-"world model"').whole  # an exclusion is the whole phrase anyway
+    assert parse_keyword('-"world model"').key == parse_keyword("-world model").key
+    assert parse_keyword('"world model"').without_neighbours() == parse_keyword('"world model"')
+
+
 def test_the_label_is_the_keyword_without_syntax():
     assert parse_keyword('title:"world   model"^2').keyword == "world model"
     assert parse_keyword("-survey").keyword == "survey"

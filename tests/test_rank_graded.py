@@ -64,6 +64,21 @@ def test_a_paper_saying_only_part_of_the_phrase_ranks_below_the_whole_phrase():
     assert [item.paper.id for item in rank(index, reader("deep reinforcement learning"), graded=False)] == ["full"]
 
 
+def test_a_keyword_in_quotes_matches_the_whole_phrase_only():
+    index = build_index(corpus(
+        paper("full", "Deep reinforcement learning for robot control", "A deep reinforcement learning agent."),
+        paper("part", "Reinforcement learning for robot control", "A reinforcement learning agent learns."),
+        paper("acronym", "Offline RL for robot control", "We train an RL agent from logged data."),
+        paper("joined", "Deep-reinforcement-learning agents", "Agents."),
+    ))
+    assert {"full", "part", "acronym", "joined"} <= set(by_id(rank(index, reader("deep reinforcement learning"))))
+    found = by_id(rank(index, reader('"deep reinforcement learning"')))
+    assert set(found) == {"full", "joined"}  # its spellings, never its parts
+    assert found["full"].matches[0].tier == "exact" and found["full"].matches[0].keyword == "deep reinforcement learning"
+    # the same keyword asked for both ways in one index: the caches keep them apart
+    assert "part" in by_id(rank(index, reader("deep reinforcement learning")))
+
+
 def test_a_joined_compound_followed_by_another_word_earns_credit():
     index = build_index(corpus(
         paper("joined", "Multitask pretraining of speech models",  # not the thesaurus's "multitask training"

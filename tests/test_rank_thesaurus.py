@@ -63,6 +63,16 @@ def test_with_related_papers_off_the_neighbours_do_not_count():
     assert set(by_id(rank(index, reader("continual learning", related="off")))) == {"keyword"}
 
 
+def test_a_keyword_in_quotes_has_no_neighbours():
+    index = build_index(corpus(
+        paper("neighbour", "Lifelong learning of skills", "Lifelong learning of skills for agents."),
+        paper("keyword", "Continual learning of skills", "Continual learning of skills for agents."),
+    ))
+    assert "neighbour" in by_id(rank(index, reader("continual learning", related="near"), min_score=0))
+    assert set(by_id(rank(index, reader('"continual learning"', related="near"), min_score=0))) == {"keyword"}
+    assert labels('"continual learning"', index) == {}
+
+
 def test_a_neighbour_earns_less_than_the_keyword_itself():
     index = build_index(corpus(
         paper("neighbour", "Lifelong learning of skills", "Lifelong learning of skills for agents."),

@@ -14,7 +14,9 @@ Each entry of a subscriber's ``keywords`` list is one keyword:
                                 ("models", "modeling" → "model"), British spellings with
                                 American ones ("optimisation" = "optimization")
 ``reinforcement learning``      several words: a phrase, matched as adjacent words
-``"reinforcement learning"``    the same; quotes are only needed around ``-``, ``:`` or ``^``
+``"graph neural networks"``     in quotes: the whole phrase only (any of its spellings), never
+                                its parts or thesaurus neighbours (see flows.rank.graded);
+                                also how to write a keyword holding ``-``, ``:`` or ``^``
 ``multi-agent``                 hyphen, space and joined forms are alike: "multi-agent" =
                                 "multi agent" = "multiagent"
 ``RL``                          an acronym matches its long forms too, a long form its acronym

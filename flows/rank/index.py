@@ -249,7 +249,10 @@ class PaperIndex:
 
     def parts(self, term: Term) -> tuple[Part, ...]:
         """The keyword's graded parts and, unless the term says otherwise, its neighbours
-        (without where they occur: :meth:`graded` adds that)."""
+        (without where they occur: :meth:`graded` adds that); none for a keyword written in
+        quotes (the whole phrase only)."""
+        if term.whole:
+            return ()
         if self.related is not None and self.related.documents:
             parts = graded_parts(term.keyword, self.corpus_frequency, self.related.documents)
         else:

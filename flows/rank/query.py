@@ -45,17 +45,24 @@ class Term:
     # Other keywords of the same list that are among this one's neighbours: scored as the
     # subscriber's own keywords, so never again as this one's neighbours.
     besides: tuple[tuple[str, ...], ...] = ()
+    # Written in quotes: the whole phrase only (in any of its spellings), never its parts or
+    # the thesaurus's neighbours (see flows.rank.graded): `"graph neural networks"` is not
+    # found in a paper for saying "neural networks".
+    whole: bool = False
 
     def __post_init__(self) -> None:
         if not self.key:
-            # other levels, so their own caches
-            plain = "" if self.neighbours else "\x02"
-            if self.besides:
-                plain += "\x03" + "\x03".join(" ".join(words) for words in self.besides) + "\x03"
+            # other levels, so their own caches; a whole phrase has no levels but itself
+            if self.whole:
+                plain = "\x04"
+            else:
+                plain = "" if self.neighbours else "\x02"
+                if self.besides:
+                    plain += "\x03" + "\x03".join(" ".join(words) for words in self.besides) + "\x03"
             object.__setattr__(self, "key", f"{plain}{self.field or ''}:{' '.join(self.words)}")
 
     def without_neighbours(self) -> Term:
-        return self if not self.neighbours else replace(self, neighbours=False, besides=(), key="")
+        return self if not self.neighbours or self.whole else replace(self, neighbours=False, besides=(), key="")
 
     def besides_keywords(self, besides: tuple[tuple[str, ...], ...]) -> Term:
         return replace(self, besides=besides, key="")
@@ -130,6 +137,7 @@ def _parse_keyword(keyword: str, *, negated: bool) -> Term:
     if text.startswith("-"):
         negated, text = True, text[1:].lstrip()
     field, text = _field_prefix(keyword, text)
+    quoted = text.startswith('"')
     body, weight = _body_and_weight(keyword, text)
     if negated and weight is not None:
         raise QueryError(keyword, "a weight has no effect on an exclusion; remove the ^")
@@ -138,7 +146,8 @@ def _parse_keyword(keyword: str, *, negated: bool) -> Term:
         problem = "is empty" if not body.strip() else "has no letters or digits to match"
         raise QueryError(keyword, problem)
     label = " ".join(body.split())
-    return Term(label, found, field, 1.0 if weight is None else weight, negated)
+    # an exclusion is the whole phrase anyway: quoted or not, one key
+    return Term(label, found, field, 1.0 if weight is None else weight, negated, whole=quoted and not negated)
 
 
 def _field_prefix(keyword: str, text: str) -> tuple[str | None, str]:
