@@ -297,10 +297,14 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
             log.warning("web: no feedback list, the database cannot be read: %s", exc)
             return []
 
+    default_max = site.settings.max_papers  # PAPERBOY_MAX_PAPERS: a file without max_papers
+
     async def first_preview(subscriber: Subscriber) -> Preview | None:
-        """The preview rendered into the page itself; the page works without it."""
+        """The preview rendered into the page itself (of the file's subscriber as the daily
+        run sees them); the page works without it."""
         try:
-            return await blocking(preview, subscriber, site.cache, site.today(), site.key)
+            return await blocking(preview, forms.effective(subscriber, default_max), site.cache,
+                                  site.today(), site.key)
         except StoreError as exc:
             log.warning("web: no preview, the database cannot be read: %s", exc)
             return None
@@ -315,7 +319,7 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         email = site.email_for(token, "prefs")
         _, subscriber = await blocking(find, site.directory, email)
         shown = await first_preview(subscriber)
-        return page(token, subscriber, forms.Preferences.of(subscriber).as_form(), shown=shown,
+        return page(token, subscriber, forms.Preferences.of(subscriber, default_max).as_form(), shown=shown,
                     saved=saved == "1", feedback=await marked(email))
 
     @app.post("/preferences/{token}/feedback", response_class=HTMLResponse)
@@ -334,10 +338,10 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         fields = await site.form(request, token)
         _, current = await blocking(find, site.directory, email)
         try:
-            wanted = forms.parse_preferences(fields)
-            forms.apply(current, wanted)  # validate before touching the file
+            wanted = forms.parse_preferences(fields, default_max)
+            forms.apply(current, wanted, default_max)  # validate before touching the file
             saved = await blocking(modify, site.directory, email,
-                                   lambda now: forms.changes(now, wanted))
+                                   lambda now: forms.changes(now, wanted, default_max))
         except forms.FormError as exc:
             # The preview keeps showing the saved keywords; the page points at the bad line.
             return page(token, current, raw_values(fields), 422, error=exc,
@@ -355,7 +359,7 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         fields = await site.form(request, token)
         _, current = await blocking(find, site.directory, email)
         try:
-            candidate = forms.apply(current, forms.parse_preferences(fields))
+            candidate = forms.apply(current, forms.parse_preferences(fields, default_max), default_max)
         except forms.FormError as exc:
             return JSONResponse({"ok": False, "error": str(exc), "field": exc.field, "line": exc.line}, 422)
         shown = await blocking(preview, candidate, site.cache, site.today(), site.key)

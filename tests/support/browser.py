@@ -91,7 +91,7 @@ class LiveServer:
 
 def run_digests(settings: Settings, day: date, new_papers: list[Paper]) -> BatchReport:
     """One daily run, as the flow does it, without Prefect: store → rank → render → send."""
-    subscribers, errors = load_all(settings.subscribers_dir)
+    subscribers, errors = load_all(settings.subscribers_dir, max_papers=settings.max_papers)  # as flows.tasks does
     assert not errors
     with Store(settings.db_path) as store:
         store.upsert_papers(new_papers)
