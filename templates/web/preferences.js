@@ -7,6 +7,7 @@
 //   form post.
 (function () {
   "use strict";
+  document.documentElement.classList.add("js");  // shows what needs this script (.js-only)
 
   function lineRange(text, line) {
     var start = 0;
