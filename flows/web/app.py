@@ -242,12 +242,17 @@ def create_app(settings: Settings, *, rate_limit: RateLimit | None = None) -> Fa
 
 
 def _error_handlers(app: FastAPI, site: Site) -> None:
-    def problem(status: int, title: str, message: str) -> HTMLResponse:
-        return site.page("message.html.j2", status, title=title, message=message, link=None)
+    def problem(status: int, title: str, message: str, hint: str = "") -> HTMLResponse:
+        return site.page("message.html.j2", status, title=title, message=message, link=None, hint=hint)
 
     @app.exception_handler(TokenError)
     async def bad_token(request: Request, exc: TokenError) -> Response:
-        return problem(403, "This link does not work", f"Sorry, {exc}.")
+        # Most "not valid" links are whole links cut short: a mail program that wrapped a long
+        # link of the plain-text part, or a copy that missed its end.
+        hint = ("Links from a digest work only exactly as they were sent. If the link was split "
+                "across two lines, copy all of it into the address bar; or open the same link "
+                "in your most recent digest.") if "not valid" in str(exc) else ""
+        return problem(403, "This link does not work", f"Sorry, {exc}.", hint)
 
     @app.exception_handler(CsrfError)
     async def cross_site(request: Request, exc: CsrfError) -> Response:
@@ -395,7 +400,7 @@ def _web_view_routes(app: FastAPI, site: Site) -> None:
     @app.exception_handler(DigestGone)
     async def gone(request: Request, exc: DigestGone) -> Response:
         days = site.settings.web_view_days
-        return site.page("message.html.j2", 404, title="This digest is not kept any more",
+        return site.page("message.html.j2", 404, title="This digest is not kept any more", hint="",
                          message=f"Digests can be opened in a browser for {days} days after they "
                                  "were sent. The papers it listed are in the mail itself.", link=None)
 
