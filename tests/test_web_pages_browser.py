@@ -23,6 +23,7 @@ from tests.support.browser import (
     html_of,
     launch_browser,
     link,
+    low_contrast,
     mail_to,
     playwright_api,
     run_digests,
@@ -158,3 +159,57 @@ def test_odd_titles_and_a_long_keyword_never_make_a_page_scroll_sideways(site, s
         assert overflow(page) <= 0
         page.screenshot(path=str(shots / "feedback-list-odd-360.png"), full_page=True)
         browser.close()
+
+
+PAGE_BACKGROUND = """() => { const c = getComputedStyle(document.body).backgroundColor.match(/\\d+/g).map(Number);
+  return (0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]) / 255; }"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_page_follows_the_colour_scheme_and_passes_contrast(site, smtp_server, tmp_path, scheme):
+    settings, _ = site
+    digest = received_digest(settings, smtp_server)
+    more = re.search(r'href="(http://127\.0\.0\.1:\d+/feedback/[^"]+/more\?sig=[^"]+)"', html_of(digest)).group(1)
+    shots = shots_dir(tmp_path)
+    api = playwright_api()
+    with api.sync_playwright() as playwright:
+        browser = launch_browser(playwright)
+        page = browser.new_page(viewport={"width": 1200, "height": 900}, color_scheme=scheme)
+        checked = []
+
+        def check(name: str) -> None:
+            page.screenshot(path=str(shots / f"{name}-{scheme}.png"))
+            shade = page.evaluate(PAGE_BACKGROUND)
+            assert (shade < 0.1) if scheme == "dark" else (shade > 0.9), (name, shade)
+            assert low_contrast(page) == [], (name, low_contrast(page)[:3])
+            checked.append(name)
+
+        page.goto(more.replace("&amp;", "&"))
+        check("feedback-ask")
+        page.click("#confirm-feedback")
+        check("feedback-done")
+        page.goto(link(digest, "preferences"))
+        api.expect(page.locator(".feedback-list li")).to_have_count(1)
+        check("preferences")
+        page.fill("#keywords", "reward model\ndiffusion^99")  # the live preview names the bad line
+        api.expect(page.locator("#keywords-error")).to_be_visible(timeout=5000)
+        page.click("button[type=submit]")
+        api.expect(page.locator("#form-error")).to_be_visible()
+        check("preferences-error")
+        page.goto(link(digest, "unsubscribe"))
+        check("unsubscribe-ask")
+        page.click("#confirm-unsubscribe")
+        check("unsubscribe-done")
+        page.goto(f"{settings.public_base_url}/subscribe")
+        page.fill("#email", "not-an-address")
+        page.click("button[type=submit]")
+        check("subscribe-error")
+        page.goto(link(digest, "preferences")[:-5])
+        check("bad-link")
+        page.goto(f"{settings.public_base_url}/no-such-page")
+        check("not-found")
+        phone = browser.new_page(viewport={"width": 360, "height": 700}, color_scheme=scheme)
+        phone.goto(link(digest, "preferences"))
+        assert low_contrast(phone) == []  # the count bar at the bottom
+        browser.close()
+    assert len(checked) == 9
