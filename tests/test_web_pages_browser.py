@@ -213,3 +213,26 @@ def test_every_page_follows_the_colour_scheme_and_passes_contrast(site, smtp_ser
         assert low_contrast(phone) == []  # the count bar at the bottom
         browser.close()
     assert len(checked) == 9
+
+
+def test_undoing_a_mark_says_it_was_undone_where_the_list_is(site, smtp_server, tmp_path):
+    settings, _ = site
+    digest = received_digest(settings, smtp_server)
+    less = re.search(r'href="(http://127\.0\.0\.1:\d+/feedback/[^"]+/less\?sig=[^"]+)"', html_of(digest)).group(1)
+    api = playwright_api()
+    with api.sync_playwright() as playwright:
+        browser = launch_browser(playwright)
+        page = browser.new_page(viewport={"width": 360, "height": 800})
+        page.goto(less.replace("&amp;", "&"))
+        page.click("#confirm-feedback")
+        page.goto(link(digest, "preferences"))
+        page.locator(".feedback-list button.undo").focus()
+        page.keyboard.press("Enter")  # keyboard only
+        status = page.locator("#undone")
+        api.expect(status).to_contain_text("Undone.")
+        assert status.get_attribute("role") == "status"
+        assert page.locator(".feedback-list").count() == 0
+        box = status.bounding_box()
+        assert 0 <= box["y"] < 800  # in view: the page opens at the list, not at its top
+        page.screenshot(path=str(shots_dir(tmp_path) / "feedback-undone-360.png"))
+        browser.close()

@@ -286,10 +286,10 @@ def _error_handlers(app: FastAPI, site: Site) -> None:
 def _preference_routes(app: FastAPI, site: Site) -> None:
     def page(token: str, subscriber: Subscriber, values: dict[str, Any], status: int = 200, *,
              shown: Preview | None = None, error: forms.FormError | None = None,
-             saved: bool = False, feedback: list[dict] | None = None) -> HTMLResponse:
+             saved: bool = False, feedback: list[dict] | None = None, undone: bool = False) -> HTMLResponse:
         return site.page(
             "preferences.html.j2", status, subscriber=subscriber, values=values, error=error,
-            saved=saved, preview=shown, token=token, csrf=csrf_token(site.key, token),
+            saved=saved, undone=undone, preview=shown, token=token, csrf=csrf_token(site.key, token),
             unsubscribe_url=f"{site.root}/unsubscribe/{make_token(site.key, subscriber.email, 'unsubscribe')}",
             weekdays=forms.WEEKDAYS, feedback=feedback or [],
         )
@@ -320,12 +320,12 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         return values
 
     @app.get("/preferences/{token}", response_class=HTMLResponse)
-    async def show(token: str, saved: str = "") -> Response:
+    async def show(token: str, saved: str = "", undone: str = "") -> Response:
         email = site.email_for(token, "prefs")
         _, subscriber = await blocking(find, site.directory, email)
         shown = await first_preview(subscriber)
         return page(token, subscriber, forms.Preferences.of(subscriber, default_max).as_form(), shown=shown,
-                    saved=saved == "1", feedback=await marked(email))
+                    saved=saved == "1", feedback=await marked(email), undone=undone == "1")
 
     @app.post("/preferences/{token}/feedback", response_class=HTMLResponse)
     async def undo_feedback(token: str, request: Request) -> Response:
@@ -335,7 +335,8 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         paper_id = fields.get("paper", "")[:200]
         await blocking(site.forget_feedback, email, paper_id)
         log.info("web: feedback on %s undone for %s", paper_id, email)
-        return RedirectResponse(f"{site.root}/preferences/{token}#feedback-heading", status_code=303)
+        # "?undone=1": the page says it was undone (the item just vanishing says nothing to a screen reader)
+        return RedirectResponse(f"{site.root}/preferences/{token}?undone=1#feedback-heading", status_code=303)
 
     @app.post("/preferences/{token}", response_class=HTMLResponse)
     async def save(token: str, request: Request) -> Response:
