@@ -99,6 +99,10 @@ def test_keyboard_focus_on_a_phone_is_visible_and_never_under_the_count_bar(site
             assert focus["outline"] != "none", focus  # a visible focus ring
             assert 0 <= focus["top"] and focus["bottom"] <= focus["barTop"], focus  # not hidden by the bar
         page.screenshot(path=str(shots_dir(tmp_path) / "preferences-keyboard-360.png"))
+        # iOS Safari zooms into a field whose text is under 16 px, and leaves the page zoomed
+        sizes = page.evaluate("""() => [...document.querySelectorAll('input:not([type=hidden]):not([type=radio]):not([type=checkbox]), textarea, select')]
+            .map(el => [el.name, parseFloat(getComputedStyle(el).fontSize)])""")
+        assert [name for name, size in sizes if size < 16] == [], sizes
         browser.close()
     assert visited[:3] == ["keywords", "exclude", "max_papers"]
     assert visited[-2:] == ["Save preferences", "Unsubscribe"]
