@@ -240,3 +240,23 @@ def test_undoing_a_mark_says_it_was_undone_where_the_list_is(site, smtp_server, 
         assert 0 <= box["y"] < 800  # in view: the page opens at the list, not at its top
         page.screenshot(path=str(shots_dir(tmp_path) / "feedback-undone-360.png"))
         browser.close()
+
+
+def test_an_arabic_title_reads_right_to_left_on_the_pages_too(site, smtp_server):
+    settings, _ = site
+    digest = received_digest(settings, smtp_server)
+    more = re.search(r'href="(http://127\.0\.0\.1:\d+/feedback/[^"/]+/2512\.90003/more\?sig=[^"]+)"', html_of(digest))
+    direction = "el => getComputedStyle(el).direction"
+    api = playwright_api()
+    with api.sync_playwright() as playwright:
+        browser = launch_browser(playwright)
+        page = browser.new_page(viewport={"width": 360, "height": 800})
+        page.goto(more.group(1).replace("&amp;", "&"))
+        assert page.locator(".paper-title").evaluate(direction) == "rtl"
+        page.click("#confirm-feedback")
+        page.goto(link(digest, "preferences"))
+        arabic = page.locator(".match-title", has_text="نماذج")
+        assert arabic.evaluate(direction) == "rtl"
+        assert page.locator(".match-title", has_text="Secrets of RLHF").evaluate(direction) == "ltr"
+        assert page.locator(".feedback-list li span[dir]").evaluate(direction) == "rtl"
+        browser.close()
