@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from flows.bench.digest import typical_papers
@@ -158,3 +159,8 @@ def test_the_plain_text_part_of_odd_papers_reads_as_text(world, smtp_server):
     for url in re.findall(r'<a class="(?:title-)?link" href="([^"]+)"', html):
         assert html_module.unescape(url) in text
     assert link(message, "unsubscribe") in text and link(message, "preferences") in text
+    # no feedback links in plain text (two long links a paper): it points to the web view's
+    pointer = text.split(link(message, "digest"))[0].splitlines()[-1]
+    assert pointer == "View in your browser, where each paper has More / less like this:"
+    page = httpx.get(link(message, "digest"), timeout=10).text
+    assert page.count('class="feedback-link"') == 2 * 38
