@@ -260,3 +260,22 @@ def test_an_arabic_title_reads_right_to_left_on_the_pages_too(site, smtp_server)
         assert page.locator(".match-title", has_text="Secrets of RLHF").evaluate(direction) == "ltr"
         assert page.locator(".feedback-list li span[dir]").evaluate(direction) == "rtl"
         browser.close()
+
+
+def test_picking_a_weekday_makes_the_digest_weekly(site, smtp_server):
+    settings, folder = site
+    digest = received_digest(settings, smtp_server)
+    api = playwright_api()
+    with api.sync_playwright() as playwright:
+        browser = launch_browser(playwright)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(link(digest, "preferences"))
+        assert page.locator("input[name=frequency][value=daily]").is_checked()
+        page.select_option("#weekday", "friday")
+        assert page.locator("input[name=frequency][value=weekly]").is_checked()
+        api.expect(page.locator("#preview-status")).to_contain_text("last 7 days", timeout=5000)
+        page.click("button[type=submit]")
+        api.expect(page.locator("#saved")).to_contain_text("Saved.")
+        browser.close()
+    ada = find(folder, "ada@example.org")[1]
+    assert (ada.frequency, ada.weekday) == ("weekly", "friday")

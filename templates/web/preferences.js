@@ -141,6 +141,16 @@
     timer = window.setTimeout(refresh, DELAY_MS);
   }
 
+  // Picking a weekday means a weekly digest: without this, "Every day" stayed ticked and the
+  // weekday chosen was silently ignored.
+  var weekday = document.getElementById("weekday");
+  var weekly = form.querySelector("input[name='frequency'][value='weekly']");
+  if (weekday && weekly) {
+    weekday.addEventListener("change", function () {
+      weekly.checked = true;
+    });
+  }
+
   form.addEventListener("input", schedule);
   form.addEventListener("change", schedule);
 })();
