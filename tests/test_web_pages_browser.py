@@ -279,3 +279,25 @@ def test_picking_a_weekday_makes_the_digest_weekly(site, smtp_server):
         browser.close()
     ada = find(folder, "ada@example.org")[1]
     assert (ada.frequency, ada.weekday) == ("weekly", "friday")
+
+
+def test_the_noted_page_reloads_without_sending_the_form_again(site, smtp_server):
+    settings, _ = site
+    digest = received_digest(settings, smtp_server)
+    more, other = re.findall(r'href="(http://127\.0\.0\.1:\d+/feedback/[^"]+/more\?sig=[^"]+)"', html_of(digest))[:2]
+    api = playwright_api()
+    with api.sync_playwright() as playwright:
+        browser = launch_browser(playwright)
+        page = browser.new_page(viewport={"width": 360, "height": 800})
+        methods: list[str] = []
+        page.on("request", lambda r: methods.append(r.method) if r.resource_type == "document" else None)
+        page.goto(more.replace("&amp;", "&"))
+        page.click("#confirm-feedback")
+        api.expect(page.locator("h1")).to_have_text("Noted")
+        page.reload()
+        api.expect(page.locator("h1")).to_have_text("Noted")
+        assert methods == ["GET", "POST", "GET", "GET"]  # the reload is a GET, not the form again
+        # "done=1" alone records and proves nothing: another paper's link still asks
+        page.goto(other.replace("&amp;", "&") + "&done=1")
+        api.expect(page.locator("h1")).to_have_text("More papers like this one?")
+        browser.close()

@@ -432,12 +432,18 @@ def _feedback_routes(app: FastAPI, site: Site) -> None:
         action = f"{site.root}/feedback/{token}/{quote(paper_id, safe='')}/{verdict}?sig={quote(sig, safe='')}"
         return link, action
 
+    def recorded(email: str, paper_id: str) -> str:
+        """This subscriber's verdict on this paper, or ""."""
+        return next((item["verdict"] for item in site.feedback_of(email) if item["paper_id"] == paper_id), "")
+
     @app.get("/feedback/{token}/{paper_id:path}/{verdict}", response_class=HTMLResponse)
-    async def ask(token: str, paper_id: str, verdict: str, request: Request) -> Response:
-        # Mail scanners fetch every link in a message: a GET only asks.
+    async def ask(token: str, paper_id: str, verdict: str, request: Request, done: str = "") -> Response:
+        # Mail scanners fetch every link in a message: a GET only asks. "done=1" is where a
+        # confirmation lands (POST/redirect/GET): it says "Noted" if that verdict is stored.
         link, action = check(token, paper_id, verdict, request)
         paper = await blocking(site.paper_summary, link.paper_id)
-        return page(action, link.email, verdict, paper, "ask", token)
+        noted = done == "1" and await blocking(recorded, link.email, link.paper_id) == link.verdict
+        return page(action, link.email, verdict, paper, "done" if noted else "ask", token)
 
     @app.post("/feedback/{token}/{paper_id:path}/{verdict}", response_class=HTMLResponse)
     async def record(token: str, paper_id: str, verdict: str, request: Request) -> Response:
@@ -445,8 +451,8 @@ def _feedback_routes(app: FastAPI, site: Site) -> None:
         await site.form(request, token)
         await blocking(site.record_feedback, link.email, link.paper_id, link.verdict)
         log.info("web: %s marked %s %s like this", link.email, link.paper_id, link.verdict)
-        paper = await blocking(site.paper_summary, link.paper_id)
-        return page(action, link.email, verdict, paper, "done", token)
+        # POST/redirect/GET: reloading the "Noted" page does not ask to send the form again.
+        return RedirectResponse(f"{action}&done=1", status_code=303)
 
 
 # -- unsubscribe ------------------------------------------------------------------------------
