@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flows.subscribers import MAX_KEYWORD_LENGTH, MAX_KEYWORDS
+
 MAX_BODY = 64 * 1024  # bytes; the largest honest form (50 keywords × 100 chars, twice) is ~12 KB
 
 CONTENT_SECURITY_POLICY = "; ".join((
@@ -196,9 +198,11 @@ def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
 
 
 async def _too_large(send: Send) -> None:
-    await _plain_page(send, 413, b"Too much text", b"Nothing was saved: the form sent more text than "
-                      b"Paperboy accepts. Go back and shorten it: at most 50 keywords of up to 100 "
-                      b"characters each.")
+    await _plain_page(send, 413, b"Too much text", TOO_MUCH)
+
+
+TOO_MUCH = (f"Nothing was saved: the form sent more text than Paperboy accepts. Go back and shorten "
+            f"it: at most {MAX_KEYWORDS} keywords of up to {MAX_KEYWORD_LENGTH} characters each.").encode()
 
 
 async def _plain_page(send: Send, status: int, title: bytes, text: bytes) -> None:
