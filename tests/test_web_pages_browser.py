@@ -191,6 +191,7 @@ def test_every_page_follows_the_colour_scheme_and_passes_contrast(site, smtp_ser
         page.goto(more.replace("&amp;", "&"))
         check("feedback-ask")
         page.click("#confirm-feedback")
+        api.expect(page.locator("h1")).to_have_text("Noted")  # after the redirect
         check("feedback-done")
         page.goto(link(digest, "preferences"))
         api.expect(page.locator(".feedback-list li")).to_have_count(1)
@@ -203,10 +204,12 @@ def test_every_page_follows_the_colour_scheme_and_passes_contrast(site, smtp_ser
         page.goto(link(digest, "unsubscribe"))
         check("unsubscribe-ask")
         page.click("#confirm-unsubscribe")
+        api.expect(page.locator("h1")).to_have_text("You are unsubscribed")
         check("unsubscribe-done")
         page.goto(f"{settings.public_base_url}/subscribe")
         page.fill("#email", "not-an-address")
         page.click("button[type=submit]")
+        api.expect(page.locator("#email-error")).to_be_visible()
         check("subscribe-error")
         page.goto(link(digest, "preferences")[:-5])
         check("bad-link")
@@ -229,6 +232,7 @@ def test_undoing_a_mark_says_it_was_undone_where_the_list_is(site, smtp_server, 
         page = browser.new_page(viewport={"width": 360, "height": 800})
         page.goto(less.replace("&amp;", "&"))
         page.click("#confirm-feedback")
+        api.expect(page.locator("h1")).to_have_text("Noted")
         page.goto(link(digest, "preferences"))
         page.locator(".feedback-list button.undo").focus()
         page.keyboard.press("Enter")  # keyboard only
@@ -254,6 +258,7 @@ def test_an_arabic_title_reads_right_to_left_on_the_pages_too(site, smtp_server)
         page.goto(more.group(1).replace("&amp;", "&"))
         assert page.locator(".paper-title").evaluate(direction) == "rtl"
         page.click("#confirm-feedback")
+        api.expect(page.locator("h1")).to_have_text("Noted")
         page.goto(link(digest, "preferences"))
         arabic = page.locator(".match-title", has_text="نماذج")
         assert arabic.evaluate(direction) == "rtl"
