@@ -6,7 +6,10 @@ The app runs on real files, a real SQLite database and a real SMTP server (see t
 
 from __future__ import annotations
 
+import re
+
 import lxml.html
+import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from flows.links import make_confirm_token
@@ -50,3 +53,29 @@ def test_too_much_text_gets_a_readable_page_that_says_nothing_was_saved(client, 
     assert doc.xpath("//h1")[0].text_content() == "Too much text"
     assert "Nothing was saved" in doc.text_content() and "at most 50 keywords" in doc.text_content()
     assert (folder / "ada.yaml").read_bytes() == before
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("related", "sideways", "choose off, near or far"),
+    ("frequency", "hourly", "choose daily or weekly"),
+])
+def test_a_refused_choice_is_named_in_its_group_and_the_summary_link_lands_there(client, field, value, message):  # noqa: F811
+    # Only a hand-made form sends these; the summary's link and the message must still work.
+    page = client.get(f"/preferences/{token()}").text
+    form = {"csrf": re.search(r'name="csrf" value="([^"]+)"', page).group(1), "keywords": "offline RL",
+            "max_papers": "10", "frequency": "daily", "weekday": "monday", "related": "near", field: value}
+    response = client.post(f"/preferences/{token()}", data=form)
+    assert response.status_code == 422
+    doc = lxml.html.document_fromstring(response.text)
+    target = doc.xpath("//div[@id='form-error']//a/@href")[0]
+    assert target == f"#{field}" and doc.get_element_by_id(field) is not None
+    error = doc.get_element_by_id(f"{field}-error")
+    assert message in error.text_content().lower()
+    described = doc.xpath(f"//*[contains(concat(' ', @aria-describedby, ' '), ' {field}-error ')]")
+    assert described, "no field points at the message"
+
+
+def test_the_related_hint_describes_the_group_once(client):  # noqa: F811
+    doc = lxml.html.document_fromstring(client.get(f"/preferences/{token()}").text)
+    assert doc.xpath("//fieldset[@id='related']/@aria-describedby") == ["related-hint"]
+    assert doc.xpath("//input[@name='related'][@aria-describedby]") == []
