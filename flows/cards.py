@@ -400,7 +400,10 @@ def chip_label(match: Match) -> str:
     """What a chip says: the keyword, or why a paper came in without it."""
     label = getattr(match, "label", None)
     if isinstance(label, str) and label:  # the ranker words its own tiers
-        return shorten(one_line(label), CHIP_CHARS * 3)
+        label = one_line(label)
+        if len(label) > CHIP_CHARS * 3 and label.endswith("\u201d"):  # “a long title” keeps its closing quote
+            return shorten(label[:-1], CHIP_CHARS * 3 - 1) + "\u201d"
+        return shorten(label, CHIP_CHARS * 3)
     keyword = shorten(one_line(match.keyword), CHIP_CHARS)
     tier, via = tier_of(match), via_of(match)
     named = ", ".join(shorten(one_line(t), CHIP_CHARS) for t in via[:CHIP_TERMS])

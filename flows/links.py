@@ -192,8 +192,8 @@ def read_confirm_link(key: str, token: str, max_age: int | None = None) -> Confi
     try:
         payload, signed_at = _serializer(key, "confirm").loads(
             token, max_age=max_age or MAX_AGE["confirm"], return_timestamp=True)
-    except SignatureExpired:
-        raise TokenError("this link has expired; use the link in your latest digest") from None
+    except SignatureExpired:  # no digest yet to take a newer link from
+        raise TokenError("this confirmation link has expired; sign up again to get a new one") from None
     except BadSignature:
         raise TokenError("this link is not valid") from None
     if not (isinstance(payload, dict) and isinstance(payload.get("email"), str)

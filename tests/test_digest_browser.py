@@ -29,6 +29,7 @@ from tests.support.browser import (
     html_of,
     launch_browser,
     link,
+    low_contrast,
     mail_to,
     playwright_api,
     run_digests,
@@ -65,30 +66,6 @@ MEASURE = """() => {
   };
 }"""
 
-# WCAG 2.x contrast of every visible run of text, from the computed styles.
-CONTRAST = """() => {
-  const rgba = s => { const p = s.match(/rgba?\\(([^)]+)\\)/)[1].split(',').map(Number);
-                      return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
-  const channel = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); };
-  const lum = c => 0.2126 * channel(c[0]) + 0.7152 * channel(c[1]) + 0.0722 * channel(c[2]);
-  const background = el => {
-    for (; el; el = el.parentElement) {
-      const c = rgba(getComputedStyle(el).backgroundColor);
-      if (c[3] > 0) return c;
-    }
-    return [255, 255, 255, 1];
-  };
-  const runs = [];
-  for (const el of document.body.querySelectorAll('*')) {
-    const style = getComputedStyle(el);
-    if (el.getClientRects().length === 0 || style.visibility === 'hidden') continue;
-    if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
-    const a = lum(rgba(style.color)), b = lum(background(el));
-    runs.push({text: el.textContent.trim().slice(0, 40), cls: el.className,
-               ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)});
-  }
-  return runs;
-}"""
 
 
 @pytest.fixture
@@ -116,10 +93,6 @@ def shots_dir(tmp_path: Path) -> Path:
     directory = Path(os.environ.get("PAPERBOY_SCREENSHOTS") or tmp_path / "screenshots")
     directory.mkdir(parents=True, exist_ok=True)
     return directory
-
-
-def low_contrast(page) -> list[dict]:
-    return [run for run in page.evaluate(CONTRAST) if run["ratio"] < 4.5]
 
 
 def test_the_digest_reads_on_a_phone_and_a_desktop(world, smtp_server, tmp_path):

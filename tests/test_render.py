@@ -388,7 +388,9 @@ def test_a_related_match_gets_its_own_chip_and_feedback_links_fit(renderer, subs
                         ("less like this", "https://paperboy.example.org/feedback/tok/2411.10000/less")]
     # in the row of links, so the card keeps its height; the names say which paper
     assert all(a.getparent().get("class") == "links" for a in doc.find_class("feedback-link"))
-    assert [a.get("aria-label").split(":")[0] for a in doc.find_class("feedback-link")] == ["More like", "Less like"]
+    assert [a.get("aria-label").split(":")[0] for a in doc.find_class("feedback-link")] == ["More like this", "Less like this"]
+    # the name holds the visible words (WCAG 2.5.3: "click less like this" works by voice)
+    assert all(a.text_content().lower() in a.get("aria-label").lower() for a in doc.find_class("feedback-link"))
     assert doc.find_class("summary")[0].text == "1 related"
 
 

@@ -242,12 +242,17 @@ def create_app(settings: Settings, *, rate_limit: RateLimit | None = None) -> Fa
 
 
 def _error_handlers(app: FastAPI, site: Site) -> None:
-    def problem(status: int, title: str, message: str) -> HTMLResponse:
-        return site.page("message.html.j2", status, title=title, message=message, link=None)
+    def problem(status: int, title: str, message: str, hint: str = "") -> HTMLResponse:
+        return site.page("message.html.j2", status, title=title, message=message, link=None, hint=hint)
 
     @app.exception_handler(TokenError)
     async def bad_token(request: Request, exc: TokenError) -> Response:
-        return problem(403, "This link does not work", f"Sorry, {exc}.")
+        # Most "not valid" links are whole links cut short: a mail program that wrapped a long
+        # link of the plain-text part, or a copy that missed its end.
+        hint = ("Links from a digest work only exactly as they were sent. If the link was split "
+                "across two lines, copy all of it into the address bar; or open the same link "
+                "in your most recent digest.") if "not valid" in str(exc) else ""
+        return problem(403, "This link does not work", f"Sorry, {exc}.", hint)
 
     @app.exception_handler(CsrfError)
     async def cross_site(request: Request, exc: CsrfError) -> Response:
@@ -281,10 +286,10 @@ def _error_handlers(app: FastAPI, site: Site) -> None:
 def _preference_routes(app: FastAPI, site: Site) -> None:
     def page(token: str, subscriber: Subscriber, values: dict[str, Any], status: int = 200, *,
              shown: Preview | None = None, error: forms.FormError | None = None,
-             saved: bool = False, feedback: list[dict] | None = None) -> HTMLResponse:
+             saved: bool = False, feedback: list[dict] | None = None, undone: bool = False) -> HTMLResponse:
         return site.page(
             "preferences.html.j2", status, subscriber=subscriber, values=values, error=error,
-            saved=saved, preview=shown, token=token, csrf=csrf_token(site.key, token),
+            saved=saved, undone=undone, preview=shown, token=token, csrf=csrf_token(site.key, token),
             unsubscribe_url=f"{site.root}/unsubscribe/{make_token(site.key, subscriber.email, 'unsubscribe')}",
             weekdays=forms.WEEKDAYS, feedback=feedback or [],
         )
@@ -297,10 +302,14 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
             log.warning("web: no feedback list, the database cannot be read: %s", exc)
             return []
 
+    default_max = site.settings.max_papers  # PAPERBOY_MAX_PAPERS: a file without max_papers
+
     async def first_preview(subscriber: Subscriber) -> Preview | None:
-        """The preview rendered into the page itself; the page works without it."""
+        """The preview rendered into the page itself (of the file's subscriber as the daily
+        run sees them); the page works without it."""
         try:
-            return await blocking(preview, subscriber, site.cache, site.today(), site.key)
+            return await blocking(preview, forms.effective(subscriber, default_max), site.cache,
+                                  site.today(), site.key)
         except StoreError as exc:
             log.warning("web: no preview, the database cannot be read: %s", exc)
             return None
@@ -311,12 +320,12 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         return values
 
     @app.get("/preferences/{token}", response_class=HTMLResponse)
-    async def show(token: str, saved: str = "") -> Response:
+    async def show(token: str, saved: str = "", undone: str = "") -> Response:
         email = site.email_for(token, "prefs")
         _, subscriber = await blocking(find, site.directory, email)
         shown = await first_preview(subscriber)
-        return page(token, subscriber, forms.Preferences.of(subscriber).as_form(), shown=shown,
-                    saved=saved == "1", feedback=await marked(email))
+        return page(token, subscriber, forms.Preferences.of(subscriber, default_max).as_form(), shown=shown,
+                    saved=saved == "1", feedback=await marked(email), undone=undone == "1")
 
     @app.post("/preferences/{token}/feedback", response_class=HTMLResponse)
     async def undo_feedback(token: str, request: Request) -> Response:
@@ -326,7 +335,8 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         paper_id = fields.get("paper", "")[:200]
         await blocking(site.forget_feedback, email, paper_id)
         log.info("web: feedback on %s undone for %s", paper_id, email)
-        return RedirectResponse(f"{site.root}/preferences/{token}#feedback-heading", status_code=303)
+        # "?undone=1": the page says it was undone (the item just vanishing says nothing to a screen reader)
+        return RedirectResponse(f"{site.root}/preferences/{token}?undone=1#feedback-heading", status_code=303)
 
     @app.post("/preferences/{token}", response_class=HTMLResponse)
     async def save(token: str, request: Request) -> Response:
@@ -334,10 +344,10 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         fields = await site.form(request, token)
         _, current = await blocking(find, site.directory, email)
         try:
-            wanted = forms.parse_preferences(fields)
-            forms.apply(current, wanted)  # validate before touching the file
+            wanted = forms.parse_preferences(fields, default_max)
+            forms.apply(current, wanted, default_max)  # validate before touching the file
             saved = await blocking(modify, site.directory, email,
-                                   lambda now: forms.changes(now, wanted))
+                                   lambda now: forms.changes(now, wanted, default_max))
         except forms.FormError as exc:
             # The preview keeps showing the saved keywords; the page points at the bad line.
             return page(token, current, raw_values(fields), 422, error=exc,
@@ -355,7 +365,7 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         fields = await site.form(request, token)
         _, current = await blocking(find, site.directory, email)
         try:
-            candidate = forms.apply(current, forms.parse_preferences(fields))
+            candidate = forms.apply(current, forms.parse_preferences(fields, default_max), default_max)
         except forms.FormError as exc:
             return JSONResponse({"ok": False, "error": str(exc), "field": exc.field, "line": exc.line}, 422)
         shown = await blocking(preview, candidate, site.cache, site.today(), site.key)
@@ -391,7 +401,7 @@ def _web_view_routes(app: FastAPI, site: Site) -> None:
     @app.exception_handler(DigestGone)
     async def gone(request: Request, exc: DigestGone) -> Response:
         days = site.settings.web_view_days
-        return site.page("message.html.j2", 404, title="This digest is not kept any more",
+        return site.page("message.html.j2", 404, title="This digest is not kept any more", hint="",
                          message=f"Digests can be opened in a browser for {days} days after they "
                                  "were sent. The papers it listed are in the mail itself.", link=None)
 
@@ -422,12 +432,18 @@ def _feedback_routes(app: FastAPI, site: Site) -> None:
         action = f"{site.root}/feedback/{token}/{quote(paper_id, safe='')}/{verdict}?sig={quote(sig, safe='')}"
         return link, action
 
+    def recorded(email: str, paper_id: str) -> str:
+        """This subscriber's verdict on this paper, or ""."""
+        return next((item["verdict"] for item in site.feedback_of(email) if item["paper_id"] == paper_id), "")
+
     @app.get("/feedback/{token}/{paper_id:path}/{verdict}", response_class=HTMLResponse)
-    async def ask(token: str, paper_id: str, verdict: str, request: Request) -> Response:
-        # Mail scanners fetch every link in a message: a GET only asks.
+    async def ask(token: str, paper_id: str, verdict: str, request: Request, done: str = "") -> Response:
+        # Mail scanners fetch every link in a message: a GET only asks. "done=1" is where a
+        # confirmation lands (POST/redirect/GET): it says "Noted" if that verdict is stored.
         link, action = check(token, paper_id, verdict, request)
         paper = await blocking(site.paper_summary, link.paper_id)
-        return page(action, link.email, verdict, paper, "ask", token)
+        noted = done == "1" and await blocking(recorded, link.email, link.paper_id) == link.verdict
+        return page(action, link.email, verdict, paper, "done" if noted else "ask", token)
 
     @app.post("/feedback/{token}/{paper_id:path}/{verdict}", response_class=HTMLResponse)
     async def record(token: str, paper_id: str, verdict: str, request: Request) -> Response:
@@ -435,8 +451,8 @@ def _feedback_routes(app: FastAPI, site: Site) -> None:
         await site.form(request, token)
         await blocking(site.record_feedback, link.email, link.paper_id, link.verdict)
         log.info("web: %s marked %s %s like this", link.email, link.paper_id, link.verdict)
-        paper = await blocking(site.paper_summary, link.paper_id)
-        return page(action, link.email, verdict, paper, "done", token)
+        # POST/redirect/GET: reloading the "Noted" page does not ask to send the form again.
+        return RedirectResponse(f"{action}&done=1", status_code=303)
 
 
 # -- unsubscribe ------------------------------------------------------------------------------

@@ -48,13 +48,29 @@ class Preferences:
     related: str = "near"
 
     @classmethod
-    def of(cls, subscriber: Subscriber) -> "Preferences":
+    def of(cls, subscriber: Subscriber, default_max: int | None = None) -> "Preferences":
+        """The form's values for a subscriber file; ``default_max`` is what a file without
+        ``max_papers`` gets (PAPERBOY_MAX_PAPERS), shown as it is what the digest uses."""
+        subscriber = effective(subscriber, default_max)
         return cls(list(subscriber.keywords), list(subscriber.exclude), subscriber.max_papers,
                    subscriber.frequency, subscriber.weekday, subscriber.include_trending, subscriber.related)
 
     def as_form(self) -> dict[str, Any]:
         """The values as the form shows them: one keyword per line."""
         return {**asdict(self), "keywords": "\n".join(self.keywords), "exclude": "\n".join(self.exclude)}
+
+
+def effective(subscriber: Subscriber, default_max: int | None) -> Subscriber:
+    """The subscriber as the daily run sees them: a file without ``max_papers`` gets
+    ``default_max`` (as `flows.subscribers.load_all` does with PAPERBOY_MAX_PAPERS)."""
+    if default_max is not None and uses_default_max(subscriber):
+        return subscriber.model_copy(update={"max_papers": default_max})
+    return subscriber
+
+
+def uses_default_max(subscriber: Subscriber) -> bool:
+    """True for a subscriber whose file does not set ``max_papers``."""
+    return "max_papers" not in subscriber.model_fields_set
 
 
 def keyword_list(text: str, field: str = "keywords") -> list[str]:
@@ -102,11 +118,12 @@ def text_field(form: Mapping[str, Any], name: str, limit: int = MAX_LIST_CHARS) 
     return value
 
 
-def parse_preferences(form: Mapping[str, Any]) -> Preferences:
-    """The form's values, shaped but not yet validated against the model."""
+def parse_preferences(form: Mapping[str, Any], default_max: int = 20) -> Preferences:
+    """The form's values, shaped but not yet validated against the model; an empty
+    "papers per digest" is the default (``default_max``)."""
     frequency = text_field(form, "frequency", 10) or "daily"
     weekday = text_field(form, "weekday", 10) or "monday"
-    raw_max = text_field(form, "max_papers", 10).strip() or "20"
+    raw_max = text_field(form, "max_papers", 10).strip() or str(default_max)
     if strict_int(raw_max) is None:  # "²".isdigit() is true, yet int("²") fails
         raise FormError("max_papers", "use a whole number from 1 to 100")
     return Preferences(
@@ -120,9 +137,21 @@ def parse_preferences(form: Mapping[str, Any]) -> Preferences:
     )
 
 
-def apply(subscriber: Subscriber, preferences: Preferences) -> Subscriber:
-    """The subscriber as these preferences would make them; FormError naming field and keyword."""
-    return validated({**subscriber.model_dump(), **asdict(preferences)})
+def apply(subscriber: Subscriber, preferences: Preferences, default_max: int | None = None) -> Subscriber:
+    """The subscriber as these preferences would make them; FormError naming field and keyword.
+
+    ``subscriber`` is the file's; with ``default_max``, a file without ``max_papers`` whose
+    form still shows that default keeps using it (it may be above the files' own limit)."""
+    values = {**subscriber.model_dump(), **asdict(preferences)}
+    if keeps_default_max(subscriber, preferences, default_max):
+        del values["max_papers"]
+        return effective(validated(values), default_max)
+    return validated(values)
+
+
+def keeps_default_max(subscriber: Subscriber, preferences: Preferences, default_max: int | None) -> bool:
+    """True when the file does not set ``max_papers`` and the form left the default alone."""
+    return default_max is not None and uses_default_max(subscriber) and preferences.max_papers == default_max
 
 
 def validated(values: Mapping[str, Any]) -> Subscriber:
@@ -153,7 +182,16 @@ def form_error(exc: ValidationError) -> FormError:
     return FormError(field, message)
 
 
-def changes(current: Subscriber, preferences: Preferences) -> dict[str, Any]:
-    """Only the fields that differ, so the file keeps every untouched line as it was."""
-    return {name: value for name, value in asdict(preferences).items()
-            if getattr(current, name) != value}
+def changes(current: Subscriber, preferences: Preferences, default_max: int | None = None) -> dict[str, Any]:
+    """Only the fields that differ, so the file keeps every untouched line as it was.
+
+    ``current`` is the file's subscriber. A file without ``max_papers`` is compared with
+    ``default_max``, what its digests use: left alone, the file still says nothing (and
+    follows the operator's default); changed, even to the model's 20, it is written."""
+    found = {name: value for name, value in asdict(preferences).items() if getattr(current, name) != value}
+    if default_max is not None and uses_default_max(current):
+        if preferences.max_papers == default_max:
+            found.pop("max_papers", None)
+        else:
+            found["max_papers"] = preferences.max_papers
+    return found

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flows.subscribers import MAX_KEYWORD_LENGTH, MAX_KEYWORDS
+
 MAX_BODY = 64 * 1024  # bytes; the largest honest form (50 keywords × 100 chars, twice) is ~12 KB
 
 CONTENT_SECURITY_POLICY = "; ".join((
@@ -143,7 +145,7 @@ class SecurityHeaders:
             # Starlette's own 500 page is sent from outside every middleware, without these
             # headers: answer here, and let the error go on to be logged.
             if not started:
-                await _plain_page(send_with_headers, 500, b"Error",
+                await _plain_page(send_with_headers, 500, b"Something went wrong",
                                   b"Something went wrong on our side; nothing was changed.")
             raise
 
@@ -196,11 +198,19 @@ def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
 
 
 async def _too_large(send: Send) -> None:
-    await _plain_page(send, 413, b"Too large", b"That request is too large.")
+    await _plain_page(send, 413, b"Too much text", TOO_MUCH)
+
+
+TOO_MUCH = (f"Nothing was saved: the form sent more text than Paperboy accepts. Go back and shorten "
+            f"it: at most {MAX_KEYWORDS} keywords of up to {MAX_KEYWORD_LENGTH} characters each.").encode()
 
 
 async def _plain_page(send: Send, status: int, title: bytes, text: bytes) -> None:
-    body = b"<!DOCTYPE html><title>" + title + b"</title><p>" + text + b"</p>"
+    # Written here, before the app (and its templates) sees the request: still a page a phone
+    # shows at its size, in the site's language.
+    body = (b'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
+            b'content="width=device-width, initial-scale=1"><title>' + title + b' \xc2\xb7 Paperboy</title>'
+            b'</head><body><main><h1>' + title + b"</h1><p>" + text + b"</p></main></body></html>")
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"text/html; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),

@@ -7,6 +7,7 @@
 //   form post.
 (function () {
   "use strict";
+  document.documentElement.classList.add("js");  // shows what needs this script (.js-only)
 
   function lineRange(text, line) {
     var start = 0;
@@ -138,6 +139,16 @@
   function schedule() {
     window.clearTimeout(timer);
     timer = window.setTimeout(refresh, DELAY_MS);
+  }
+
+  // Picking a weekday means a weekly digest: without this, "Every day" stayed ticked and the
+  // weekday chosen was silently ignored.
+  var weekday = document.getElementById("weekday");
+  var weekly = form.querySelector("input[name='frequency'][value='weekly']");
+  if (weekday && weekly) {
+    weekday.addEventListener("change", function () {
+      weekly.checked = true;
+    });
   }
 
   form.addEventListener("input", schedule);

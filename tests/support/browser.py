@@ -91,7 +91,7 @@ class LiveServer:
 
 def run_digests(settings: Settings, day: date, new_papers: list[Paper]) -> BatchReport:
     """One daily run, as the flow does it, without Prefect: store → rank → render → send."""
-    subscribers, errors = load_all(settings.subscribers_dir)
+    subscribers, errors = load_all(settings.subscribers_dir, max_papers=settings.max_papers)  # as flows.tasks does
     assert not errors
     with Store(settings.db_path) as store:
         store.upsert_papers(new_papers)
@@ -117,3 +117,34 @@ def link(message: EmailMessage, path: str) -> str:
 
 def mail_to(smtp_server, email: str) -> list[EmailMessage]:
     return [r.message for r in smtp_server.received if email in r.rcpt_tos]
+
+
+# WCAG 2.x contrast of every visible run of text, from the computed styles.
+CONTRAST = """() => {
+  const rgba = s => { const p = s.match(/rgba?\\(([^)]+)\\)/)[1].split(',').map(Number);
+                      return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
+  const channel = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); };
+  const lum = c => 0.2126 * channel(c[0]) + 0.7152 * channel(c[1]) + 0.0722 * channel(c[2]);
+  const background = el => {
+    for (; el; el = el.parentElement) {
+      const c = rgba(getComputedStyle(el).backgroundColor);
+      if (c[3] > 0) return c;
+    }
+    return [255, 255, 255, 1];
+  };
+  const runs = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    const style = getComputedStyle(el);
+    if (el.getClientRects().length === 0 || style.visibility === 'hidden') continue;
+    if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+    const a = lum(rgba(style.color)), b = lum(background(el));
+    runs.push({text: el.textContent.trim().slice(0, 40), cls: el.className,
+               ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)});
+  }
+  return runs;
+}"""
+
+
+def low_contrast(page) -> list[dict]:
+    """Every visible run of text below WCAG AA's 4.5:1 against its background."""
+    return [run for run in page.evaluate(CONTRAST) if run["ratio"] < 4.5]
