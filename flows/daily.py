@@ -25,7 +25,7 @@ from flows.report import RunSummary
 from flows.settings import Settings, restrict_umask
 from flows.sources import build_source
 from flows.store import Store, run_lock
-from flows.subscribers import subscriber_files
+from flows.subscribers import Subscriber, locate, notices, subscriber_files
 from flows.send import BatchReport
 from flows.signals import stop_on_signals
 from flows.stopping import stop_requested
@@ -97,6 +97,7 @@ def run_daily(settings: Settings, digest_date: date | None, dry_run: bool, only:
             with interrupts_blocked():  # its processes and the resource tracker keep SIGHUP blocked
                 pool_for(corpus, settings, min(settings.batch_size, left))
         subscribers, errors = load_subscribers(settings, only)
+        warn_about_files(settings, subscribers)
         if fetched.dates_failed:
             subscribers = [s.model_copy(update={"send_empty": False}) for s in subscribers]
         outcome = (send_batches(settings, subscribers, corpus, dry_run) if not stop_requested()
@@ -109,6 +110,15 @@ def run_daily(settings: Settings, digest_date: date | None, dry_run: bool, only:
     publish(summary.markdown(), key="daily-digest-summary", description=f"Paperboy daily digest {day}")
     get_run_logger().info(summary.line())
     return {**summary.as_dict(), "workers": outcome.workers}
+
+
+def warn_about_files(settings: Settings, subscribers: Sequence[Subscriber]) -> None:
+    """Log a warning naming the file and field for each line of a valid subscriber file that
+    does nothing (flows/subscribers `notices`), as `paperboy subscribers check` shows them."""
+    for subscriber in subscribers:
+        for field, message in notices(subscriber):
+            where = locate(settings.subscribers_dir, subscriber.email) or subscriber.email
+            get_run_logger().warning("subscriber file %s (field '%s'): %s", where, field, message)
 
 
 def serve_daily(settings: Settings) -> None:
