@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -74,6 +75,53 @@ def stop_on_signals(handler: Callable[[int, object], None] = on_signal) -> Itera
                 signal.signal(signum, old if old is not None else signal.SIG_DFL)
             except (ValueError, OSError):
                 pass
+
+
+def request_stop_quietly(signum: int, frame: object) -> None:
+    """The handler on a Dask worker of the run: every signal asks for a stop, nothing more (the
+    run's own process says what happens; a second Ctrl-C is the run's to act on)."""
+    request_stop(signal.Signals(signum).name)
+
+
+_worker_handled = threading.Event()
+
+
+def stop_on_signals_on_this_worker(timeout: float = 5.0) -> None:
+    """On a worker process of the run's own local Dask cluster: SIGINT, SIGTERM and SIGHUP ask
+    this process to stop (flows/stopping.py) from now on, as they do the run's process.
+
+    A signal to the run's whole process group (a hangup, a terminal's Ctrl-C, systemd's
+    control-group stop) reaches the workers too. By default SIGHUP and SIGTERM killed a worker
+    mid-batch: its outcomes never came back, its nanny started a new worker and Dask ran the
+    batch again there, mailing everyone the dead worker had already mailed a second time.
+    With these handlers the batch in hand stops after the SMTP transaction in hand and returns
+    what was sent; the batches after it send nothing. Called by each batch on a worker (a no-op
+    after the first and outside a worker); handlers belong to the worker's main thread, where
+    its event loop runs, so they are installed from there. SIGHUP stays ignored when the run
+    started with it ignored (nohup)."""
+    if _worker_handled.is_set() or "distributed" not in sys.modules:
+        return
+    from distributed import get_worker
+
+    try:
+        loop = get_worker().loop
+    except ValueError:  # not on a worker
+        return
+    done = threading.Event()
+
+    def install() -> None:
+        try:
+            if threading.current_thread() is threading.main_thread():
+                for signum in HANDLED:
+                    if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+                        continue
+                    signal.signal(signum, request_stop_quietly)
+        finally:
+            _worker_handled.set()
+            done.set()
+
+    loop.add_callback(install)
+    done.wait(timeout)
 
 
 def exit_code(reason: str | None) -> int | None:
