@@ -175,10 +175,14 @@ def check_only(settings: Settings, only: str | None) -> None:
     if only is None:
         return
     from flows.subscribers import load_all
-    from flows.tasks import unknown_subscriber_message
 
     subscribers, errors = load_all(settings.subscribers_dir)
     if not any(s.email.lower() == only.lower() for s in subscribers):
+        # Imported only to refuse: flows.tasks imports Prefect, which must not be imported before
+        # run_flow sets PREFECT_API_URL (after the run, reading its result would start a second
+        # temporary server: 5 s, up to 90 s and "Error logging to API" on a busy machine).
+        from flows.tasks import unknown_subscriber_message
+
         fail(unknown_subscriber_message(only, settings, errors))
 
 
