@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import logging
 import re
 
 import pytest
@@ -50,16 +51,29 @@ def test_check_warns_about_a_weekday_without_weekly_and_still_passes(folder):
     assert "3 subscribers OK, 1 warning(s)" in result.output
 
 
-def test_the_run_warns_about_it_too(workspace, prefect_harness, capfd):
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_the_run_warns_about_it_too(workspace, prefect_harness):
     (workspace.subscribers_dir / "cy.yaml").write_text(WEEKDAY_ONLY, encoding="utf-8")
     from flows.daily import daily_digest
 
-    daily_digest(digest_date=workspace.day, dry_run=True)
-    logged = capfd.readouterr()
-    hits = [line for line in (logged.out + logged.err).splitlines() if "field 'weekday'" in line]
-    assert len(hits) == 1, logged
-    assert "WARNING" in hits[0] and str(workspace.subscribers_dir / "cy.yaml") in hits[0]
-    assert "frequency: weekly" in hits[0]
+    records = Records()
+    logger = logging.getLogger("prefect.flow_runs")  # get_run_logger()'s, in a flow
+    logger.addHandler(records)
+    try:
+        daily_digest(digest_date=workspace.day, dry_run=True)
+    finally:
+        logger.removeHandler(records)
+    hits = [m for m in records.messages if "field 'weekday'" in m]
+    assert len(hits) == 1, records.messages
+    assert str(workspace.subscribers_dir / "cy.yaml") in hits[0] and "frequency: weekly" in hits[0]
 
 
 def test_switching_to_daily_drops_the_weekday(folder):
