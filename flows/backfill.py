@@ -22,7 +22,7 @@ from flows.report import BackfillSummary
 from flows.settings import Settings, restrict_umask
 from flows.sources import backfill_range_problem, build_source
 from flows.store import Store, run_lock
-from flows.signals import stop_on_signals
+from flows.signals import stop_on_signals, stops_passed_to_workers
 from flows.stopping import stop_requested
 from flows.tasks import ConfiguredTaskRunner, final_state, publish, load_subscribers, send_batches, today_in
 
@@ -84,7 +84,8 @@ def run_backfill(settings: Settings, start: date, end: date, source: str | None,
         subscribers, errors = load_subscribers(settings, None)
         with Store(settings.db_path) as store:
             corpus = Corpus.for_range(store, settings, start, end)
-        sent = send_batches(settings, subscribers, corpus, dry_run=False)
+        with stops_passed_to_workers(settings.task_runner == "dask" and not settings.dask_address):
+            sent = send_batches(settings, subscribers, corpus, dry_run=False)
     summary = BackfillSummary(start=start, end=end, fetch=fetched, batch=sent,
                               subscriber_errors=[str(e) for e in errors])
     publish(summary.markdown(), key="backfill-summary", description=f"Paperboy backfill {start} → {end}")

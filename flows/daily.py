@@ -27,7 +27,7 @@ from flows.sources import build_source
 from flows.store import Store, run_lock
 from flows.subscribers import Subscriber, locate, notices, subscriber_files
 from flows.send import BatchReport
-from flows.signals import stop_on_signals
+from flows.signals import stop_on_signals, stops_passed_to_workers
 from flows.stopping import stop_requested
 from flows.tasks import ConfiguredTaskRunner, final_state, publish, load_subscribers, send_batches, today_in
 
@@ -100,8 +100,9 @@ def run_daily(settings: Settings, digest_date: date | None, dry_run: bool, only:
         warn_about_files(settings, subscribers)
         if fetched.dates_failed:
             subscribers = [s.model_copy(update={"send_empty": False}) for s in subscribers]
-        outcome = (send_batches(settings, subscribers, corpus, dry_run) if not stop_requested()
-                   else BatchReport())
+        with stops_passed_to_workers(settings.task_runner == "dask" and not settings.dask_address):
+            outcome = (send_batches(settings, subscribers, corpus, dry_run) if not stop_requested()
+                       else BatchReport())
     finally:
         close_pools()
     summary = RunSummary(digest_date=day, dry_run=dry_run, fetch=fetched, batch=outcome,

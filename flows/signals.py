@@ -43,6 +43,8 @@ def on_signal(signum: int, frame: object) -> None:
     name = signal.Signals(signum).name
     if stop_requested() is None:
         request_stop(name)
+        if _pass_to_workers.is_set():
+            pass_stop_to_workers()
         again = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
         announce(f"{name}: stopping after the work in hand; everything done so far is "
                  f"recorded{again}")
@@ -75,6 +77,42 @@ def stop_on_signals(handler: Callable[[int, object], None] = on_signal) -> Itera
                 signal.signal(signum, old if old is not None else signal.SIG_DFL)
             except (ValueError, OSError):
                 pass
+
+
+_pass_to_workers = threading.Event()
+
+
+@contextmanager
+def stops_passed_to_workers(local_cluster: bool = True) -> Iterator[None]:
+    """While the block runs (batches on the run's own local Dask cluster: ``local_cluster``), a
+    stop request made by a signal to this process alone (`kill PID`, a Prefect cancellation) is
+    passed on to the cluster's worker processes as SIGINT, which they take as a stop request too
+    (`stop_on_signals_on_this_worker`). Without it they sent every batch before the run ended."""
+    if not local_cluster:
+        yield
+        return
+    _pass_to_workers.set()
+    try:
+        yield
+    finally:
+        _pass_to_workers.clear()
+
+
+def pass_stop_to_workers() -> None:
+    """SIGINT to this process's multiprocessing children (the local cluster's workers; render
+    processes, not used with Dask, ignore it anyway)."""
+    import psutil
+
+    try:
+        children = psutil.Process().children()
+    except psutil.Error:
+        return
+    for child in children:
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                child.send_signal(signal.SIGINT)
+        except psutil.Error:
+            pass
 
 
 def request_stop_quietly(signum: int, frame: object) -> None:
