@@ -20,11 +20,21 @@ from flows.fetch import BackfillRangeError, FetchReport, check_range, fetch_back
 from flows.progress import DateProgress
 from flows.report import BackfillSummary
 from flows.settings import Settings, restrict_umask
-from flows.sources import build_source
+from flows.sources import backfill_range_problem, build_source
 from flows.store import Store, run_lock
-from flows.signals import stop_on_signals
+from flows.signals import stop_on_signals, stops_passed_to_workers
 from flows.stopping import stop_requested
 from flows.tasks import ConfiguredTaskRunner, final_state, publish, load_subscribers, send_batches, today_in
+
+
+def check_backfill(start: date, end: date, sources: list[str], today: date, long_range: bool = False) -> None:
+    """Refuse, with BackfillRangeError, a range that is empty, reaches into the future, starts
+    before a source's first listing date, or spans more than MAX_BACKFILL_DATES dates without
+    long_range (flows/sources ``backfill_range_problem``)."""
+    check_range(start, end, today)
+    problem = backfill_range_problem(start, end, sources, long_range)
+    if problem:
+        raise BackfillRangeError(problem)
 
 
 @task(name="fetch-range", cache_policy=NONE)
@@ -46,24 +56,26 @@ def fetch_range(settings: Settings, source_name: str, start: date, end: date, re
 
 @flow(name="backfill", task_runner=ConfiguredTaskRunner())
 def backfill(start: date, end: date, source: str | None = None, send: bool = False,
-             refresh: bool = False) -> dict:
+             refresh: bool = False, long_range: bool = False) -> dict:
     """Index the listings of [start, end]; with send, mail each subscriber one catch-up digest.
 
     Ends like the daily flow (flows/tasks.py `final_state`): Completed, Failed (every date
     failed, or catch-up digests failed or were deferred) or Cancelled (a stop request: the
-    dates fetched so far are kept, the same backfill resumes)."""
+    dates fetched so far are kept, the same backfill resumes). A range of more than MAX_DATES
+    dates needs long_range."""
     restrict_umask()  # the database, key and subscriber files it creates are private
     settings = Settings()
     with stop_on_signals(), (run_lock(settings.db_path) if send else nullcontext()):  # see daily_digest
         start_resource_tracker()
-        return final_state(run_backfill(settings, start, end, source, send, refresh))
+        return final_state(run_backfill(settings, start, end, source, send, refresh, long_range))
 
 
 def run_backfill(settings: Settings, start: date, end: date, source: str | None, send: bool,
-                 refresh: bool) -> dict:
-    check_range(start, end, today_in(settings.timezone))
+                 refresh: bool, long_range: bool = False) -> dict:
+    names = [source] if source else list(settings.sources)
+    check_backfill(start, end, names, today_in(settings.timezone), long_range)
     fetched = FetchReport()
-    for name in [source] if source else list(settings.sources):
+    for name in names:
         if stop_requested():
             break
         fetched.merge(fetch_range(settings, name, start, end, refresh))
@@ -72,7 +84,8 @@ def run_backfill(settings: Settings, start: date, end: date, source: str | None,
         subscribers, errors = load_subscribers(settings, None)
         with Store(settings.db_path) as store:
             corpus = Corpus.for_range(store, settings, start, end)
-        sent = send_batches(settings, subscribers, corpus, dry_run=False)
+        with stops_passed_to_workers(settings.task_runner == "dask" and not settings.dask_address):
+            sent = send_batches(settings, subscribers, corpus, dry_run=False)
     summary = BackfillSummary(start=start, end=end, fetch=fetched, batch=sent,
                               subscriber_errors=[str(e) for e in errors])
     publish(summary.markdown(), key="backfill-summary", description=f"Paperboy backfill {start} → {end}")

@@ -9,7 +9,9 @@ The rules:
 
 * A hard bounce is a 5xx answer to RCPT or DATA while sending (store.record_outcome records
   it with the outcome), or a DSN whose recipient has ``Action: failed`` and a 5.x.x status.
-  Anything else (4.x.x, ``delayed``) is soft: recorded, never counted.
+  Anything else (4.x.x, ``delayed``) is soft: recorded, never counted; so are refusals of the
+  message itself (5.3.4 too big for the system, 5.2.3 over a length limit: store.MESSAGE_REFUSALS),
+  which every subscriber behind that server would get alike.
 * A subscriber is suppressed after PAPERBOY_BOUNCE_LIMIT_NO_USER hard bounces with a 5.1.x
   status (the address itself is wrong: no such user or domain), or PAPERBOY_BOUNCE_LIMIT
   hard bounces of any kind. Each digest counts once (the same DSN read twice, or a DSN for a
@@ -48,7 +50,7 @@ from urllib.parse import unquote, urlsplit
 
 from flows.models import bad_address
 from flows.settings import LOCAL_HOSTS, Settings
-from flows.store import Bounce, BounceCount, Store
+from flows.store import Bounce, BounceCount, Store, bounce_kind
 from flows.subscribers import Suppression, SubscriberError, SubscriberNotFound, modify
 from flows.verp import TokenMap, find_token
 
@@ -265,7 +267,7 @@ def record_report(report: Report, store: Store, tokens: TokenMap, settings: Sett
     # One event per report: its worst failure (the digest had one recipient; a report that
     # lists several is about that one message after forwarding or expansion).
     failure = max(report.failures, key=lambda f: (f.hard, bad_address(f.status)))
-    kind = "hard" if failure.hard else "soft"
+    kind = bounce_kind(failure.status) if failure.hard else "soft"
     detail = f"DSN ({report.shape}) for {failure.recipient}: {failure.action} {failure.status}"
     if failure.diagnostic:
         detail += f" ({failure.diagnostic})"

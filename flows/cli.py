@@ -175,10 +175,14 @@ def check_only(settings: Settings, only: str | None) -> None:
     if only is None:
         return
     from flows.subscribers import load_all
-    from flows.tasks import unknown_subscriber_message
 
     subscribers, errors = load_all(settings.subscribers_dir)
     if not any(s.email.lower() == only.lower() for s in subscribers):
+        # Imported only to refuse: flows.tasks imports Prefect, which must not be imported before
+        # run_flow sets PREFECT_API_URL (after the run, reading its result would start a second
+        # temporary server: 5 s, up to 90 s and "Error logging to API" on a busy machine).
+        from flows.tasks import unknown_subscriber_message
+
         fail(unknown_subscriber_message(only, settings, errors))
 
 
@@ -309,6 +313,7 @@ def backfill(
     source: Optional[str] = typer.Option(None, "--source", help="one source only (default: PAPERBOY_SOURCES)"),
     send: bool = typer.Option(False, "--send", help="also mail each subscriber ONE catch-up digest for the range"),
     refresh: bool = typer.Option(False, "--refresh", help="fetch dates again even if already fetched"),
+    long_range: bool = typer.Option(False, "--long-range", help="allow a range of more than 366 dates (hours of requests)"),
 ) -> None:
     """Fetch and index a range of listing dates; resumable (fetched dates are skipped)."""
     settings = load_settings()
@@ -316,18 +321,22 @@ def backfill(
     first, last = parse_date(start, "--from"), parse_date(end, "--to")
     check_source(settings, source)
     from flows.fetch import BackfillRangeError, check_range, today_in
+    from flows.sources import backfill_range_problem
 
     try:
         check_range(first, last, today_in(settings.timezone))
     except BackfillRangeError as exc:
         fail(str(exc))
+    problem = backfill_range_problem(first, last, [source] if source else list(settings.sources), long_range)
+    if problem:
+        fail(problem)
     if send:
         check_not_running(settings)
     def start_backfill() -> Any:
         from flows.backfill import backfill as backfill_flow  # Prefect: after the server is up
 
         return backfill_flow(start=first, end=last, source=source, send=send, refresh=refresh,
-                             return_state=True)
+                             long_range=long_range, return_state=True)
 
     raise typer.Exit(run_flow(
         start_backfill,

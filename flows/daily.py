@@ -25,9 +25,9 @@ from flows.report import RunSummary
 from flows.settings import Settings, restrict_umask
 from flows.sources import build_source
 from flows.store import Store, run_lock
-from flows.subscribers import subscriber_files
+from flows.subscribers import Subscriber, locate, notices, subscriber_files
 from flows.send import BatchReport
-from flows.signals import stop_on_signals
+from flows.signals import stop_on_signals, stops_passed_to_workers
 from flows.stopping import stop_requested
 from flows.tasks import ConfiguredTaskRunner, final_state, publish, load_subscribers, send_batches, today_in
 
@@ -97,10 +97,12 @@ def run_daily(settings: Settings, digest_date: date | None, dry_run: bool, only:
             with interrupts_blocked():  # its processes and the resource tracker keep SIGHUP blocked
                 pool_for(corpus, settings, min(settings.batch_size, left))
         subscribers, errors = load_subscribers(settings, only)
+        warn_about_files(settings, subscribers)
         if fetched.dates_failed:
             subscribers = [s.model_copy(update={"send_empty": False}) for s in subscribers]
-        outcome = (send_batches(settings, subscribers, corpus, dry_run) if not stop_requested()
-                   else BatchReport())
+        with stops_passed_to_workers(settings.task_runner == "dask" and not settings.dask_address):
+            outcome = (send_batches(settings, subscribers, corpus, dry_run) if not stop_requested()
+                       else BatchReport())
     finally:
         close_pools()
     summary = RunSummary(digest_date=day, dry_run=dry_run, fetch=fetched, batch=outcome,
@@ -109,6 +111,15 @@ def run_daily(settings: Settings, digest_date: date | None, dry_run: bool, only:
     publish(summary.markdown(), key="daily-digest-summary", description=f"Paperboy daily digest {day}")
     get_run_logger().info(summary.line())
     return {**summary.as_dict(), "workers": outcome.workers}
+
+
+def warn_about_files(settings: Settings, subscribers: Sequence[Subscriber]) -> None:
+    """Log a warning naming the file and field for each line of a valid subscriber file that
+    does nothing (flows/subscribers `notices`), as `paperboy subscribers check` shows them."""
+    for subscriber in subscribers:
+        for field, message in notices(subscriber):
+            where = locate(settings.subscribers_dir, subscriber.email) or subscriber.email
+            get_run_logger().warning("subscriber file %s (field '%s'): %s", where, field, message)
 
 
 def serve_daily(settings: Settings) -> None:

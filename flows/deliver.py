@@ -75,6 +75,16 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0  # seconds; one step of the exponential backoff never waits longer
 MAX_REASON = 200  # characters of an error kept in the ledger
 RELAY_4XX_LIMIT = 10  # transient failures in a row, none sent between them, that stop the run
+# A relay that limits how fast (or how much) one client sends answers 4xx once over its limit;
+# Postfix: "450 4.7.1 Error: too much mail from …", SES/Workspace: "454 Throttling failure",
+# "4.7.0 … rate limited", "421 4.7.28 … unusual rate". Pacing is the cure, not a rerun now.
+_RATE_LIMIT_REPLY = re.compile(r"\b4\.7\.\d+\b|\brate\b|throttl|too (?:much|many)", re.IGNORECASE)
+RATE_HINT = ("; it looks like a sending limit: set PAPERBOY_SMTP_RATE (messages per second) and "
+             "PAPERBOY_DAILY_CAP to the relay's limits")
+
+
+def _rate_limited(reason: str) -> bool:
+    return bool(_RATE_LIMIT_REPLY.search(reason))
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
@@ -389,9 +399,11 @@ class _Run:
         self.streak += 1
         self.last_transient = fault.reason
         if self.streak >= RELAY_4XX_LIMIT:
-            self.trip(f"{self.streak} attempts in a row failed with a temporary error and none "
-                      f"succeeded (last: {fault.reason}); the relay refuses everything for now, "
-                      "run again later")
+            before = (f"after {self.stats.sent} digest(s) were accepted" if self.stats.sent
+                      else "and none succeeded")
+            self.trip(f"{self.streak} attempts in a row failed with a temporary error {before} "
+                      f"(last: {fault.reason}); the relay refuses everything for now, run again later"
+                      f"{RATE_HINT if _rate_limited(fault.reason) else ''}")
         return bool(self.broken)
 
     def redact(self, text: str) -> str:

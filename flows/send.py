@@ -33,6 +33,7 @@ from flows.makers import pool_for
 from flows.models import Outcome
 from flows.render import Renderer
 from flows.settings import Settings
+from flows.signals import stop_on_signals_on_this_worker
 from flows.stopping import stop_requested
 from flows.store import Store, ledger_key
 from flows.subscribers import WEEKDAYS, Subscriber
@@ -288,6 +289,8 @@ def send_detached(plan: BatchPlan, corpus: Corpus, settings: Settings,
     """`send_planned` for a process that must not write the ledger (a Dask worker): the
     outcomes come back to the caller, also when the batch stops part-way, so every digest
     the server accepted still reaches the ledger."""
+    if not settings.dask_address:  # a worker of the run's own cluster: it stops when the run does
+        stop_on_signals_on_this_worker()
     outcomes: list[Outcome] = []
     try:
         report = send_planned(plan, corpus, settings, outcomes.append, dry_run=dry_run)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,8 @@ def on_signal(signum: int, frame: object) -> None:
     name = signal.Signals(signum).name
     if stop_requested() is None:
         request_stop(name)
+        if _pass_to_workers.is_set():
+            pass_stop_to_workers()
         again = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
         announce(f"{name}: stopping after the work in hand; everything done so far is "
                  f"recorded{again}")
@@ -74,6 +77,89 @@ def stop_on_signals(handler: Callable[[int, object], None] = on_signal) -> Itera
                 signal.signal(signum, old if old is not None else signal.SIG_DFL)
             except (ValueError, OSError):
                 pass
+
+
+_pass_to_workers = threading.Event()
+
+
+@contextmanager
+def stops_passed_to_workers(local_cluster: bool = True) -> Iterator[None]:
+    """While the block runs (batches on the run's own local Dask cluster: ``local_cluster``), a
+    stop request made by a signal to this process alone (`kill PID`, a Prefect cancellation) is
+    passed on to the cluster's worker processes as SIGINT, which they take as a stop request too
+    (`stop_on_signals_on_this_worker`). Without it they sent every batch before the run ended."""
+    if not local_cluster:
+        yield
+        return
+    _pass_to_workers.set()
+    try:
+        yield
+    finally:
+        _pass_to_workers.clear()
+
+
+def pass_stop_to_workers() -> None:
+    """SIGINT to this process's multiprocessing children (the local cluster's workers; render
+    processes, not used with Dask, ignore it anyway)."""
+    import psutil
+
+    try:
+        children = psutil.Process().children()
+    except psutil.Error:
+        return
+    for child in children:
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                child.send_signal(signal.SIGINT)
+        except psutil.Error:
+            pass
+
+
+def request_stop_quietly(signum: int, frame: object) -> None:
+    """The handler on a Dask worker of the run: every signal asks for a stop, nothing more (the
+    run's own process says what happens; a second Ctrl-C is the run's to act on)."""
+    request_stop(signal.Signals(signum).name)
+
+
+_worker_handled = threading.Event()
+
+
+def stop_on_signals_on_this_worker(timeout: float = 5.0) -> None:
+    """On a worker process of the run's own local Dask cluster: SIGINT, SIGTERM and SIGHUP ask
+    this process to stop (flows/stopping.py) from now on, as they do the run's process.
+
+    A signal to the run's whole process group (a hangup, a terminal's Ctrl-C, systemd's
+    control-group stop) reaches the workers too. By default SIGHUP and SIGTERM killed a worker
+    mid-batch: its outcomes never came back, its nanny started a new worker and Dask ran the
+    batch again there, mailing everyone the dead worker had already mailed a second time.
+    With these handlers the batch in hand stops after the SMTP transaction in hand and returns
+    what was sent; the batches after it send nothing. Called by each batch on a worker (a no-op
+    after the first and outside a worker); handlers belong to the worker's main thread, where
+    its event loop runs, so they are installed from there. SIGHUP stays ignored when the run
+    started with it ignored (nohup)."""
+    if _worker_handled.is_set() or "distributed" not in sys.modules:
+        return
+    from distributed import get_worker
+
+    try:
+        loop = get_worker().loop
+    except ValueError:  # not on a worker
+        return
+    done = threading.Event()
+
+    def install() -> None:
+        try:
+            if threading.current_thread() is threading.main_thread():
+                for signum in HANDLED:
+                    if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+                        continue
+                    signal.signal(signum, request_stop_quietly)
+        finally:
+            _worker_handled.set()
+            done.set()
+
+    loop.add_callback(install)
+    done.wait(timeout)
 
 
 def exit_code(reason: str | None) -> int | None:

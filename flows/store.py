@@ -236,6 +236,19 @@ def _m_feedback(db: sqlite_utils.Database) -> None:
     )
 
 
+# Enhanced status codes (RFC 3463) saying the message, not the address, was refused: too big
+# for the receiving system (X.3.4, Postfix's "552 5.3.4 Message size exceeds fixed limit")
+# or over an administrative length limit (X.2.3). Every subscriber behind that relay or server
+# is refused alike, so these are recorded as soft bounces and never suppress anyone.
+MESSAGE_REFUSALS = frozenset({"5.3.4", "5.2.3"})
+
+
+def bounce_kind(status: str) -> str:
+    """"hard" for a permanent refusal (5xx at RCPT/DATA, a failed DSN) that counts towards
+    suppression, "soft" for one that is about the message rather than the address."""
+    return "soft" if status in MESSAGE_REFUSALS else "hard"
+
+
 def ledger_key(subscriber: str) -> str:
     """How the ledger names a subscriber: the address in lower case. Everything else already
     treats ``Ada@Example.org`` and ``ada@example.org`` as one person (duplicate files,
@@ -818,10 +831,11 @@ class Store:
                         " VALUES (?, ?, ?, ?)", [subscriber, day, outcome.contents, at])
 
 
-            if outcome.hard_bounce:  # counted towards suppression (flows/bounces.py)
+            if outcome.hard_bounce:  # counted towards suppression unless about the message (flows/bounces.py)
                 self._insert_bounce(Bounce(
                     f"smtp:{outcome.subscriber.lower()}:{day}", outcome.subscriber, outcome.digest_date,
-                    "hard", bad_address(outcome.smtp_status), outcome.smtp_code, outcome.smtp_status,
+                    bounce_kind(outcome.smtp_status), bad_address(outcome.smtp_status), outcome.smtp_code,
+                    outcome.smtp_status,
                     "smtp", f"{outcome.smtp_stage}: {outcome.error}"), at)
 
             self.db.execute("COMMIT")

@@ -271,15 +271,25 @@ def remove(
 
 @app.command()
 def check(ctx: typer.Context) -> None:
-    """Validate every subscriber file; exit 1 if any is broken."""
+    """Validate every subscriber file; exit 1 if any is broken (warnings, such as a weekday:
+    without frequency: weekly, are shown and leave the exit code 0)."""
     directory = directory_for(ctx, must_exist=True)
-    subscribers, errors = subs.load_all(directory)
+    good, errors, warnings = 0, [], []
+    for path, subscriber, error in subs.scan(directory):
+        if error is not None:
+            errors.append(error)
+            continue
+        good += 1
+        warnings += [subs.SubscriberFileError(path, field, message) for field, message in subs.notices(subscriber)]
     for error in errors:
         typer.secho(str(error), fg="red", err=True)
+    for warning in warnings:
+        typer.secho(f"warning: {warning}", fg="yellow", err=True)
+    also = f", {len(warnings)} warning(s)" if warnings else ""
     if errors:
-        typer.echo(f"{len(errors)} broken file(s), {len(subscribers)} subscribers OK")
+        typer.echo(f"{len(errors)} broken file(s), {good} subscribers OK{also}")
         raise typer.Exit(EXIT_BROKEN)
-    typer.echo(f"{len(subscribers)} subscribers OK")
+    typer.echo(f"{good} subscribers OK{also}")
 
 
 def write_preview(target: Path, html: str) -> None:

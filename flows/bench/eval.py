@@ -1,6 +1,6 @@
 """Relevance on a judged set: ``python -m flows.bench.eval`` (``make eval``).
 
-    python -m flows.bench.eval [--set tests/data/eval/judged.json] [--out bench-results/]
+    python -m flows.bench.eval [--set tests/data/eval/judged.json] [--out DIR (default: the checkout's bench-results/)]
                                [--rankers bm25,exact,new]
 
 A judged set (format ``paperboy-judged-set/1``, see the README's "Evaluation") holds
@@ -45,6 +45,9 @@ DIGEST_SIZE = 20
 NDCG_DEPTH = 10
 GRADES = (0, 1, 2)
 DEFAULT_SET = Path(__file__).resolve().parents[2] / "tests" / "data" / "eval" / "judged.json"
+# The checkout's bench-results/ (git-ignored, emptied by `make clean`), wherever the command is run
+# from: `make -C`, a shell in tests/ or a CI step elsewhere would otherwise scatter eval.json.
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "bench-results"
 EVAL_EMAIL = "eval@example.org"
 LEGEND = (
     f"nDCG@{NDCG_DEPTH}: graded gains (gain = grade 0/1/2), ideal DCG from the judged grades. "
@@ -346,7 +349,7 @@ def table(judged: JudgedSet, results: Mapping[str, dict]) -> str:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m flows.bench.eval", description=__doc__.splitlines()[0])
     parser.add_argument("--set", type=Path, default=DEFAULT_SET, help=f"judged set (default {DEFAULT_SET})")
-    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="where eval.json goes")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where eval.json goes (default {DEFAULT_OUT})")
     parser.add_argument("--rankers", default=",".join(RANKERS), help=f"comma-separated, of {', '.join(RANKERS)}")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.rankers.split(",") if name.strip()]
@@ -368,9 +371,13 @@ def main(argv: list[str] | None = None) -> int:
               f"have no grade in {judged.path}: counted as 0 (not relevant)")
     results = evaluate(judged, {name: RANKERS[name] for name in args.rankers})
     print(table(judged, results))
-    args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "eval.json"
-    out.write_text(json.dumps(report(judged, results), indent=1) + "\n", encoding="utf-8")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report(judged, results), indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        print(f"error: --out {args.out}: cannot write eval.json ({exc.strerror or exc})", file=sys.stderr)
+        return 2
     print(f"\nwrote {out}")
     return 0
 

@@ -45,6 +45,7 @@ from flows.subscribers.model import (
     SubscriberNotFound,
     Suppression,
     check_query,
+    notices,
     split_keywords,
 )
 
@@ -53,6 +54,6 @@ __all__ = [
     "MAX_KEYWORD_LENGTH", "MAX_KEYWORDS", "REMOVED_DIR", "WEEKDAYS", "KeywordSyntaxError",
     "Subscriber", "SubscriberError", "SubscriberExists", "SubscriberFileError", "SubscriberLocked",
     "SubscriberNotFound", "Suppression", "add", "check_query", "file_stem", "find", "load_all", "load_file",
-    "locate", "locked", "modify", "remove", "scan", "set_active", "split_keywords",
+    "locate", "locked", "modify", "notices", "remove", "scan", "set_active", "split_keywords",
     "subscriber_files", "subscriber_path", "update", "write_atomic",
 ]

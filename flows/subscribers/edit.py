@@ -172,6 +172,12 @@ def _rewrite(directory: Path, email: str,
         for key, value in changes.items():
             _set(data, key, value)
         subscriber = validate_fields(path, data)
+        if subscriber.frequency == "daily" and "weekday" in data and ({"frequency", "weekday"} & changes.keys()):
+            # An edit to daily (the web page's switch, `set --frequency daily`) drops the weekday
+            # it leaves behind: kept, it reads as weekly and `subscribers check` warns about it.
+            data.pop("weekday")
+            changes["weekday"] = None
+            subscriber = validate_fields(path, data)
         for key, value in changes.items():  # store what validation normalised (email, stripped keywords)
             if value is not None:
                 _set(data, key, getattr(subscriber, key))

@@ -233,6 +233,18 @@ def _query_parser() -> Callable[[list[str], list[str]], object]:
     return functools.partial(parse_query, remember=False)
 
 
+def notices(subscriber: Subscriber) -> list[tuple[str, str]]:
+    """(field, message) for each thing a valid file says that does nothing, so its owner can
+    fix the file: a warning, never an error (the file still works as it is)."""
+    found = []
+    if subscriber.frequency == "daily" and "weekday" in subscriber.model_fields_set:
+        found.append(("weekday", (
+            f"weekday: {subscriber.weekday} does nothing without frequency: weekly, so this "
+            f"subscriber gets a digest every day; add frequency: weekly for one digest each "
+            f"{subscriber.weekday}, or remove the weekday: line")))
+    return found
+
+
 @dataclass(frozen=True)
 class SubscriberFileError:
     """Why one subscriber file could not be used."""
