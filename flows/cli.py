@@ -142,6 +142,10 @@ def check_not_running(settings: Settings) -> None:
 
 def print_summary(result: dict) -> int:
     typer.echo(result["line"])
+    if result.get("relay_broken"):  # the circuit breaker: every message would fail the same way
+        typer.secho(f"error: {result['relay_broken']}\nNothing was marked failed: run again once the relay works.",
+                    fg="red", err=True)
+        return EXIT_PARTIAL
     problems = [f"failed {k}: {v}" for k, v in result["failed"].items()]
     problems += [f"deferred {k}: {v}" for k, v in result["deferred"].items()]
     problems += [f"uncertain {k}: {v}" for k, v in result.get("uncertain", {}).items()]

@@ -72,6 +72,8 @@ class RunSummary:
         ]
         if b.stopped:
             rows.append(("stopped early", f"{b.stopped}: {b.left} left for the next run"))
+        if b.broken:
+            rows.append(("stopped: the relay refused every message", _md(b.broken)))
         table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
         problems = self.problems()
         if problems:
@@ -88,7 +90,7 @@ class RunSummary:
             "subscribers": b.considered, "sent": b.sent, "would_send": dict(b.previews),
             "skipped": b.skipped, "already": b.already, "not_due": b.not_due,
             "failed": dict(b.failed), "deferred": dict(b.deferred),
-            "uncertain": dict(b.uncertain), "stopped": b.stopped, "left": b.left,
+            "uncertain": dict(b.uncertain), "stopped": b.stopped, "left": b.left, "relay_broken": b.broken,
             "subscriber_errors": self.subscriber_errors, "line": self.line(),
         }
 
@@ -146,5 +148,6 @@ class BackfillSummary:
             "papers_fetched": f.papers_fetched, "papers_new": f.papers_new,
             "sent": b.sent if b else 0, "failed": dict(b.failed) if b else {},
             "deferred": dict(b.deferred) if b else {}, "subscriber_errors": self.subscriber_errors,
+            "relay_broken": b.broken if b else "",
             "line": self.line(),
         }

@@ -57,6 +57,9 @@ class BatchReport:
     # run, handled now by PAPERBOY_UNCERTAIN): email -> what happened.
     uncertain: dict[str, str] = field(default_factory=dict)
     stopped: str = ""  # why the run stopped early (a stop request), "" if it did not
+    # The relay failed every message the same way (flows.deliver's circuit breaker, RelayError):
+    # its message; the batches after it were not tried and nothing was marked failed.
+    broken: str = ""
     left: int = 0  # due digests not attempted because of the stop: the rerun sends them
     previews: dict[str, int] = field(default_factory=dict)  # dry run: email -> paper count
     workers: list[str] = field(default_factory=list)  # "host:pid" that ranked, rendered and sent
@@ -72,6 +75,7 @@ class BatchReport:
         self.deferred.update(other.deferred)
         self.uncertain.update(other.uncertain)
         self.stopped = self.stopped or other.stopped
+        self.broken = self.broken or other.broken
         self.previews.update(other.previews)
         self.workers += [w for w in other.workers if w not in self.workers]
         add_seconds(self.seconds, other.seconds)

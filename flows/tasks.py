@@ -45,6 +45,7 @@ from pydantic import SecretStr
 
 from flows.bounces import apply_suppressions
 from flows.corpus import Corpus
+from flows.deliver import RelayError
 from flows.dkim import signer_for
 from flows.fetch import today_in  # noqa: F401  (the flows and the CLI take it from here too)
 from flows.links import secret_key
@@ -194,6 +195,8 @@ def run_problems(summary: dict) -> list[str]:
         problems.append(f"{len(summary['failed'])} digests failed")
     if summary.get("deferred"):
         problems.append(f"{len(summary['deferred'])} digests deferred")
+    if summary.get("relay_broken"):
+        problems.append(summary["relay_broken"])
     return problems
 
 
@@ -230,8 +233,14 @@ def send_batch(settings: Settings, plan: BatchPlan, corpus: Corpus, dry_run: boo
     if not record_here:
         return send_detached(plan, corpus, settings, dry_run)
     with Store(settings.db_path) as store:
-        return BatchResult(send_planned(plan, corpus, settings, store.record_outcome, dry_run=dry_run,
-                                        on_in_flight=in_flight_writer(store)))
+        try:
+            return BatchResult(send_planned(plan, corpus, settings, store.record_outcome, dry_run=dry_run,
+                                            on_in_flight=in_flight_writer(store)))
+        except RelayError as exc:
+            # Every message would fail the same way: the run's result says so in one line (a
+            # raised error would print the task's and the flow's tracebacks first). What the
+            # relay accepted before is in the ledger already; nothing else was marked failed.
+            return BatchResult(BatchReport(broken=str(exc)))
 
 
 def batches(items: Sequence[Subscriber], size: int) -> Iterator[list[Subscriber]]:
@@ -257,6 +266,8 @@ def send_batches(settings: Settings, subscribers: Sequence[Subscriber], corpus: 
                         if stop_requested():
                             break  # the rest is for the rerun
                         total.merge(send_batch(settings, plan, corpus, dry_run, record_here=True).report)
+                        if total.broken:
+                            break  # the relay refuses everything: the rest is for the rerun too
                 finally:
                     close_pools()  # the render processes, if the batches used them
                 return total

@@ -3,8 +3,11 @@ a private CA, refusals), a real SQLite ledger, the real pipeline stages."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -343,5 +346,23 @@ def test_the_cli_stops_with_one_message_and_exit_1_when_the_relay_refuses_everyt
     assert result.exit_code == 1, result.output
     assert f"127.0.0.1:{workspace.server.port} (STARTTLS)" in result.output
     assert "Nothing was marked failed" in result.output
+    with Store(workspace.db_path) as store:
+        assert store.digest_rows(DAY) == []  # every digest left for the rerun
+
+
+@pytest.mark.slow
+def test_a_relay_the_run_cannot_use_is_one_message_without_tracebacks(workspace):
+    """What most newcomers meet in their first real run (PAPERBOY_SMTP_TLS left at starttls
+    against a relay without it): the one-line error, not Prefect's task and flow tracebacks
+    in front of it (a raised RelayError crossed both)."""
+    env = {**os.environ, **workspace.environ, "PAPERBOY_SMTP_TLS": "starttls"}
+    env.pop("PREFECT_API_URL", None)  # the real command: its own temporary Prefect server
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--date", DAY.isoformat()], env=env,
+                          capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL, cwd=workspace.path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert f"127.0.0.1:{workspace.server.port} (STARTTLS)" in output
+    assert "Nothing was marked failed" in output
+    assert "Traceback" not in output and "RelayError" not in output, output[-3000:]
     with Store(workspace.db_path) as store:
         assert store.digest_rows(DAY) == []  # every digest left for the rerun
