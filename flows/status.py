@@ -55,7 +55,8 @@ def status_report(store: Store, settings: Settings, subscribers: Sequence[Subscr
         used = store.relayed_since(datetime.now(UTC) - timedelta(hours=24))
         lines.append(f"Daily cap: {used} of {settings.daily_cap} messages in the last 24 hours "
                      "(PAPERBOY_DAILY_CAP)")
-    suppressed = [(s.email, str(reason)) for s in subscribers if (reason := getattr(s, "suppressed", None))]
+    suppressed = [(s.email, f"since {why.date.isoformat()}: {why.reason}")
+                  for s in subscribers if (why := getattr(s, "suppressed", None))]
     lines.append(f"Suppressed subscribers: {len(suppressed)}")
     lines += _listed(f"  {email}: {reason}" for email, reason in suppressed)
     return "\n".join(lines)

@@ -46,3 +46,16 @@ def test_status_before_any_run_says_so(workspace):
     result = CliRunner().invoke(app, ["status"])
     assert result.exit_code == 2 and "nothing has run yet" in result.output
     assert not workspace.db_path.exists()
+
+
+def test_status_names_a_suppressed_subscriber_with_the_date_and_reason(workspace):
+    with Store(workspace.db_path) as store:
+        store.record_outcome(Outcome("ada@example.org", today_in("UTC"), "sent", "<a@example.org>", ("p1",)))
+    (workspace.subscribers_dir / "gone.yaml").write_text(
+        "email: gone@example.org\nkeywords: [diffusion]\nactive: false\n"
+        "suppressed: {date: 2026-12-05, reason: 'hard bounce, 3 in 30 days'}\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["status"])
+    assert result.exit_code == 0, result.output
+    assert "Suppressed subscribers: 1" in result.output
+    assert "gone@example.org: since 2026-12-05: hard bounce, 3 in 30 days" in result.output
+    assert "datetime" not in result.output and "reason=" not in result.output  # not a Python repr
