@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     recency_days: int = Field(3, ge=1, le=60, description="papers listed this recently are candidates")
 
     # ranking
-    max_papers: int = Field(20, ge=1, le=200, description="default top N per digest")
+    max_papers: int = Field(20, ge=1, le=100, description="default top N per digest (1-100, as a subscriber file's max_papers)")
     acronyms_file: Path | None = Field(None, description="extra acronym,long form pairs (CSV)")
 
     # mail
