@@ -266,7 +266,7 @@ def split_keywords(text: str) -> list[str]:
     """``'diffusion, "world, models", RL'`` → ``['diffusion', '"world, models"', 'RL']``.
 
     Commas separate keywords except inside double quotes. The quotes are kept: in the
-    ranking language a quoted phrase is matched as a phrase.
+    ranking language a quoted phrase is the whole phrase only (never its parts).
     """
     items, current, quoted = [], [], False
     for char in text:
