@@ -18,15 +18,14 @@ import pytest
 
 from flows.store import Store
 from tests.test_interrupt import (  # noqa: F401  (install is a fixture)
-    BOUND,
     ROOT,
     SlowSink,
     alive,
     helpers_of,
     install,
     last_flow_run_state,
-    sent_in_ledger,
     start_in_own_group,
+    stops_gracefully,
 )
 
 pytestmark = pytest.mark.slow
@@ -37,22 +36,6 @@ def distributed_teardown_noise(block: str) -> bool:
     scheduler already closing as the run ended, logged now and then (1 run in 4 here), whatever
     stopped the run. Ours (flows/) and Prefect's are not noise."""
     return "flows/" not in block and "prefect/" not in block and ("distributed/" in block or "tornado/" in block)
-
-
-def stops_gracefully(child: subprocess.Popen, install, sink: SlowSink, send, signum: signal.Signals,
-                     what: str) -> None:
-    """tests/test_interrupt.py's check, but for Dask's own teardown noise: ``send()`` stops the
-    run soon, with exit 128 + ``signum``, no traceback of ours, the ledger = what the relay got."""
-    started = time.monotonic()
-    send()
-    output = child.communicate(timeout=120)[0]
-    took = time.monotonic() - started
-    print(f"\n{what}: exit {took:.2f} s, code {child.returncode}")
-    assert child.returncode == 128 + signum and took < BOUND, output[-3000:]
-    assert f"interrupted ({signum.name})" in output, output[-3000:]
-    blocks = output.split("Traceback (most recent call last):")[1:]
-    assert all(distributed_teardown_noise(block) for block in blocks), output[-3000:]
-    assert sorted(sent_in_ledger(install)) == sorted(sink.recipients)
 
 
 def dask_env(install, sink: SlowSink) -> dict[str, str]:
@@ -71,7 +54,7 @@ def test_a_hangup_stops_a_dask_run_gracefully_and_the_rerun_finishes(install, si
         helpers = helpers_of(child.pid)
         assert any("dask" in " ".join(p.cmdline()) or "spawn_main" in " ".join(p.cmdline()) for p in helpers)
         stops_gracefully(child, install, sink, lambda: os.killpg(child.pid, signum), signum,
-                         f"{signum.name} to the process group (dask)")
+                         f"{signum.name} to the process group (dask)", noise=distributed_teardown_noise)
         deadline = time.monotonic() + 20
         while alive(helpers) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -98,7 +81,7 @@ def test_sigterm_to_the_run_alone_stops_its_dask_workers_too(install):
         env = dask_env(install, sink)
         child = start_in_own_group(env, sink, 15)
         stops_gracefully(child, install, sink, lambda: child.send_signal(signal.SIGTERM), signal.SIGTERM,
-                         "SIGTERM to the run alone (dask)")
+                         "SIGTERM to the run alone (dask)", noise=distributed_teardown_noise)
         assert len(sink.recipients) < len(install.recipients), "the workers sent everything anyway"
         assert max(Counter(sink.recipients).values()) == 1
         with Store(install.db_path) as store:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -293,16 +294,19 @@ def start_in_own_group(env: dict[str, str], sink: SlowSink, messages: int, **pop
 
 
 def stops_gracefully(child: subprocess.Popen, install, sink: SlowSink, send, signum: signal.Signals,
-                     what: str) -> None:
-    """``send()`` stops the run soon, with exit 128 + ``signum``, no traceback, and the ledger
-    holding exactly what the relay received."""
+                     what: str, noise: Callable[[str], bool] = lambda traceback: False) -> None:
+    """``send()`` stops the run soon, with exit 128 + ``signum``, no traceback (but those
+    ``noise`` says are someone else's: tests/test_dask_hangup.py), and the ledger holding
+    exactly what the relay received."""
     started = time.monotonic()
     send()
     output = child.communicate(timeout=120)[0]
     took = time.monotonic() - started
     print(f"\n{what}: exit {took:.2f} s, code {child.returncode}")
     assert child.returncode == 128 + signum and took < BOUND, output[-3000:]
-    assert f"interrupted ({signum.name})" in output and "Traceback" not in output, output[-3000:]
+    assert f"interrupted ({signum.name})" in output, output[-3000:]
+    tracebacks = output.split("Traceback (most recent call last):")[1:]
+    assert all(noise(block) for block in tracebacks), output[-3000:]
     assert sorted(sent_in_ledger(install)) == sorted(sink.recipients)
 
 
