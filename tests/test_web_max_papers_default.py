@@ -103,16 +103,13 @@ def test_the_live_preview_uses_the_default_too(world):
     assert answer["ok"] and answer["summary"].endswith(f"a digest lists the best {DEFAULT}.")
 
 
-def test_a_default_above_the_files_limit_can_be_left_alone(smtp_server, tmp_path):
-    folder = tmp_path / "subscribers"
-    folder.mkdir()
-    (folder / "ada.yaml").write_text(ADA, encoding="utf-8")
-    settings = settings_for(smtp_server, tmp_path, subscribers_dir=folder, secret_key=KEY,
-                            public_base_url="http://testserver", max_papers=150)  # files allow 100
-    with TestClient(create_app(settings)) as client:
-        html, csrf = page(client)
-        assert shown_max(html) == "150"
-        response = save(client, csrf, keywords="reward model", max_papers="150")
-        assert response.status_code == 200 and "Saved." in response.text
-        assert "max_papers" not in (folder / "ada.yaml").read_text()
-        assert save(client, csrf, max_papers="120").status_code == 422  # a choice: within 1 to 100
+def test_the_operators_default_is_within_what_a_file_may_say():
+    """PAPERBOY_MAX_PAPERS takes 1 to 100, as max_papers in a file does: a default of 150 could
+    be shown on the page but never typed back once the subscriber had changed it."""
+    from pydantic import ValidationError
+
+    from flows.settings import Settings
+
+    with pytest.raises(ValidationError, match="max_papers"):
+        Settings(max_papers=150)
+    assert Settings(max_papers=100).max_papers == 100
