@@ -46,7 +46,9 @@ from flows.subscribers.model import (
     Suppression,
     check_query,
     notices,
+    sets_max_papers,
     split_keywords,
+    with_default_max,
 )
 
 __all__ = [
@@ -54,6 +56,6 @@ __all__ = [
     "MAX_KEYWORD_LENGTH", "MAX_KEYWORDS", "REMOVED_DIR", "WEEKDAYS", "KeywordSyntaxError",
     "Subscriber", "SubscriberError", "SubscriberExists", "SubscriberFileError", "SubscriberLocked",
     "SubscriberNotFound", "Suppression", "add", "check_query", "file_stem", "find", "load_all", "load_file",
-    "locate", "locked", "modify", "notices", "remove", "scan", "set_active", "split_keywords",
-    "subscriber_files", "subscriber_path", "update", "write_atomic",
+    "locate", "locked", "modify", "notices", "remove", "scan", "set_active", "sets_max_papers",
+    "split_keywords", "subscriber_files", "subscriber_path", "update", "with_default_max", "write_atomic",
 ]

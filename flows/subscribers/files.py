@@ -26,7 +26,8 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.util import load_yaml_guess_indent
 
-from flows.subscribers.model import FIELD_HINTS, Subscriber, SubscriberError, SubscriberFileError, SubscriberNotFound
+from flows.subscribers.model import (FIELD_HINTS, Subscriber, SubscriberError, SubscriberFileError, SubscriberNotFound,
+                                     with_default_max)
 
 
 def yaml_for(indent: tuple[int, int] | None = None) -> YAML:
@@ -270,9 +271,7 @@ def load_all(directory: Path, *, packed: bool = False,
         if error is not None:
             errors.append(error)
         else:
-            if max_papers is not None and "max_papers" not in subscriber.model_fields_set:
-                subscriber = subscriber.model_copy(update={"max_papers": max_papers})
-            subscribers.append(subscriber)  # type: ignore[arg-type]
+            subscribers.append(with_default_max(subscriber, max_papers))  # type: ignore[arg-type]
     return subscribers, errors
 
 

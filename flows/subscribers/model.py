@@ -233,6 +233,19 @@ def _query_parser() -> Callable[[list[str], list[str]], object]:
     return functools.partial(parse_query, remember=False)
 
 
+def with_default_max(subscriber: Subscriber, max_papers: int | None) -> Subscriber:
+    """The subscriber as the daily run sees them: a file that does not set ``max_papers``
+    gets ``max_papers`` (PAPERBOY_MAX_PAPERS); None leaves the model's default."""
+    if max_papers is not None and not sets_max_papers(subscriber):
+        return subscriber.model_copy(update={"max_papers": max_papers})
+    return subscriber
+
+
+def sets_max_papers(subscriber: Subscriber) -> bool:
+    """Whether the subscriber's file says ``max_papers`` (else the operator's default applies)."""
+    return "max_papers" in subscriber.model_fields_set
+
+
 def notices(subscriber: Subscriber) -> list[tuple[str, str]]:
     """(field, message) for each thing a valid file says that does nothing, so its owner can
     fix the file: a warning, never an error (the file still works as it is)."""

@@ -45,6 +45,7 @@ from flows.subscribers import (
     find,
     modify,
     set_active,
+    with_default_max,
 )
 from flows.web import forms
 from flows.web.preview import CorpusCache, Preview, preview
@@ -308,7 +309,7 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         """The preview rendered into the page itself (of the file's subscriber as the daily
         run sees them); the page works without it."""
         try:
-            return await blocking(preview, forms.effective(subscriber, default_max), site.cache,
+            return await blocking(preview, with_default_max(subscriber, default_max), site.cache,
                                   site.today(), site.key)
         except StoreError as exc:
             log.warning("web: no preview, the database cannot be read: %s", exc)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from flows.rank import QueryError, parse_keyword
 from flows.subscribers import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, WEEKDAYS, Subscriber
-from flows.subscribers import KeywordSyntaxError, split_keywords
+from flows.subscribers import KeywordSyntaxError, sets_max_papers, split_keywords, with_default_max
 from flows.web.security import strict_int
 
 # A textarea holding MAX_KEYWORDS keywords of the longest kind, with separators, and no more.
@@ -51,26 +51,13 @@ class Preferences:
     def of(cls, subscriber: Subscriber, default_max: int | None = None) -> "Preferences":
         """The form's values for a subscriber file; ``default_max`` is what a file without
         ``max_papers`` gets (PAPERBOY_MAX_PAPERS), shown as it is what the digest uses."""
-        subscriber = effective(subscriber, default_max)
+        subscriber = with_default_max(subscriber, default_max)
         return cls(list(subscriber.keywords), list(subscriber.exclude), subscriber.max_papers,
                    subscriber.frequency, subscriber.weekday, subscriber.include_trending, subscriber.related)
 
     def as_form(self) -> dict[str, Any]:
         """The values as the form shows them: one keyword per line."""
         return {**asdict(self), "keywords": "\n".join(self.keywords), "exclude": "\n".join(self.exclude)}
-
-
-def effective(subscriber: Subscriber, default_max: int | None) -> Subscriber:
-    """The subscriber as the daily run sees them: a file without ``max_papers`` gets
-    ``default_max`` (as `flows.subscribers.load_all` does with PAPERBOY_MAX_PAPERS)."""
-    if default_max is not None and uses_default_max(subscriber):
-        return subscriber.model_copy(update={"max_papers": default_max})
-    return subscriber
-
-
-def uses_default_max(subscriber: Subscriber) -> bool:
-    """True for a subscriber whose file does not set ``max_papers``."""
-    return "max_papers" not in subscriber.model_fields_set
 
 
 def keyword_list(text: str, field: str = "keywords") -> list[str]:
@@ -145,13 +132,13 @@ def apply(subscriber: Subscriber, preferences: Preferences, default_max: int | N
     values = {**subscriber.model_dump(), **asdict(preferences)}
     if keeps_default_max(subscriber, preferences, default_max):
         del values["max_papers"]
-        return effective(validated(values), default_max)
+        return with_default_max(validated(values), default_max)
     return validated(values)
 
 
 def keeps_default_max(subscriber: Subscriber, preferences: Preferences, default_max: int | None) -> bool:
     """True when the file does not set ``max_papers`` and the form left the default alone."""
-    return default_max is not None and uses_default_max(subscriber) and preferences.max_papers == default_max
+    return default_max is not None and not sets_max_papers(subscriber) and preferences.max_papers == default_max
 
 
 def validated(values: Mapping[str, Any]) -> Subscriber:
@@ -189,7 +176,7 @@ def changes(current: Subscriber, preferences: Preferences, default_max: int | No
     ``default_max``, what its digests use: left alone, the file still says nothing (and
     follows the operator's default); changed, even to the model's 20, it is written."""
     found = {name: value for name, value in asdict(preferences).items() if getattr(current, name) != value}
-    if default_max is not None and uses_default_max(current):
+    if default_max is not None and not sets_max_papers(current):
         if preferences.max_papers == default_max:
             found.pop("max_papers", None)
         else:
