@@ -346,7 +346,7 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         _, current = await blocking(find, site.directory, email)
         try:
             wanted = forms.parse_preferences(fields, default_max)
-            forms.apply(current, wanted, default_max)  # validate before touching the file
+            forms.apply(current, wanted)  # validate before touching the file
             saved = await blocking(modify, site.directory, email,
                                    lambda now: forms.changes(now, wanted, default_max))
         except forms.FormError as exc:
@@ -366,7 +366,7 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
         fields = await site.form(request, token)
         _, current = await blocking(find, site.directory, email)
         try:
-            candidate = forms.apply(current, forms.parse_preferences(fields, default_max), default_max)
+            candidate = forms.apply(current, forms.parse_preferences(fields, default_max))
         except forms.FormError as exc:
             return JSONResponse({"ok": False, "error": str(exc), "field": exc.field, "line": exc.line}, 422)
         shown = await blocking(preview, candidate, site.cache, site.today(), site.key)

@@ -124,21 +124,11 @@ def parse_preferences(form: Mapping[str, Any], default_max: int = 20) -> Prefere
     )
 
 
-def apply(subscriber: Subscriber, preferences: Preferences, default_max: int | None = None) -> Subscriber:
+def apply(subscriber: Subscriber, preferences: Preferences) -> Subscriber:
     """The subscriber as these preferences would make them; FormError naming field and keyword.
-
-    ``subscriber`` is the file's; with ``default_max``, a file without ``max_papers`` whose
-    form still shows that default keeps using it (it may be above the files' own limit)."""
-    values = {**subscriber.model_dump(), **asdict(preferences)}
-    if keeps_default_max(subscriber, preferences, default_max):
-        del values["max_papers"]
-        return with_default_max(validated(values), default_max)
-    return validated(values)
-
-
-def keeps_default_max(subscriber: Subscriber, preferences: Preferences, default_max: int | None) -> bool:
-    """True when the file does not set ``max_papers`` and the form left the default alone."""
-    return default_max is not None and not sets_max_papers(subscriber) and preferences.max_papers == default_max
+    (The form shows a file without ``max_papers`` with PAPERBOY_MAX_PAPERS, which is within
+    the files' own limit: `changes` decides whether it is written.)"""
+    return validated({**subscriber.model_dump(), **asdict(preferences)})
 
 
 def validated(values: Mapping[str, Any]) -> Subscriber:
