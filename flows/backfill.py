@@ -16,25 +16,16 @@ from prefect.cache_policies import NONE
 
 from flows.children import start_resource_tracker
 from flows.corpus import Corpus
-from flows.fetch import BackfillRangeError, FetchReport, check_range, fetch_backfill, missing_dates  # noqa: F401
+from flows.fetch import (BackfillRangeError, FetchReport, check_backfill, check_range,  # noqa: F401
+                         fetch_backfill, missing_dates)
 from flows.progress import DateProgress
 from flows.report import BackfillSummary
 from flows.settings import Settings, restrict_umask
-from flows.sources import backfill_range_problem, build_source
+from flows.sources import build_source
 from flows.store import Store, run_lock
 from flows.signals import stop_on_signals, stops_passed_to_workers
 from flows.stopping import stop_requested
 from flows.tasks import ConfiguredTaskRunner, final_state, publish, load_subscribers, send_batches, today_in
-
-
-def check_backfill(start: date, end: date, sources: list[str], today: date, long_range: bool = False) -> None:
-    """Refuse, with BackfillRangeError, a range that is empty, reaches into the future, starts
-    before a source's first listing date, or spans more than MAX_BACKFILL_DATES dates without
-    long_range (flows/sources ``backfill_range_problem``)."""
-    check_range(start, end, today)
-    problem = backfill_range_problem(start, end, sources, long_range)
-    if problem:
-        raise BackfillRangeError(problem)
 
 
 @task(name="fetch-range", cache_policy=NONE)

@@ -318,16 +318,13 @@ def backfill(
     check_files(settings)
     first, last = parse_date(start, "--from"), parse_date(end, "--to")
     check_source(settings, source)
-    from flows.fetch import BackfillRangeError, check_range, today_in
-    from flows.sources import backfill_range_problem
+    from flows.fetch import BackfillRangeError, check_backfill, today_in
 
     try:
-        check_range(first, last, today_in(settings.timezone))
+        check_backfill(first, last, [source] if source else list(settings.sources), today_in(settings.timezone),
+                       long_range)
     except BackfillRangeError as exc:
         fail(str(exc))
-    problem = backfill_range_problem(first, last, [source] if source else list(settings.sources), long_range)
-    if problem:
-        fail(problem)
     if send:
         check_not_running(settings)
     def start_backfill() -> Any:

@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flows.models import Listing
-from flows.sources import Source, SourceError, SourceUnreachable
+from flows.sources import Source, SourceError, SourceUnreachable, backfill_range_problem
 from flows.stopping import stop_requested
 from flows.store import Store
 
@@ -84,6 +84,17 @@ def check_range(start: date, end: date, today: date) -> None:
         raise BackfillRangeError(f"--from {start} is after --to {end}")
     if end > today:
         raise BackfillRangeError(f"--to {end} is in the future (today is {today}); listings do not exist yet")
+
+
+def check_backfill(start: date, end: date, sources: list[str], today: date, long_range: bool = False) -> None:
+    """Refuse, with BackfillRangeError, a range that is empty, reaches into the future, starts
+    before a source's first listing date, or spans more than MAX_BACKFILL_DATES dates without
+    long_range (flows/sources ``backfill_range_problem``). The CLI checks before anything
+    starts, the flow again for a deployment run."""
+    check_range(start, end, today)
+    problem = backfill_range_problem(start, end, sources, long_range)
+    if problem:
+        raise BackfillRangeError(problem)
 
 
 def catch_up_dates(store: Store, source: str, today: date, lookback_days: int) -> list[date]:
