@@ -83,9 +83,11 @@ RATE_HINT = ("; it looks like a sending limit: set PAPERBOY_SMTP_RATE (messages 
              "PAPERBOY_DAILY_CAP to the relay's limits")
 
 
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
 def _rate_limited(reason: str) -> bool:
     return bool(_RATE_LIMIT_REPLY.search(reason))
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 @dataclass(slots=True)
