@@ -149,13 +149,31 @@ def print_summary(result: dict) -> int:
     problems = [f"failed {k}: {v}" for k, v in result["failed"].items()]
     problems += [f"deferred {k}: {v}" for k, v in result["deferred"].items()]
     problems += [f"uncertain {k}: {v}" for k, v in result.get("uncertain", {}).items()]
-    problems += [f"fetch {k}: {v}" for k, v in result["dates_failed"].items()]
+    problems += fetch_problems(result["dates_failed"])
     problems += [f"subscriber file {e}" for e in result["subscriber_errors"]]
     for line in problems:
         typer.secho(f"  ! {line}", fg="yellow", err=True)
     if result["failed"] or result["deferred"] or result["dates_failed"]:
         return EXIT_PARTIAL
     return EXIT_BROKEN_FILES if result["subscriber_errors"] else 0
+
+
+def fetch_problems(dates_failed: dict[str, str]) -> list[str]:
+    """One line per failed listing date ("source:date" → reason), except that dates of one
+    source failing for the same reason (an unreachable source's untried dates, a month of
+    one outage) are one line: a year's backfill without network is not 366 lines."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for key, why in dates_failed.items():
+        source, _, day = key.rpartition(":")
+        groups.setdefault((source, why), []).append(day)
+    lines = []
+    for (source, why), days in sorted(groups.items(), key=lambda group: (group[0][0], min(group[1]))):
+        if len(days) == 1:
+            lines.append(f"fetch {source}:{days[0]}: {why}")
+        else:
+            days.sort()
+            lines.append(f"fetch {source}: {len(days)} dates, {days[0]} … {days[-1]}: {why}")
+    return lines
 
 
 def check_source(settings: Settings, source: str | None) -> None:

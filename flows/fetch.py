@@ -126,10 +126,7 @@ def fetch_dates(store: Store, source: Source, days: Iterable[date],
             if progress:
                 progress(day, "failed")
             if isinstance(exc, SourceUnreachable):  # every other date would fail the same way
-                for rest in [d for d in days_list if d > day]:
-                    _record_failure(store, source.name, rest, f"not tried: {exc}", report)
-                    if progress:
-                        progress(rest, "failed")
+                _not_tried(store, source.name, [d for d in days_list if d > day], exc, report, progress)
                 break
             continue
         _store_listing(store, source.name, listing, report)
@@ -173,8 +170,17 @@ def _record_failure(store: Store, source: str, day: date, reason: str, report: F
     report.dates_failed[f"{source}:{day.isoformat()}"] = reason
 
 
-def _unless_stopped(source: Source, day: date) -> Listing | None:
-    return None if stop_requested() else source.fetch(day)
+def _not_tried(store: Store, source: str, days: Iterable[date], exc: SourceError, report: FetchReport,
+               progress: Callable[[date, str], None] | None) -> None:
+    """Record dates left untried because the source is unreachable (one reason for them
+    all, so the summary can say it once); the next run tries them again."""
+    for day in days:
+        _record_failure(store, source, day, f"not tried: {exc}", report)
+        if progress:
+            progress(day, "not tried")
+
+
+_UNREACHED = object()  # a date not fetched because its source proved unreachable meanwhile
 
 
 def fetch_backfill(store: Store, source: Source, days: Sequence[date], *, workers: int,
@@ -204,10 +210,30 @@ def fetch_backfill(store: Store, source: Source, days: Sequence[date], *, worker
                 for day in sorted(pending):
                     _record_failure(store, source.name, day, str(exc), report)
                     note(day, "failed")
+                if isinstance(exc, SourceUnreachable):  # the later runs of dates would fail the same way
+                    later = [day for day in days if day > last]
+                    _not_tried(store, source.name, sorted(later), exc, report, progress)
+                    break
         return report
+    # The first date that finds the source unreachable (its host name does not resolve)
+    # stops the dates not started yet: they would fail the same way, one by one.
+    unreachable: list[SourceUnreachable] = []
+
+    def attempt(day: date) -> Listing | object | None:
+        if stop_requested():
+            return None
+        if unreachable:
+            return _UNREACHED
+        try:
+            return source.fetch(day)
+        except SourceUnreachable as exc:
+            unreachable.append(exc)  # at once: threads between two requests see it
+            raise
+
+    untried: list[date] = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"fetch-{source.name}")
     try:
-        futures = {pool.submit(_unless_stopped, source, day): day for day in days}
+        futures = {pool.submit(attempt, day): day for day in days}
         for future in as_completed(futures):
             day = futures[future]
             try:
@@ -217,7 +243,9 @@ def fetch_backfill(store: Store, source: Source, days: Sequence[date], *, worker
                     _record_failure(store, source.name, day, str(exc), report)
                     note(day, "failed")
                 continue
-            if listing is not None:
+            if listing is _UNREACHED:
+                untried.append(day)
+            elif listing is not None:
                 _store_listing(store, source.name, listing, report)
                 note(day, "ok")
             if stop_requested():
@@ -226,4 +254,6 @@ def fetch_backfill(store: Store, source: Source, days: Sequence[date], *, worker
         # Waits only for requests already in flight; with a stop requested their listings
         # are dropped, and those dates are fetched again by the next run.
         pool.shutdown(wait=True, cancel_futures=True)
+    if unreachable and not stop_requested():
+        _not_tried(store, source.name, sorted(untried), unreachable[0], report, progress)
     return report

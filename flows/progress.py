@@ -12,7 +12,8 @@ log = logging.getLogger(__name__)
 
 
 class DateProgress:
-    """Counts dates done / remaining / failed; call it as ``progress(day, "ok" | "failed")``."""
+    """Counts dates done / remaining / failed; call it as ``progress(day, outcome)``, the
+    outcome "ok", "failed" or "not tried" (counted as failed: the source proved unreachable)."""
 
     def __init__(self, total: int, label: str, *, stream: TextIO | None = None,
                  logger: logging.Logger | logging.LoggerAdapter | None = None, every: float = 5.0):
@@ -48,7 +49,9 @@ class DateProgress:
             self._bar.update(self._task, advance=1, status=f"{self.status()} · last {day}")
             return
         now = time.monotonic()
-        if outcome != "ok" or now - self._last_log >= self.every or not self.remaining:
+        # every failure is worth a line; dates left untried (an unreachable source) and
+        # successes only now and then
+        if outcome == "failed" or now - self._last_log >= self.every or not self.remaining:
             self._last_log = now
             self.logger.info("%s: %s (last %s: %s)", self.label, self.status(), day, outcome)
 

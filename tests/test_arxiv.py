@@ -517,3 +517,23 @@ def test_build_source_and_settings_checks(http_replay):
         ArxivSource(settings_for(http_replay, arxiv_categories=["cs.LG) OR (all:x"]))
     with pytest.raises(ValueError, match="empty"):
         ArxivSource(settings_for(http_replay, arxiv_categories=[]))
+
+
+def test_a_backfill_stops_at_an_unreachable_api_and_leaves_the_later_ranges_untried(sleeps, tmp_path):
+    """Range queries run per stretch of dates not fetched yet; when the first stretch finds
+    the host unresolvable, the later stretches are recorded "not tried" (the next run
+    tries them), not asked for one by one to fail the same way."""
+    from flows.fetch import fetch_backfill
+
+    unresolvable = "http://paperboy-test.invalid"  # RFC 6761: never resolves
+    settings = Settings(arxiv_feed_url=f"{unresolvable}/atom", arxiv_api_url=f"{unresolvable}{API}",
+                        arxiv_categories=["cs.LG"], arxiv_min_interval=0, http_retries=3)
+    days = [date(2025, 5, 26), date(2025, 5, 27), date(2025, 5, 29), date(2025, 5, 30)]  # two stretches
+    with Store(tmp_path / "p.db") as store:
+        report = fetch_backfill(store, ArxivSource(settings, sleep=sleeps), days, workers=2)
+        failed = report.dates_failed
+        assert sorted(failed) == [f"arxiv:{day}" for day in days]
+        assert all("cannot resolve the host name" in why for why in failed.values())
+        untried = sorted(key for key, why in failed.items() if why.startswith("not tried: "))
+        assert untried == ["arxiv:2025-05-29", "arxiv:2025-05-30"]
+        assert store.fetched_dates("arxiv") == set()

@@ -153,3 +153,27 @@ def test_interrupted_backfill_resumes_where_it_stopped(hf_env, http_replay, pref
     with Store(hf_env.db_path) as store:
         assert len(store.fetched_dates("huggingface")) == 31
         assert store.paper_count() == sum(len(v) for v in listed.values())
+
+
+def test_an_unreachable_source_is_tried_once_per_worker_and_reported_in_a_few_lines(hf_env, monkeypatch):
+    """A backfill without a network (a host name that cannot resolve) stops trying after the
+    dates already in flight: the month's other dates are recorded "not tried" (the next run
+    tries them again), and the summary says them in one line, not one per date."""
+    from flows.cli import fetch_problems
+    from flows.tasks import summary_of
+
+    monkeypatch.setenv("PAPERBOY_HF_BASE_URL", "http://paperboy-test.invalid")  # RFC 6761: never resolves
+    monkeypatch.setenv("PAPERBOY_BACKFILL_CONCURRENCY", "2")
+    state = backfill(start=START, end=END, return_state=True)
+    assert state.is_failed()  # nothing fetched at all
+    result = summary_of(state)
+    failed = result["dates_failed"]
+    assert len(failed) == 31 and not result["dates_fetched"]
+    tried = [key for key, why in failed.items() if not why.startswith("not tried: ")]
+    assert 1 <= len(tried) <= 2, tried  # the two workers' first dates, no more
+    assert all("cannot resolve the host name" in why for why in failed.values())
+    lines = fetch_problems(failed)
+    assert len(lines) == len(tried) + 1, lines
+    assert any(line.startswith(f"fetch huggingface: {31 - len(tried)} dates, 2025-05-") for line in lines), lines
+    with Store(hf_env.db_path) as store:
+        assert store.fetched_dates("huggingface") == set()  # untried dates are the next run's
