@@ -25,7 +25,7 @@ from flows.report import RunSummary
 from flows.settings import Settings, restrict_umask
 from flows.sources import build_source
 from flows.store import Store, run_lock
-from flows.subscribers import Subscriber, locate, notices, subscriber_files
+from flows.subscribers import Subscriber, locate_each, notices, subscriber_files
 from flows.send import BatchReport
 from flows.signals import stop_on_signals, stops_passed_to_workers
 from flows.stopping import stop_requested
@@ -116,10 +116,13 @@ def run_daily(settings: Settings, digest_date: date | None, dry_run: bool, only:
 def warn_about_files(settings: Settings, subscribers: Sequence[Subscriber]) -> None:
     """Log a warning naming the file and field for each line of a valid subscriber file that
     does nothing (flows/subscribers `notices`), as `paperboy subscribers check` shows them."""
-    for subscriber in subscribers:
-        for field, message in notices(subscriber):
-            where = locate(settings.subscribers_dir, subscriber.email) or subscriber.email
-            get_run_logger().warning("subscriber file %s (field '%s'): %s", where, field, message)
+    found = [(subscriber.email, said) for subscriber in subscribers if (said := notices(subscriber))]
+    if not found:
+        return
+    files = locate_each(settings.subscribers_dir, [email for email, _ in found])
+    for email, said in found:
+        for field, message in said:
+            get_run_logger().warning("subscriber file %s (field '%s'): %s", files.get(email, email), field, message)
 
 
 def serve_daily(settings: Settings) -> None:

@@ -24,6 +24,7 @@ from flows.subscribers.files import (
     load_all,
     load_file,
     locate,
+    locate_each,
     scan,
     subscriber_files,
     subscriber_path,
@@ -56,6 +57,6 @@ __all__ = [
     "MAX_KEYWORD_LENGTH", "MAX_KEYWORDS", "REMOVED_DIR", "WEEKDAYS", "KeywordSyntaxError",
     "Subscriber", "SubscriberError", "SubscriberExists", "SubscriberFileError", "SubscriberLocked",
     "SubscriberNotFound", "Suppression", "add", "check_query", "file_stem", "find", "load_all", "load_file",
-    "locate", "locked", "modify", "notices", "remove", "scan", "set_active", "sets_max_papers",
+    "locate", "locate_each", "locked", "modify", "notices", "remove", "scan", "set_active", "sets_max_papers",
     "split_keywords", "subscriber_files", "subscriber_path", "update", "with_default_max", "write_atomic",
 ]

@@ -373,6 +373,44 @@ def locate(directory: Path, email: str) -> Path | None:
     return None
 
 
+# What might be an address in a file's text: the candidates locate_each parses the file for.
+_ADDRESS_LIKE = re.compile(r"""[^\s"'<>,\[\]{}]+@[^\s"'<>,\[\]{}]+""")
+
+
+def locate_each(directory: Path, emails: Iterable[str]) -> dict[str, Path]:
+    """:func:`locate` for many addresses in one pass over the files: {address: its file}.
+
+    A run that names the files of a thousand subscribers (warnings) among ten thousand must
+    not read the folder a thousand times (≈ 3 minutes; this: one read of each file). A file
+    is parsed only where its text holds one of the addresses; an address that no text holds
+    as written (YAML escapes) is looked up with :func:`locate` on its own."""
+    wanted = {_email_key(email): email for email in emails}
+    found: dict[str, Path] = {}
+    if not wanted:
+        return found
+    for path in subscriber_files(directory):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        here = {_email_key(token) for token in _ADDRESS_LIKE.findall(text) if "@" in token}
+        here = {key for key in here if key in wanted and wanted[key] not in found}
+        if not here:
+            continue
+        try:
+            named = read_mapping(path, for_edit=False)[0].get("email")
+        except SubscriberError:
+            continue
+        if isinstance(named, str) and _email_key(named) in here:
+            found[wanted[_email_key(named)]] = path
+    for email in wanted.values():
+        if email not in found:
+            path = locate(directory, email)
+            if path is not None:
+                found[email] = path
+    return found
+
+
 def find(directory: Path, email: str) -> tuple[Path, Subscriber]:
     """The file holding this email and its validated subscriber.
 
