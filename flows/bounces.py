@@ -51,7 +51,7 @@ from urllib.parse import unquote, urlsplit
 from flows.models import bad_address
 from flows.settings import LOCAL_HOSTS, Settings
 from flows.store import Bounce, BounceCount, Store, bounce_kind
-from flows.subscribers import Suppression, SubscriberError, SubscriberNotFound, modify
+from flows.subscribers import Suppression, SubscriberError, SubscriberNotFound, locate_each, modify
 from flows.verp import TokenMap, find_token
 
 log = logging.getLogger(__name__)
@@ -305,15 +305,18 @@ def apply_suppressions(store: Store, settings: Settings, today: date | None = No
     in their file, then a row in the store (file first: a crash in between is repaired by
     the next call, which finds the file already suppressed and only adds the row)."""
     done = []
-    for count in store.bounce_counts():
-        reason = over_limit(count, settings)
-        if not reason:
-            continue
-        reason = reason[:480]
+    over = [(count, reason[:480]) for count in store.bounce_counts() if (reason := over_limit(count, settings))]
+    # Their files, found in one pass over the folder: a morning when a thousand addresses of
+    # ten thousand bounce must not read the folder a thousand times (≈ 3 minutes).
+    files = locate_each(settings.subscribers_dir, [count.subscriber for count, _ in over]) if over else {}
+    for count, reason in over:
         mark = Suppression(date=today or datetime.now(UTC).date(), reason=reason)
         try:
+            if count.subscriber not in files:
+                raise SubscriberNotFound(count.subscriber)
             modify(settings.subscribers_dir, count.subscriber,
-                   lambda current: {} if _suppressed(current) else {"active": False, "suppressed": mark})
+                   lambda current: {} if _suppressed(current) else {"active": False, "suppressed": mark},
+                   at=files[count.subscriber])
         except SubscriberNotFound:
             pass  # removed meanwhile: the row still resets their count should they come back
         except SubscriberError as exc:  # a broken file: retried on the next call

@@ -34,7 +34,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark
 from ruamel.yaml.tokens import CommentToken
 
-from flows.subscribers.files import file_stem, free_path, locate, read_mapping, validate_fields, yaml_for
+from flows.subscribers.files import (file_stem, free_path, holds_address, locate, read_mapping, validate_fields,
+                                     yaml_for)
 from flows.subscribers.model import Subscriber, SubscriberExists, SubscriberLocked, SubscriberNotFound
 
 log = logging.getLogger(__name__)
@@ -125,14 +126,16 @@ def update(directory: Path, email: str, /, **changes: Any) -> Subscriber:
 
 
 def modify(directory: Path, email: str,
-           change: Callable[[Subscriber], Mapping[str, Any]]) -> Subscriber:
+           change: Callable[[Subscriber], Mapping[str, Any]], *, at: Path | None = None) -> Subscriber:
     """Like :func:`update`, with changes computed from the current subscriber under the lock.
 
     Use this for read-modify-write such as "append a keyword": ``modify(d, e, lambda s:
     {"keywords": [*s.keywords, "diffusion"]})``; concurrent calls never lose each other's
-    change. The current file must be valid.
+    change. The current file must be valid. ``at``: the file, where the caller has found it
+    already (:func:`flows.subscribers.files.locate_each`, for many subscribers at once):
+    checked under the lock, and looked up again only if it no longer holds the address.
     """
-    return _rewrite(directory, email, lambda current, path: change(validate_fields(path, current)))
+    return _rewrite(directory, email, lambda current, path: change(validate_fields(path, current)), at=at)
 
 
 def set_active(directory: Path, email: str, active: bool) -> Subscriber:
@@ -158,10 +161,10 @@ def remove(directory: Path, email: str) -> Path:
 
 
 def _rewrite(directory: Path, email: str,
-             changes_for: Callable[[CommentedMap, Path], Mapping[str, Any]]) -> Subscriber:
+             changes_for: Callable[[CommentedMap, Path], Mapping[str, Any]], at: Path | None = None) -> Subscriber:
     _require_directory(directory, email)
     with locked(directory):
-        path = locate(directory, email)
+        path = at if at is not None and holds_address(at, email) else locate(directory, email)
         if path is None:
             raise SubscriberNotFound(f"no subscriber {email} in {directory}")
         data, yaml = read_mapping(path)

@@ -373,6 +373,15 @@ def locate(directory: Path, email: str) -> Path | None:
     return None
 
 
+def holds_address(path: Path, email: str) -> bool:
+    """Whether this file (still) is the subscriber file of this address."""
+    try:
+        named = read_mapping(path, for_edit=False)[0].get("email")
+    except (SubscriberError, OSError):
+        return False
+    return isinstance(named, str) and _email_key(named) == _email_key(email)
+
+
 # What might be an address in a file's text: the candidates locate_each parses the file for.
 _ADDRESS_LIKE = re.compile(r"""[^\s"'<>,\[\]{}]+@[^\s"'<>,\[\]{}]+""")
 
@@ -380,35 +389,48 @@ _ADDRESS_LIKE = re.compile(r"""[^\s"'<>,\[\]{}]+@[^\s"'<>,\[\]{}]+""")
 def locate_each(directory: Path, emails: Iterable[str]) -> dict[str, Path]:
     """:func:`locate` for many addresses in one pass over the files: {address: its file}.
 
-    A run that names the files of a thousand subscribers (warnings) among ten thousand must
-    not read the folder a thousand times (≈ 3 minutes; this: one read of each file). A file
-    is parsed only where its text holds one of the addresses; an address that no text holds
-    as written (YAML escapes) is looked up with :func:`locate` on its own."""
+    A run that names the files of a thousand subscribers (warnings, suppressions) among ten
+    thousand must not read the folder a thousand times (≈ 3 minutes; this reads each file
+    once). A file is parsed where its text holds one of the addresses; addresses no text
+    holds as written (YAML escapes, or no file at all) are then looked for as locate does,
+    in the texts already read: the files that mention their local part."""
     wanted = {_email_key(email): email for email in emails}
     found: dict[str, Path] = {}
     if not wanted:
         return found
+    unread: list[tuple[Path, str]] = []  # the files not taken yet, lower-cased, for the second look
     for path in subscriber_files(directory):
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        here = {_email_key(token) for token in _ADDRESS_LIKE.findall(text) if "@" in token}
-        here = {key for key in here if key in wanted and wanted[key] not in found}
-        if not here:
-            continue
-        try:
-            named = read_mapping(path, for_edit=False)[0].get("email")
-        except SubscriberError:
-            continue
-        if isinstance(named, str) and _email_key(named) in here:
-            found[wanted[_email_key(named)]] = path
-    for email in wanted.values():
-        if email not in found:
-            path = locate(directory, email)
-            if path is not None:
-                found[email] = path
+        here = {_email_key(token) for token in _ADDRESS_LIKE.findall(text)}
+        key = _holder(path, {k for k in here if k in wanted and wanted[k] not in found})
+        if key is not None:
+            found[wanted[key]] = path
+        else:
+            unread.append((path, text.lower()))
+    missing = {key: email for key, email in wanted.items() if email not in found}
+    if missing:
+        local_parts = {key: key.split("@", 1)[0] for key in missing}
+        for path, lowered in unread:
+            mentioned = {key for key, local in local_parts.items() if local in lowered and missing[key] not in found}
+            key = _holder(path, mentioned)
+            if key is not None:
+                found[missing[key]] = path
     return found
+
+
+def _holder(path: Path, keys: set[str]) -> str | None:
+    """Which of these address keys the file's email field holds (parsing it only if any)."""
+    if not keys:
+        return None
+    try:
+        named = read_mapping(path, for_edit=False)[0].get("email")
+    except SubscriberError:
+        return None
+    key = _email_key(named) if isinstance(named, str) else None
+    return key if key in keys else None
 
 
 def find(directory: Path, email: str) -> tuple[Path, Subscriber]:
