@@ -73,7 +73,9 @@ def task_runner_for(settings: Settings, api_url: str | None = None) -> TaskRunne
 
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
-    workers = {"n_workers": settings.dask_workers, "threads_per_worker": 1, "processes": True}
+    # preload: each worker takes a stop signal as a stop request from its start (flows/signals.py)
+    workers = {"n_workers": settings.dask_workers, "threads_per_worker": 1, "processes": True,
+               "preload": ["flows.signals"]}
     if api_url:
         workers["env"] = {"PREFECT_API_URL": api_url}
     return DaskTaskRunner(cluster_kwargs=workers)

@@ -12,6 +12,7 @@ the other batches."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import subprocess
 import sys
@@ -121,3 +122,22 @@ def test_a_batch_dask_runs_a_second_time_sends_nothing_then(planned, workspace, 
     assert sorted(workspace.server.recipients()) == ["ada@example.org", "alan@example.org", "grace@example.org"]
     other = dataclasses.replace(plan, key=uuid.uuid4().hex)  # another batch is not taken for a rerun
     assert not client.submit(send_batch.fn, settings, other, corpus, False, False, pure=False).result().rerun
+
+
+def test_a_hangup_does_not_kill_a_worker_that_has_no_batch_yet(install):
+    """One batch for two workers: one of them is idle when the terminal goes. Before, a worker
+    got its stop handlers with its first batch, so the idle one died of the SIGHUP (its nanny
+    logged it and started another while the run was stopping)."""
+    with SlowSink(latency=0.1) as sink:
+        env = {**dask_env(install, sink), "PAPERBOY_BATCH_SIZE": "200"}
+        child = run_until(env, sink, 15, start_new_session=True)
+        workers = dask_workers_of(child.pid)
+        assert len(workers) == 2
+        os.killpg(child.pid, signal.SIGHUP)
+        output = child.communicate(timeout=120)[0]
+        assert child.returncode == 129, output[-3000:]
+        assert "was killed by signal" not in output and "Restarting worker" not in output, output[-5000:]
+        rows = ledger(install)
+        assert sorted(s for s, r in rows.items() if r["status"] == "sent") == sorted(sink.recipients)
+        assert len(sink.recipients) < len(install.recipients)
+        assert not [s for s, r in rows.items() if r["status"] in ("uncertain", "in_flight")]
