@@ -16,13 +16,16 @@ CLI, `paperboy serve` and work-pool deployments all honour it):
   all `send-batch` tasks are submitted to a Dask cluster (`PAPERBOY_DASK_ADDRESS`, else a
   temporary local one of `PAPERBOY_DASK_WORKERS` processes). Workers rank, render and
   send, never open SQLite, and return their outcomes; this process records them as each
-  batch comes back, so SQLite keeps a single writer. The price: a crash of this process
-  (or of a worker: Dask then reruns its batch elsewhere) between a worker's send and the
-  recording of the returned outcome leaves digests sent but not in the ledger, and a rerun
-  mails them again, with the same deterministic Message-ID so receiving systems can
-  spot the duplicate. Smaller batches (`PAPERBOY_BATCH_SIZE`) shrink that window. A batch
-  that raises part-way still returns what it sent (`BatchAborted`), so errors, unlike
-  crashes, lose nothing.
+  batch comes back, so SQLite keeps a single writer. A worker that dies takes its batch's
+  outcomes along: Dask runs the batch again, but each batch claims itself when it starts
+  (`claim_batch`), so that rerun sends nothing and this process records the batch's digests
+  uncertain (`_lost`): never sent again in this run, PAPERBOY_UNCERTAIN for the next. The
+  price that remains: a crash of this process between a worker's send and the recording of
+  the returned outcome leaves digests sent but not in the ledger, and the next run mails
+  them again, with the same deterministic Message-ID so receiving systems can spot the
+  duplicate. Smaller batches (`PAPERBOY_BATCH_SIZE`) shrink both. A batch that raises
+  part-way still returns what it sent (`BatchAborted`), so errors, unlike crashes, lose
+  nothing.
 
 Concurrent batches each open `PAPERBOY_SMTP_CONNECTIONS` connections: with Dask the SMTP
 server sees up to workers x threads x that many.
