@@ -134,6 +134,9 @@ class BatchPlan:
     seen: dict[str, set[str]]  # email -> candidate ids already delivered to them
     report: BatchReport  # what planning counted: considered, not due, already final
     budget: int | None = None  # messages PAPERBOY_DAILY_CAP still allows (None: no cap)
+    # Names the batch across a Dask cluster, so a rerun of it is known as one (flows/tasks.py
+    # `claim_batch`); "" in the flow's own process.
+    key: str = ""
 
 
 def plan_batch(subscribers: Sequence[Subscriber], store: Store, corpus: Corpus, *,
@@ -275,6 +278,9 @@ class BatchResult:
 
     report: BatchReport
     outcomes: list[Outcome] = field(default_factory=list)
+    # Dask ran this batch again after the worker that had it died; this run sent nothing
+    # (flows/tasks.py `claim_batch`), and what the first one sent is unknown.
+    rerun: bool = False
 
 
 class BatchAborted(Exception):

@@ -13,6 +13,7 @@ transaction). Signal handlers belong to the main thread: elsewhere this does not
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -133,10 +134,11 @@ def stop_on_signals_on_this_worker(timeout: float = 5.0) -> None:
     mid-batch: its outcomes never came back, its nanny started a new worker and Dask ran the
     batch again there, mailing everyone the dead worker had already mailed a second time.
     With these handlers the batch in hand stops after the SMTP transaction in hand and returns
-    what was sent; the batches after it send nothing. Called by each batch on a worker (a no-op
-    after the first and outside a worker); handlers belong to the worker's main thread, where
-    its event loop runs, so they are installed from there. SIGHUP stays ignored when the run
-    started with it ignored (nohup)."""
+    what was sent; the batches after it send nothing. Installed as each worker starts
+    (`dask_setup`), and checked again by each batch on a worker (a no-op after the first and
+    outside a worker); handlers belong to the worker's main thread, where its event loop runs,
+    so they are installed from there. SIGHUP stays ignored when the run started with it
+    ignored (nohup)."""
     if _worker_handled.is_set() or "distributed" not in sys.modules:
         return
     from distributed import get_worker
@@ -149,17 +151,42 @@ def stop_on_signals_on_this_worker(timeout: float = 5.0) -> None:
 
     def install() -> None:
         try:
-            if threading.current_thread() is threading.main_thread():
-                for signum in HANDLED:
-                    if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
-                        continue
-                    signal.signal(signum, request_stop_quietly)
+            _install_worker_handlers()
         finally:
-            _worker_handled.set()
             done.set()
 
     loop.add_callback(install)
     done.wait(timeout)
+
+
+def _install_worker_handlers() -> None:
+    try:
+        if threading.current_thread() is threading.main_thread():
+            for signum in HANDLED:
+                if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+                    continue
+                signal.signal(signum, request_stop_quietly)
+    finally:
+        _worker_handled.set()
+
+
+def dask_setup(worker: object) -> None:
+    """Dask's preload hook (`preload=["flows.signals"]`, for the run's own local cluster only:
+    flows/tasks.py `task_runner_for`), run on the worker's event loop, in its main thread, as
+    each worker starts, a nanny's restart included. Before, a worker got its stop handlers
+    with its first batch, so one without a batch yet died of a hangup (its nanny started
+    another) and took the stop passed on as SIGINT as a KeyboardInterrupt."""
+    _install_worker_handlers()
+    logging.getLogger("distributed.worker").addFilter(_no_heartbeat_failure)
+
+
+def _no_heartbeat_failure(record: logging.LogRecord) -> bool:
+    """Drops a worker's "Failed to communicate with scheduler during heartbeat." and its
+    traceback (≈ 20 lines of CommClosedError … heartbeat_worker … Stream is closed). On the
+    run's own local cluster the scheduler lives in the run's process, so a heartbeat fails
+    only when the run closes the cluster while one is on its way (1 stopped run in 4 printed
+    it, just before the "interrupted" line): nothing to act on."""
+    return not record.getMessage().startswith("Failed to communicate with scheduler during heartbeat")
 
 
 def exit_code(reason: str | None) -> int | None:

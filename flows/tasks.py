@@ -16,13 +16,16 @@ CLI, `paperboy serve` and work-pool deployments all honour it):
   all `send-batch` tasks are submitted to a Dask cluster (`PAPERBOY_DASK_ADDRESS`, else a
   temporary local one of `PAPERBOY_DASK_WORKERS` processes). Workers rank, render and
   send, never open SQLite, and return their outcomes; this process records them as each
-  batch comes back, so SQLite keeps a single writer. The price: a crash of this process
-  (or of a worker: Dask then reruns its batch elsewhere) between a worker's send and the
-  recording of the returned outcome leaves digests sent but not in the ledger, and a rerun
-  mails them again, with the same deterministic Message-ID so receiving systems can
-  spot the duplicate. Smaller batches (`PAPERBOY_BATCH_SIZE`) shrink that window. A batch
-  that raises part-way still returns what it sent (`BatchAborted`), so errors, unlike
-  crashes, lose nothing.
+  batch comes back, so SQLite keeps a single writer. A worker that dies takes its batch's
+  outcomes along: Dask runs the batch again, but each batch claims itself when it starts
+  (`claim_batch`), so that rerun sends nothing and this process records the batch's digests
+  uncertain (`_lost`): never sent again in this run, PAPERBOY_UNCERTAIN for the next. The
+  price that remains: a crash of this process between a worker's send and the recording of
+  the returned outcome leaves digests sent but not in the ledger, and the next run mails
+  them again, with the same deterministic Message-ID so receiving systems can spot the
+  duplicate. Smaller batches (`PAPERBOY_BATCH_SIZE`) shrink both. A batch that raises
+  part-way still returns what it sent (`BatchAborted`), so errors, unlike crashes, lose
+  nothing.
 
 Concurrent batches each open `PAPERBOY_SMTP_CONNECTIONS` connections: with Dask the SMTP
 server sees up to workers x threads x that many.
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,14 +48,16 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import SecretStr
 
 from flows.bounces import apply_suppressions
+from flows.compose import message_id_domain
 from flows.corpus import Corpus
 from flows.deliver import RelayError
 from flows.dkim import signer_for
 from flows.fetch import today_in  # noqa: F401  (the flows and the CLI take it from here too)
 from flows.links import secret_key
 from flows.makers import close_pools
+from flows.models import Outcome, message_id_for
 from flows.send import (BatchAborted, BatchPlan, BatchReport, BatchResult, in_flight_writer, plan_batch,
-                        send_detached, send_planned)
+                        send_detached, send_planned, worker_id)
 from flows.settings import Settings
 from flows.stopping import stop_requested
 from flows.store import Store
@@ -70,7 +76,9 @@ def task_runner_for(settings: Settings, api_url: str | None = None) -> TaskRunne
 
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
-    workers = {"n_workers": settings.dask_workers, "threads_per_worker": 1, "processes": True}
+    # preload: each worker takes a stop signal as a stop request from its start (flows/signals.py)
+    workers = {"n_workers": settings.dask_workers, "threads_per_worker": 1, "processes": True,
+               "preload": ["flows.signals"]}
     if api_url:
         workers["env"] = {"PREFECT_API_URL": api_url}
     return DaskTaskRunner(cluster_kwargs=workers)
@@ -231,6 +239,8 @@ def send_batch(settings: Settings, plan: BatchPlan, corpus: Corpus, dry_run: boo
     process) each outcome is written to the ledger as soon as it is known; otherwise (a
     Dask worker, which never opens the database) the outcomes are returned to the flow."""
     if not record_here:
+        if plan.key and not claim_batch(plan.key):
+            return BatchResult(BatchReport(workers=[worker_id()]), rerun=True)
         return send_detached(plan, corpus, settings, dry_run)
     with Store(settings.db_path) as store:
         try:
@@ -241,6 +251,22 @@ def send_batch(settings: Settings, plan: BatchPlan, corpus: Corpus, dry_run: boo
             # raised error would print the task's and the flow's tracebacks first). What the
             # relay accepted before is in the ledger already; nothing else was marked failed.
             return BatchResult(BatchReport(broken=str(exc)))
+
+
+def claim_batch(key: str) -> bool:
+    """On a Dask worker: whether this is the first run of batch `key` in the cluster, which it
+    now claims (in the scheduler's metadata). Dask runs a task again when its worker dies,
+    while it runs or after it finished (its result died with it): the dead worker may have
+    mailed anyone in the batch, so the rerun sends nothing and the flow's process records
+    the batch as uncertain (`_lost`). A batch that was queued on the dead worker and never
+    started is claimed by its rerun and sent as usual."""
+    from distributed import get_client
+
+    client, path = get_client(), ["paperboy-batches", key]
+    if client.get_metadata(path, default=None) is not None:
+        return False
+    client.set_metadata(path, worker_id())
+    return True
 
 
 def batches(items: Sequence[Subscriber], size: int) -> Iterator[list[Subscriber]]:
@@ -296,11 +322,18 @@ def shippable(settings: Settings) -> Settings:
 def _send_on_workers(settings: Settings, plans: Iterator[BatchPlan], corpus: Corpus,
                      dry_run: bool, store: Store) -> BatchReport:
     """Submit every batch, then record each one's outcomes here as it comes back. A failed
-    batch does not stop the others being recorded; the first failure is raised at the end."""
+    batch does not stop the others being recorded; the first failure is raised at the end,
+    unless it is a worker that died: its batch's digests are then uncertain (`_lost`)."""
+    from distributed.scheduler import KilledWorker
+
     logger = get_run_logger()
-    futures = [send_batch.submit(settings, plan, corpus, dry_run, record_here=False) for plan in plans]
+    submitted = {}
+    for plan in plans:
+        if not dry_run:  # a dry run sends nothing: Dask may as well run it again
+            plan.key = uuid.uuid4().hex
+        submitted[send_batch.submit(settings, plan, corpus, dry_run, record_here=False)] = plan
     total, failures = BatchReport(), []
-    for future in as_completed(futures):
+    for future in as_completed(list(submitted)):
         try:
             result = future.result()
         except BatchAborted as exc:
@@ -308,7 +341,17 @@ def _send_on_workers(settings: Settings, plans: Iterator[BatchPlan], corpus: Cor
             failures.append(exc)
             continue
         except Exception as exc:  # the batch's fate is unknown (e.g. its worker died)
-            failures.append(exc)
+            if isinstance(exc, KilledWorker):  # it killed every worker Dask gave it to
+                why = f"Dask gave up on it: every worker that had it died, the last {exc.last_worker.address}"
+            else:
+                why = f"{type(exc).__name__}: {exc}"
+                failures.append(exc)
+            if not dry_run:
+                total.merge(_lost(store, submitted[future], corpus, settings, why))
+            continue
+        if result.rerun:
+            total.merge(_lost(store, submitted[future], corpus, settings,
+                              "its Dask worker died and Dask ran it again elsewhere, which sent nothing"))
             continue
         _record(store, result.outcomes)
         total.merge(result.report)
@@ -316,6 +359,29 @@ def _send_on_workers(settings: Settings, plans: Iterator[BatchPlan], corpus: Cor
     if failures:
         raise failures[0]
     return total
+
+
+WORKER_DIED = ("the Dask worker with this digest's batch died before returning its outcomes; "
+               "the server may or may not have it")
+
+
+def _lost(store: Store, plan: BatchPlan, corpus: Corpus, settings: Settings, why: str) -> BatchReport:
+    """A batch that never came back (its worker died, or Dask lost it): any of its digests may
+    have reached the relay, and which did is unknown here. Each is recorded uncertain, as the
+    delivery records a digest whose final dot got no reply: never sent again in this run, and
+    the next run applies PAPERBOY_UNCERTAIN."""
+    report = BatchReport().merge(plan.report)
+    # the Message-IDs compose.py gives (a backfill's catch-up digest keeps the default domain)
+    domain = {} if corpus.catch_up else {"domain": message_id_domain(settings)}
+    for subscriber in plan.todo:
+        outcome = Outcome(subscriber.email, corpus.digest_date, "uncertain", error=WORKER_DIED,
+                          message_id=message_id_for(subscriber.email, corpus.digest_date, **domain))
+        store.record_outcome(outcome)
+        report.count(outcome)
+    get_run_logger().warning("a batch of %d digest(s) was lost (%s): they are recorded uncertain, as the dead "
+                             "worker may have sent any of them; none is sent again in this run, and the next run "
+                             "applies PAPERBOY_UNCERTAIN", len(plan.todo), why)
+    return report
 
 
 def _record(store: Store, outcomes: Sequence) -> None:

@@ -212,6 +212,7 @@ def test_the_runner_follows_the_settings():
     local = task_runner_for(Settings(task_runner="dask", dask_workers=3), api_url="http://127.0.0.1:8123/api")
     assert local.address is None
     assert local.cluster_kwargs == {"n_workers": 3, "threads_per_worker": 1, "processes": True,
+                                    "preload": ["flows.signals"],
                                     "env": {"PREFECT_API_URL": "http://127.0.0.1:8123/api"}}
     assert isinstance(daily_digest.task_runner.duplicate(), ThreadPoolTaskRunner)
 
