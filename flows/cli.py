@@ -146,9 +146,9 @@ def print_summary(result: dict) -> int:
         typer.secho(f"error: {result['relay_broken']}\nNothing was marked failed: run again once the relay works.",
                     fg="red", err=True)
         return EXIT_PARTIAL
-    problems = [f"failed {k}: {v}" for k, v in result["failed"].items()]
-    problems += [f"deferred {k}: {v}" for k, v in result["deferred"].items()]
-    problems += [f"uncertain {k}: {v}" for k, v in result.get("uncertain", {}).items()]
+    problems = digest_problems("failed", result["failed"])
+    problems += digest_problems("deferred", result["deferred"])
+    problems += digest_problems("uncertain", result.get("uncertain", {}))
     problems += fetch_problems(result["dates_failed"])
     problems += [f"subscriber file {e}" for e in result["subscriber_errors"]]
     for line in problems:
@@ -156,6 +156,26 @@ def print_summary(result: dict) -> int:
     if result["failed"] or result["deferred"] or result["dates_failed"]:
         return EXIT_PARTIAL
     return EXIT_BROKEN_FILES if result["subscriber_errors"] else 0
+
+
+GROUPED_FROM = 4  # subscribers sharing one reason from which the summary names a few, not each
+
+
+def digest_problems(what: str, reasons: dict[str, str]) -> list[str]:
+    """One line per subscriber ("failed EMAIL: reason"), except that many digests with the same
+    reason (a Dask batch whose worker died, a relay refusing one provider) are one line naming
+    a few of them (the run's Prefect artifact lists every one)."""
+    groups: dict[str, list[str]] = {}
+    for email, why in reasons.items():
+        groups.setdefault(why, []).append(email)
+    lines = []
+    for why, emails in groups.items():
+        if len(emails) < GROUPED_FROM:
+            lines += [f"{what} {email}: {why}" for email in emails]
+        else:
+            shown = ", ".join(emails[:3])
+            lines.append(f"{what} {len(emails)} digests: {why} ({shown} and {len(emails) - 3} more)")
+    return lines
 
 
 def fetch_problems(dates_failed: dict[str, str]) -> list[str]:
