@@ -1,0 +1,145 @@
+"""A refusal about the sender (DMARC, SPF, DKIM, a blocklisted relay) is no reason to stop mailing
+the subscriber it happened to hit.
+
+Before: every 5.x.x refusal but 5.3.4/5.2.3 counted as a hard bounce. A receiving provider that
+refuses *our* mail ("550 5.7.26 ... the sender is unauthenticated" at Gmail, "554 5.7.1 ... blocked
+using zen.spamhaus.org", Microsoft's "550 5.7.606 ... banned sending IP") refuses every subscriber
+it hosts at once, so after PAPERBOY_BOUNCE_LIMIT (3) mornings all of them were suppressed
+(active: false written into their files), although nothing is wrong with their addresses; and the
+run went on refusing through the whole list. Now such refusals are recorded as kind "sender" and
+never counted, the run's summary says what to check, a provider that keeps refusing us is not
+tried again in that batch, and a relay that refuses everything of ours trips the breaker.
+
+Real components: the aiosmtpd server on loopback refusing whole domains at RCPT or DATA, the real
+ledger, DSNs in real formats read by `paperboy bounces --maildir`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from typer.testing import CliRunner
+
+from flows import bounces
+from flows.cli import app
+from flows.links import secret_key
+from flows.settings import Settings
+from flows.store import Store
+from flows.verp import return_path
+from tests.test_bounces import DSN_DIR, drop, make_maildir, send_batch, subscriber
+
+GMAIL_UNAUTHENTICATED = ("5.7.26 This mail has been blocked because the sender is unauthenticated. Gmail "
+                         "requires all senders to authenticate with either SPF or DKIM.")
+GMAIL_DMARC = ("5.7.26 Unauthenticated email from example.org is not accepted due to domain's DMARC policy. "
+               "Please contact the administrator of example.org domain if this was a legitimate mail.")
+SPAMHAUS = ("5.7.1 Service unavailable; Client host [192.0.2.10] blocked using zen.spamhaus.org; "
+            "https://www.spamhaus.org/query/ip/192.0.2.10")
+MICROSOFT_BANNED_IP = ("5.7.606 Access denied, banned sending IP [192.0.2.10]. To request removal from this "
+                       "list please visit https://sender.office.com/ and follow the directions.")
+MICROSOFT_BLOCK_LIST = ("5.7.1 Unfortunately, messages from [192.0.2.10] weren't sent. Please contact your "
+                        "Internet service provider since part of their network is on our block list (S3150).")
+POLICYD_SPF = "5.7.23 <{rcpt}>: Recipient address rejected: Message rejected due to: SPF fail - not authorized."
+NO_PTR = ("5.7.25 [192.0.2.10] The IP address sending this message does not have a PTR record setup, or the "
+          "corresponding forward DNS entry does not point to the sending IP.")
+ACCESS_DENIED = "5.7.1 <{rcpt}>: Recipient address rejected: Access denied"  # the recipient's: stays hard
+
+KEYWORDS = "keywords: [reward model, reward modeling]\n"
+PROVIDER_PEOPLE = ["li@gmail.com", "mo@gmail.com", "noor@outlook.com", "oda@outlook.com"]
+
+
+def add_subscribers(workspace, emails: list[str]) -> None:
+    for email in emails:
+        name = email.replace("@", "_at_").replace(".", "_")
+        (workspace.subscribers_dir / f"{name}.yaml").write_text(f"email: {email}\n{KEYWORDS}", encoding="utf-8")
+
+
+@pytest.mark.parametrize(("domain", "code", "text", "stage"), [
+    ("gmail.com", 550, GMAIL_UNAUTHENTICATED, "RCPT"),
+    ("gmail.com", 550, GMAIL_DMARC, "DATA"),
+    ("outlook.com", 554, SPAMHAUS, "RCPT"),
+    ("outlook.com", 550, MICROSOFT_BANNED_IP, "RCPT"),
+    ("outlook.com", 550, MICROSOFT_BLOCK_LIST, "DATA"),
+    ("gmail.com", 550, NO_PTR, "RCPT"),
+], ids=["gmail-unauthenticated-rcpt", "gmail-dmarc-data", "spamhaus-rcpt", "microsoft-banned-ip",
+        "microsoft-block-list-data", "no-ptr"])
+def test_three_mornings_of_sender_refusals_suppress_nobody(workspace, domain, code, text, stage):
+    """A provider refusing us for three mornings: its subscribers stay active, each digest is
+    recorded failed with the reply; an address refusal in the same runs still suppresses."""
+    server, settings = workspace.server, Settings()
+    add_subscribers(workspace, PROVIDER_PEOPLE)
+    server.refuse_domain(domain, code, text, stage=stage)
+    server.reject_recipient("alan@example.org", 550, ACCESS_DENIED.format(rcpt="alan@example.org"))
+    hit = [e for e in PROVIDER_PEOPLE if e.endswith("@" + domain)]
+    for offset in range(3):
+        report = send_batch(settings, workspace.day + timedelta(days=offset))
+        assert sorted(report.failed) == sorted([*hit, "alan@example.org"])
+        for email in hit:  # failed, not lost: the reply is with the digest
+            assert report.failed[email] == f"{code} {text}"
+        if offset == 0:
+            assert report.sent == 4  # ada, grace and the other provider's two (later mornings: nothing new for them)
+    with Store(settings.db_path) as store:
+        suppressed = bounces.apply_suppressions(store, settings)
+        kinds = {(r["subscriber"], r["kind"]) for r in store.bounce_rows()}
+    assert [s.subscriber for s in suppressed] == ["alan@example.org"]  # 3 hard bounces of his address
+    assert kinds == {*((e, "sender") for e in hit), ("alan@example.org", "hard")}
+    for email in hit:
+        assert subscriber(settings, email).active, f"{email} was suppressed for a refusal of the sender"
+    assert "suppressed" not in "".join(p.read_text() for p in workspace.subscribers_dir.glob("*_com.yaml"))
+
+
+def test_a_policy_service_saying_recipient_rejected_for_spf_is_the_senders(workspace):
+    """Postfix with policyd-spf answers at RCPT with "Recipient address rejected: ... SPF fail":
+    the status (5.7.23, RFC 7372) and the words say it is about us."""
+    server, settings = workspace.server, Settings()
+    server.reject_recipient("grace@example.org", 550, POLICYD_SPF.format(rcpt="grace@example.org"))
+    for offset in range(3):
+        send_batch(settings, workspace.day + timedelta(days=offset), only=["grace@example.org"])
+    with Store(settings.db_path) as store:
+        assert [r["kind"] for r in store.bounce_rows()] == ["sender"] * 3
+        assert bounces.apply_suppressions(store, settings) == []
+
+
+# -- late bounces: DSNs saying the receiver refused the sender ------------------------------------------
+
+
+def policy_dsn(template: str, *, verp: str, rcpt: str, status: str, reply: str, report_id: str) -> bytes:
+    """A real DSN (Postfix's or Gmail's shape) whose Status and Diagnostic-Code are these."""
+    text = (DSN_DIR / f"{template}.eml").read_text(encoding="utf-8")
+    text = text.replace("{verp}", verp).replace("{rcpt}", rcpt).replace("{message_id}", f"<{report_id}@x>")
+    text = re.sub(r"(?m)^Status: .*$", f"Status: {status}", text)
+    text = re.sub(r"(?m)^Diagnostic-Code: .*(\n[ \t]+.*)*", f"Diagnostic-Code: smtp; {reply}", text)
+    text = re.sub(r"(?m)^(Message-I[Dd]): .*$", rf"\1: <{report_id}@reporting.example>", text, count=1)
+    return text.replace("\n", "\r\n").encode("utf-8")
+
+
+def test_dsns_saying_the_sender_was_refused_are_read_as_such_and_suppress_nobody(workspace, monkeypatch, tmp_path):
+    monkeypatch.setenv("PAPERBOY_BOUNCE_ADDRESS", "bounces@example.org")
+    settings = Settings()
+    key = secret_key(settings)
+    days = [workspace.day + timedelta(days=n) for n in range(3)]
+    for day in days:
+        send_batch(settings, day)
+    box = make_maildir(tmp_path / "bounces")
+    late = {  # who, in which shape, with which reply: the relay took them, the provider refused later
+        "ada@example.org": ("gmail", "5.7.26", f"550-{GMAIL_DMARC}"),
+        "grace@example.org": ("postfix", "5.7.1", f"554 {SPAMHAUS}"),
+        "alan@example.org": ("postfix", "5.7.1", "550 " + ACCESS_DENIED.format(rcpt="alan@example.org")),
+    }
+    for day in days:
+        for email, (shape, status, reply) in late.items():
+            drop(box, policy_dsn(shape, verp=return_path(settings, key, email, day), rcpt=email, status=status,
+                                 reply=reply, report_id=f"{email}-{day}"))
+
+    result = CliRunner().invoke(app, ["bounces", "--maildir", str(box)])
+    assert result.exit_code == 0, result.output
+    assert "read 9 message(s): 3 new hard bounce(s), 0 soft" in result.output
+    assert "6 refused as a sender problem" in result.output  # said apart from the address bounces
+    assert "check SPF, DKIM and DMARC for example.org" in result.output
+    assert "suppressed 1" in result.output and "suppressed alan@example.org: 3 hard bounces" in result.output
+    assert subscriber(settings, "ada@example.org").active and subscriber(settings, "grace@example.org").active
+    with Store(settings.db_path) as store:
+        kinds = {(r["subscriber"], r["kind"], r["status"]) for r in store.bounce_rows()}
+    assert kinds == {("ada@example.org", "sender", "5.7.26"), ("grace@example.org", "sender", "5.7.1"),
+                     ("alan@example.org", "hard", "5.7.1")}
