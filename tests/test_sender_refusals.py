@@ -18,17 +18,22 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from itertools import zip_longest
 
 import pytest
 from typer.testing import CliRunner
 
 from flows import bounces
 from flows.cli import app
+from flows.deliver import RelayError, deliver
 from flows.links import secret_key
+from flows.models import Outcome
 from flows.settings import Settings
 from flows.store import Store
 from flows.verp import return_path
+from tests.support.smtp import settings_for
 from tests.test_bounces import DSN_DIR, drop, make_maildir, send_batch, subscriber
+from tests.test_delivery_faults import items_for
 
 GMAIL_UNAUTHENTICATED = ("5.7.26 This mail has been blocked because the sender is unauthenticated. Gmail "
                          "requires all senders to authenticate with either SPF or DKIM.")
@@ -143,3 +148,56 @@ def test_dsns_saying_the_sender_was_refused_are_read_as_such_and_suppress_nobody
         kinds = {(r["subscriber"], r["kind"], r["status"]) for r in store.bounce_rows()}
     assert kinds == {("ada@example.org", "sender", "5.7.26"), ("grace@example.org", "sender", "5.7.1"),
                      ("alan@example.org", "hard", "5.7.1")}
+
+
+# -- a provider (or the relay) refusing us again and again: stop trying it for this run -----------------
+
+
+async def test_a_provider_that_keeps_refusing_us_is_held_back_for_the_rest_of_the_batch(smtp_server, tmp_path):
+    """gmail.com refuses every digest as a sender problem: after five in a row it is not tried
+    again in this batch. hotmail.com refuses some subscribers (the same words) but takes the
+    others' digests: it stays in play, each refusal is that digest's."""
+    gmail = [f"reader{i:02d}@gmail.com" for i in range(30)]
+    others = [f"reader{i:02d}@example.org" for i in range(10)]
+    hotmail = [f"reader{i:02d}@hotmail.com" for i in range(12)]
+    smtp_server.refuse_domain("gmail.com", 550, GMAIL_UNAUTHENTICATED)
+    unwanted = hotmail[::2]  # every other one: accepted mail in between keeps the provider in play
+    for address in unwanted:
+        smtp_server.reject_recipient(address, 550, "5.7.1 Message rejected as spam by Content Filtering.")
+    settings = settings_for(smtp_server, tmp_path, smtp_connections=1)
+    outcomes: list[Outcome] = []
+    order = [a for group in zip_longest(gmail, others, hotmail) for a in group if a]  # taken in turn
+    await deliver(items_for(order), settings, outcomes.append)
+
+    tried = [rcpt for _, rcpt in smtp_server.refusals]
+    assert len(tried) == 5, f"gmail.com was tried {len(tried)} times after refusing us as a sender"
+    by = {o.subscriber: o for o in outcomes}
+    assert len(by) == 52 and all(by[a].status == "sent" for a in others)
+    refused = [a for a in gmail if by[a].permanent]
+    held = [a for a in gmail if not by[a].permanent]
+    assert sorted(refused) == sorted(tried) and len(held) == 25
+    assert all(by[a].error == f"550 {GMAIL_UNAUTHENTICATED}" for a in refused)
+    for address in held:  # deferred: never tried, a rerun tries them again
+        assert by[address].status == "failed" and not by[address].permanent
+        assert by[address].error.startswith("held back: gmail.com refused 5 digests in a row as a sender problem")
+        assert "550 5.7.26" in by[address].error
+    assert [by[a].status for a in hotmail] == ["failed", "sent"] * 6
+    assert all(by[a].permanent for a in unwanted)  # every one tried: 6 refusals, never 5 in a row
+
+
+@pytest.mark.parametrize(("stage", "code", "text"), [
+    ("MAIL", 553, "5.7.1 <paperboy@example.org>: Sender address rejected: not owned by user paperboy"),
+    ("DATA", 554, SPAMHAUS),
+])
+async def test_a_relay_refusing_all_our_mail_as_a_sender_problem_trips_the_breaker_marking_nothing(
+        smtp_server, tmp_path, stage, code, text):
+    smtp_server.fail_next(code, times=100, stage=stage, text=text)
+    addresses = [f"reader{i:02d}@{domain}" for i in range(8) for domain in ("a.example", "b.example", "c.example")]
+    settings = settings_for(smtp_server, tmp_path, smtp_connections=1)
+    outcomes: list[Outcome] = []
+    with pytest.raises(RelayError) as raised:
+        await deliver(items_for(addresses), settings, outcomes.append)
+    message = str(raised.value)
+    assert "10 digests in a row were refused as a sender problem and none was accepted" in message
+    assert f"{code} {text}" in message and "nobody was suppressed" in message
+    assert outcomes == []  # nothing marked failed: once fixed, the rerun sends every one
