@@ -893,6 +893,13 @@ class Store:
     def suppressions(self) -> list[dict]:
         return list(self.db.query("SELECT * FROM suppressions ORDER BY suppressed_at, id"))
 
+    def bounces_since(self, moment: datetime) -> list[dict]:
+        """Bounce events recorded since ``moment`` (every kind), oldest first: what `paperboy
+        status` sums up."""
+        return list(self.db.query(
+            "SELECT * FROM bounces WHERE recorded_at >= ? ORDER BY recorded_at, id",
+            [moment.astimezone(timezone.utc).isoformat(timespec="seconds")]))
+
     def bounce_rows(self, subscriber: str | None = None) -> list[dict]:
         where, params = ("WHERE subscriber = ?", [ledger_key(subscriber)]) if subscriber else ("", [])
         return list(self.db.query(f"SELECT * FROM bounces {where} ORDER BY digest_date, id", params))

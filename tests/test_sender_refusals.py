@@ -26,13 +26,15 @@ from typer.testing import CliRunner
 from flows import bounces
 from flows.cli import app
 from flows.deliver import RelayError, deliver
+from flows.fetch import FetchReport
 from flows.links import secret_key
 from flows.models import Outcome
+from flows.report import RunSummary
 from flows.settings import Settings
 from flows.store import Store
 from flows.verp import return_path
 from tests.support.smtp import settings_for
-from tests.test_bounces import DSN_DIR, drop, make_maildir, send_batch, subscriber
+from tests.test_bounces import DSN_DIR, daily_digest, drop, make_maildir, send_batch, subscriber
 from tests.test_delivery_faults import items_for
 
 GMAIL_UNAUTHENTICATED = ("5.7.26 This mail has been blocked because the sender is unauthenticated. Gmail "
@@ -149,6 +151,14 @@ def test_dsns_saying_the_sender_was_refused_are_read_as_such_and_suppress_nobody
     assert kinds == {("ada@example.org", "sender", "5.7.26"), ("grace@example.org", "sender", "5.7.1"),
                      ("alan@example.org", "hard", "5.7.1")}
 
+    status = CliRunner().invoke(app, ["status"])
+    assert status.exit_code == 0, status.output
+    assert "Address bounces in the last 7 days: 3 hard (1 subscriber), 0 soft" in status.output
+    assert ("Refused as a sender problem in the last 7 days (not counted towards suppression): "
+            "6 digests at 1 domain") in status.output
+    assert "  554 5.7.1 Service unavailable; Client host [192.0.2.10] blocked using zen.spamhaus.org" in status.output
+    assert "  550-5.7.26 Unauthenticated email from example.org" in status.output
+
 
 # -- a provider (or the relay) refusing us again and again: stop trying it for this run -----------------
 
@@ -201,3 +211,59 @@ async def test_a_relay_refusing_all_our_mail_as_a_sender_problem_trips_the_break
     assert "10 digests in a row were refused as a sender problem and none was accepted" in message
     assert f"{code} {text}" in message and "nobody was suppressed" in message
     assert outcomes == []  # nothing marked failed: once fixed, the rerun sends every one
+
+
+# -- what the run and `paperboy status` say --------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_run_summary_says_in_one_line_what_happened_and_what_to_check(workspace):
+    add_subscribers(workspace, PROVIDER_PEOPLE)
+    workspace.server.refuse_domain("gmail.com", 550, GMAIL_UNAUTHENTICATED)
+    result = daily_digest(digest_date=workspace.day)
+
+    assert sorted(result["failed"]) == ["li@gmail.com", "mo@gmail.com"]
+    line = result["line"]
+    assert "\n" not in line
+    assert ("2 digests refused by the receiving servers as a sender problem (550 5.7.26 This mail has been "
+            "blocked because the sender is unauthenticated.") in line
+    assert "check SPF, DKIM and DMARC for example.org" in line and "nobody was suppressed" in line
+    assert all(subscriber(Settings(), e).active for e in PROVIDER_PEOPLE)
+
+
+def test_status_shows_sender_refusals_apart_from_address_bounces(workspace):
+    server, settings = workspace.server, Settings()
+    add_subscribers(workspace, PROVIDER_PEOPLE)
+    server.refuse_domain("gmail.com", 550, GMAIL_UNAUTHENTICATED)
+    server.reject_recipient("alan@example.org", 550, "5.1.1 <alan@example.org>: User unknown")
+    send_batch(settings, workspace.day)  # recorded now: "the last 7 days" are those of recording
+
+    result = CliRunner().invoke(app, ["status"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "Address bounces in the last 7 days: 1 hard (1 subscriber)" in out
+    assert ("Refused as a sender problem in the last 7 days (not counted towards suppression): "
+            "2 digests at 1 domain") in out
+    assert f"550 5.7.26 This mail has been blocked because the sender is unauthenticated" in out
+    assert "gmail.com" in out and "check SPF, DKIM and DMARC for example.org" in out
+
+
+def test_the_summary_line_counts_the_held_back_digests_too(workspace):
+    """Seven subscribers at a provider that refuses us: five refused, two held back (deferred)."""
+    people = [f"reader{i}@gmail.com" for i in range(7)]
+    add_subscribers(workspace, people)
+    workspace.server.refuse_domain("gmail.com", 550, GMAIL_DMARC, stage="DATA")
+    settings = Settings(smtp_connections=1)
+    report = send_batch(settings, workspace.day)
+    line = RunSummary(digest_date=workspace.day, dry_run=False, fetch=FetchReport(), batch=report,
+                      sender_domains="example.org").line()
+
+    assert len([e for e in people if e in report.failed]) == 5 and len(report.deferred) == 2
+    assert ("failed 5; 5 digests refused by the receiving servers as a sender problem (550 5.7.26 "
+            "Unauthenticated email from example.org is not accepted due to domain's DMARC policy.") in line
+    assert (", 2 more held back untried at gmail.com (a rerun tries them): check SPF, DKIM and DMARC for "
+            "example.org") in line
+    assert "nobody was suppressed for these; deferred 2 (will retry on rerun)" in line
+    with Store(settings.db_path) as store:
+        statuses = {r["subscriber"]: r["status"] for r in store.digest_rows(workspace.day)}
+    assert sorted(statuses[e] for e in people) == ["deferred"] * 2 + ["failed"] * 5
