@@ -331,6 +331,9 @@ def apply_suppressions(store: Store, settings: Settings, today: date | None = No
     in their file, then a row in the store (file first: a crash in between is repaired by
     the next call, which finds the file already suppressed and only adds the row)."""
     done = []
+    # Hard bounces an earlier version recorded for what now reads as a refusal of the sender
+    # (flows/refusals.py) stop counting, so an upgrade in the middle of a DMARC incident helps.
+    store.reclassify_hard_bounces(lambda row: bounce_kind(row["status"] or "", bounce_reply(row)) == "sender")
     over = [(count, reason[:480]) for count in store.bounce_counts() if (reason := over_limit(count, settings))]
     # Their files, found in one pass over the folder: a morning when a thousand addresses of
     # ten thousand bounce must not read the folder a thousand times (≈ 3 minutes).
@@ -352,6 +355,18 @@ def apply_suppressions(store: Store, settings: Settings, today: date | None = No
         log.info("suppressed %s: %s", count.subscriber, reason)
         done.append(Suppressed(count.subscriber, reason))
     return done
+
+
+def bounce_reply(row: dict) -> str:
+    """The server's reply a bounce row keeps: after "RCPT: " for a refusal while sending
+    (store.record_outcome); the diagnostic in "DSN (shape) for ADDRESS: failed STATUS (REPLY)"
+    (`record_report`), "smtp;" dropped."""
+    detail = row["detail"] or ""
+    reply = detail.partition(": ")[2] or detail
+    if row["source"] != "smtp":
+        reply = reply.partition(" (")[2].removesuffix(")")
+        reply = reply[5:].strip() if reply[:5].lower() == "smtp;" else reply
+    return reply
 
 
 def _suppressed(subscriber) -> bool:

@@ -15,7 +15,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from flows.refusals import advice, sender_domains, sender_problem
+from flows.bounces import bounce_reply
+from flows.refusals import advice, sender_domains, sender_problem, status_in
 from flows.settings import Settings
 from flows.store import Store
 from flows.subscribers import Subscriber
@@ -62,7 +63,7 @@ def status_report(store: Store, settings: Settings, subscribers: Sequence[Subscr
     suppressed = [(s.email, f"since {why.date.isoformat()}: {why.reason}")
                   for s in subscribers if (why := getattr(s, "suppressed", None))]
     lines.append(f"Suppressed subscribers: {len(suppressed)}")
-    lines += _listed(f"  {email}: {reason}" for email, reason in suppressed)
+    lines += _listed(f"  {email}: {_suppressed_for(email, reason)}" for email, reason in suppressed)
     return "\n".join(lines)
 
 
@@ -94,16 +95,19 @@ def _bounces(store: Store, settings: Settings, days: int) -> list[str]:
 
 
 def _reply(row: dict, limit: int = 120) -> str:
-    """The server's reply a bounce row keeps (cut at ``limit``): after "RCPT: " for a refusal
-    while sending; in a DSN's "DSN (shape) for ADDRESS: failed STATUS (REPLY)", the REPLY
-    ("smtp;" dropped)."""
-    detail = row["detail"] or ""
-    reply = detail.partition(": ")[2] or detail
-    if row["source"] != "smtp":
-        reply = reply.partition(" (")[2].removesuffix(")") or reply
-        reply = reply[5:].strip() if reply[:5].lower() == "smtp;" else reply
-    reply = " ".join(reply.split())
+    """The server's reply a bounce row keeps, cut at ``limit``."""
+    reply = " ".join(bounce_reply(row).split()) or row["detail"] or ""
     return reply if len(reply) <= limit else reply[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def _suppressed_for(email: str, reason: str) -> str:
+    """A suppression's reason, with a pointer when its last refusal reads as a refusal of the
+    sender (recorded so by a version before flows/refusals.py): resuming them is safe."""
+    reply = reason.partition("last: ")[2]
+    if reply and sender_problem(status_in(reply), reply):
+        reason += (" (suppressed by an earlier version for what reads as a refusal of the sender: "
+                   f"`paperboy subscribers set {email} --active` resumes them)")
+    return reason
 
 
 def _counts(statuses: dict[str, int]) -> str:

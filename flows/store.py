@@ -893,6 +893,16 @@ class Store:
     def suppressions(self) -> list[dict]:
         return list(self.db.query("SELECT * FROM suppressions ORDER BY suppressed_at, id"))
 
+    def reclassify_hard_bounces(self, is_sender: Callable[[dict], bool]) -> int:
+        """Turn the hard bounces that ``is_sender`` (given the row) now reads as refusals of
+        the sender into kind "sender" (no longer counted); how many. Only that way round: a
+        change of the rules never makes anybody more suppressible after the fact."""
+        ids = [row["id"] for row in self.db.query("SELECT * FROM bounces WHERE kind = 'hard'") if is_sender(row)]
+        if ids:
+            with self.db.conn:
+                self.db.conn.executemany("UPDATE bounces SET kind = 'sender' WHERE id = ?", [(i,) for i in ids])
+        return len(ids)
+
     def bounces_since(self, moment: datetime) -> list[dict]:
         """Bounce events recorded since ``moment`` (every kind), oldest first: what `paperboy
         status` sums up."""

@@ -31,7 +31,7 @@ from flows.links import secret_key
 from flows.models import Outcome
 from flows.report import RunSummary
 from flows.settings import Settings
-from flows.store import Store
+from flows.store import Bounce, Store
 from flows.verp import return_path
 from tests.support.smtp import settings_for
 from tests.test_bounces import DSN_DIR, daily_digest, drop, make_maildir, send_batch, subscriber
@@ -267,3 +267,37 @@ def test_the_summary_line_counts_the_held_back_digests_too(workspace):
     with Store(settings.db_path) as store:
         statuses = {r["subscriber"]: r["status"] for r in store.digest_rows(workspace.day)}
     assert sorted(statuses[e] for e in people) == ["deferred"] * 2 + ["failed"] * 5
+
+
+def test_sender_refusals_counted_as_hard_by_an_earlier_version_no_longer_count(workspace):
+    """An operator upgrading in the middle of a DMARC incident: the two mornings an earlier
+    version recorded as hard bounces must not make the third refusal of anything suppress."""
+    settings = Settings()
+    with Store(settings.db_path) as store:
+        for n, (source, detail) in enumerate([
+            ("smtp", f"RCPT: 550 {GMAIL_UNAUTHENTICATED}"),
+            ("dsn", f"DSN (rfc3464) for grace@example.org: failed 5.7.1 (smtp; 554 {SPAMHAUS})"),
+        ]):
+            status = "5.7.26" if source == "smtp" else "5.7.1"
+            store.record_bounce(Bounce(f"{source}:old{n}", "grace@example.org", workspace.day + timedelta(days=n),
+                                       "hard", False, 550, status, source, detail))
+        store.record_bounce(Bounce("dsn:new", "grace@example.org", workspace.day + timedelta(days=2), "hard",
+                                   False, 552, "5.2.2", "dsn", "DSN (rfc3464) for grace@example.org: failed 5.2.2"))
+        assert bounces.apply_suppressions(store, settings) == []
+        assert [r["kind"] for r in store.bounce_rows("grace@example.org")] == ["sender", "sender", "hard"]
+    assert subscriber(settings, "grace@example.org").active
+
+
+def test_status_points_at_a_suppression_that_reads_as_a_sender_problem(workspace):
+    with Store(workspace.db_path) as store:
+        store.record_bounce(Bounce("smtp:x", "ada@example.org", workspace.day, "hard", False, 554, "5.7.1",
+                                   "smtp", "RCPT: 554 5.7.1 rejected"))  # a ledger with something in it
+    (workspace.subscribers_dir / "li.yaml").write_text(
+        f"email: li@gmail.com\n{KEYWORDS}active: false\n"
+        f"suppressed: {{date: 2026-12-01, reason: '3 hard bounces; last: RCPT: 550 {GMAIL_UNAUTHENTICATED}'}}\n",
+        encoding="utf-8")
+    result = CliRunner().invoke(app, ["status"])
+    assert result.exit_code == 0, result.output
+    assert "li@gmail.com: since 2026-12-01: 3 hard bounces; last: RCPT: 550 5.7.26" in result.output
+    assert ("(suppressed by an earlier version for what reads as a refusal of the sender: "
+            "`paperboy subscribers set li@gmail.com --active` resumes them)") in result.output
