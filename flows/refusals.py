@@ -106,7 +106,7 @@ def refusal_kind(status: str, text: str = "") -> str:
 
 
 def _without_addresses(text: str) -> str:
-    return _ADDRESS.sub(" ", text)
+    return _ADDRESS.sub(" ", text[:2000])  # a reply is a few hundred characters; bound the work
 
 
 def advice(problem: str, domains: str) -> str:
