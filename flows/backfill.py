@@ -20,6 +20,7 @@ from flows.fetch import (BackfillRangeError, FetchReport, check_backfill, check_
                          fetch_backfill, missing_dates)
 from flows.progress import DateProgress
 from flows.report import BackfillSummary
+from flows.refusals import sender_domains
 from flows.settings import Settings, restrict_umask
 from flows.sources import build_source
 from flows.store import Store, run_lock
@@ -78,7 +79,8 @@ def run_backfill(settings: Settings, start: date, end: date, source: str | None,
         with stops_passed_to_workers(settings.task_runner == "dask" and not settings.dask_address):
             sent = send_batches(settings, subscribers, corpus, dry_run=False)
     summary = BackfillSummary(start=start, end=end, fetch=fetched, batch=sent,
-                              subscriber_errors=[str(e) for e in errors])
+                              subscriber_errors=[str(e) for e in errors],
+                              sender_domains=sender_domains(settings.from_domain, settings.bounce_address))
     publish(summary.markdown(), key="backfill-summary", description=f"Paperboy backfill {start} → {end}")
     get_run_logger().info(summary.line())
     return summary.as_dict()

@@ -12,6 +12,10 @@ The rules:
   Anything else (4.x.x, ``delayed``) is soft: recorded, never counted; so are refusals of the
   message itself (5.3.4 too big for the system, 5.2.3 over a length limit: store.MESSAGE_REFUSALS),
   which every subscriber behind that server would get alike.
+* A refusal that says the *sender* is at fault (SPF, DKIM or DMARC failed, the relay's IP on a
+  blocklist, a receiver's policy against our mail: flows/refusals.py) is recorded as kind
+  ``sender`` and never counted: it hits every subscriber at that provider at once, and nothing
+  is wrong with their addresses. What was read says so apart, with what to check.
 * A subscriber is suppressed after PAPERBOY_BOUNCE_LIMIT_NO_USER hard bounces with a 5.1.x
   status (the address itself is wrong: no such user or domain), or PAPERBOY_BOUNCE_LIMIT
   hard bounces of any kind. Each digest counts once (the same DSN read twice, or a DSN for a
@@ -50,6 +54,7 @@ from urllib.parse import unquote, urlsplit
 
 from flows.models import bad_address
 from flows.settings import LOCAL_HOSTS, Settings
+from flows.refusals import advice, sender_domains, sender_problem
 from flows.store import Bounce, BounceCount, Store, bounce_kind
 from flows.subscribers import Suppression, SubscriberError, SubscriberNotFound, locate_each, modify
 from flows.verp import TokenMap, find_token
@@ -245,11 +250,20 @@ class BounceRun:
     not_bounces: int = 0  # auto-replies, reports without failed recipients, unreadable
     unmatched: list[str] = field(default_factory=list)  # reports without a valid VERP token
     suppressed: list[Suppressed] = field(default_factory=list)
+    # New refusals of the sender (never counted), by kind of problem: (how many, the last reply).
+    sender: dict[str, tuple[int, str]] = field(default_factory=dict)
+    domains: str = ""  # the From domain (and the envelope sender's): what the advice names
 
     def line(self) -> str:
-        return (f"read {self.messages} message(s): {self.hard} new hard bounce(s), {self.soft} soft, "
-                f"{self.repeated} already counted, {self.not_bounces} not a bounce, "
+        refused = sum(n for n, _ in self.sender.values())
+        text = (f"read {self.messages} message(s): {self.hard} new hard bounce(s), {self.soft} soft, "
+                + (f"{refused} refused as a sender problem (not counted), " if refused else "")
+                + f"{self.repeated} already counted, {self.not_bounces} not a bounce, "
                 f"{len(self.unmatched)} unmatched; suppressed {len(self.suppressed)}")
+        for problem, (count, reply) in sorted(self.sender.items()):
+            text += (f"\n  {count} refused as a sender problem ({_short(reply)}): "
+                     f"{advice(problem, self.domains)}; nobody was suppressed for these")
+        return text
 
 
 def record_report(report: Report, store: Store, tokens: TokenMap, settings: Settings, run: BounceRun) -> None:
@@ -267,7 +281,7 @@ def record_report(report: Report, store: Store, tokens: TokenMap, settings: Sett
     # One event per report: its worst failure (the digest had one recipient; a report that
     # lists several is about that one message after forwarding or expansion).
     failure = max(report.failures, key=lambda f: (f.hard, bad_address(f.status)))
-    kind = bounce_kind(failure.status) if failure.hard else "soft"
+    kind = bounce_kind(failure.status, failure.diagnostic) if failure.hard else "soft"
     detail = f"DSN ({report.shape}) for {failure.recipient}: {failure.action} {failure.status}"
     if failure.diagnostic:
         detail += f" ({failure.diagnostic})"
@@ -277,8 +291,20 @@ def record_report(report: Report, store: Store, tokens: TokenMap, settings: Sett
         run.repeated += 1
     elif kind == "hard":
         run.hard += 1
+    elif kind == "sender":
+        problem = sender_problem(failure.status, failure.diagnostic)
+        count, _ = run.sender.get(problem, (0, ""))
+        run.sender[problem] = (count + 1, failure.diagnostic or failure.status)
     else:
         run.soft += 1
+
+
+def _short(reply: str, limit: int = 120) -> str:
+    """A reply as the summaries quote it: without the DSN's "smtp;" type, cut at ``limit``."""
+    reply = " ".join(reply.split())
+    if reply[:6].lower().startswith("smtp;"):
+        reply = reply[5:].strip()
+    return reply if len(reply) <= limit else reply[:limit - 1].rstrip() + "…"
 
 
 # -- suppression -----------------------------------------------------------------------------------------
@@ -305,6 +331,9 @@ def apply_suppressions(store: Store, settings: Settings, today: date | None = No
     in their file, then a row in the store (file first: a crash in between is repaired by
     the next call, which finds the file already suppressed and only adds the row)."""
     done = []
+    # Hard bounces an earlier version recorded for what now reads as a refusal of the sender
+    # (flows/refusals.py) stop counting, so an upgrade in the middle of a DMARC incident helps.
+    store.reclassify_hard_bounces(lambda row: bounce_kind(row["status"] or "", bounce_reply(row)) == "sender")
     over = [(count, reason[:480]) for count in store.bounce_counts() if (reason := over_limit(count, settings))]
     # Their files, found in one pass over the folder: a morning when a thousand addresses of
     # ten thousand bounce must not read the folder a thousand times (≈ 3 minutes).
@@ -326,6 +355,18 @@ def apply_suppressions(store: Store, settings: Settings, today: date | None = No
         log.info("suppressed %s: %s", count.subscriber, reason)
         done.append(Suppressed(count.subscriber, reason))
     return done
+
+
+def bounce_reply(row: dict) -> str:
+    """The server's reply a bounce row keeps: after "RCPT: " for a refusal while sending
+    (store.record_outcome); the diagnostic in "DSN (shape) for ADDRESS: failed STATUS (REPLY)"
+    (`record_report`), "smtp;" dropped."""
+    detail = row["detail"] or ""
+    reply = detail.partition(": ")[2] or detail
+    if row["source"] != "smtp":
+        reply = reply.partition(" (")[2].removesuffix(")")
+        reply = reply[5:].strip() if reply[:5].lower() == "smtp;" else reply
+    return reply
 
 
 def _suppressed(subscriber) -> bool:
@@ -379,7 +420,7 @@ def process(messages: Iterable[tuple[Any, bytes]], mark: Callable[[Any], None], 
             settings: Settings, key: str) -> BounceRun:
     """Record the bounces of each (handle, message), mark each one seen once recorded, then
     apply the suppression rules."""
-    run = BounceRun()
+    run = BounceRun(domains=sender_domains(settings.from_domain, settings.bounce_address))
     tokens = TokenMap(key, store.digest_subscribers)
     for handle, raw in messages:
         record_report(read_report(raw), store, tokens, settings, run)

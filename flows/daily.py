@@ -22,6 +22,7 @@ from flows.fetch import FetchReport, catch_up_dates, check_not_future, fetch_dat
 from flows.children import interrupts_blocked, start_resource_tracker
 from flows.makers import close_pools, pool_for
 from flows.report import RunSummary
+from flows.refusals import sender_domains
 from flows.settings import Settings, restrict_umask
 from flows.sources import build_source
 from flows.store import Store, run_lock
@@ -107,7 +108,8 @@ def run_daily(settings: Settings, digest_date: date | None, dry_run: bool, only:
         close_pools()
     summary = RunSummary(digest_date=day, dry_run=dry_run, fetch=fetched, batch=outcome,
                          subscriber_errors=[str(e) for e in errors],
-                         candidates=len(corpus.papers))
+                         candidates=len(corpus.papers),
+                         sender_domains=sender_domains(settings.from_domain, settings.bounce_address))
     publish(summary.markdown(), key="daily-digest-summary", description=f"Paperboy daily digest {day}")
     get_run_logger().info(summary.line())
     return {**summary.as_dict(), "workers": outcome.workers}

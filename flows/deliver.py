@@ -25,12 +25,21 @@ Faults:
 - 5xx replies, for the recipient or the message, are permanent for that digest only
   (``Outcome.permanent``). So is an address that needs SMTPUTF8 when the server does not
   offer it.
+- A 5xx that says the *sender* is at fault (flows/refusals.py: SPF, DKIM or DMARC failed,
+  the relay's IP on a blocklist, a receiver's policy) is permanent for that digest too,
+  but it hits every subscriber at that provider alike. After `SENDER_HOLD_LIMIT` of them
+  in a row at one recipient domain (none of its digests accepted between them), the
+  domain is *held back* for the rest of this call (one batch): its remaining digests are
+  not tried, and are recorded deferred with the reason, so a rerun tries them again.
 - A fault that will hit every message the same way trips the circuit breaker: a TLS
   certificate that does not verify, a refused login, no STARTTLS on offer, every
-  connection unable to connect within its retries, or `RELAY_4XX_LIMIT` transient
-  failures in a row with no success between them. Sending stops and `RelayError` (one
+  connection unable to connect within its retries, `RELAY_4XX_LIMIT` transient
+  failures in a row with no success between them, or `SENDER_RELAY_LIMIT` refusals of
+  the sender in a row with no digest accepted between them (whatever the domains: the
+  relay, or everybody, refuses our mail). Sending stops and `RelayError` (one
   message naming host, port and TLS mode) is raised; the digest in hand is not
-  recorded, so nothing is marked failed for it and the rerun sends everything left.
+  recorded, nor are the refusals that led to it, so nothing is marked failed for it and
+  the rerun sends everything left.
 - A stop request (flows.stopping, e.g. SIGTERM): each connection finishes the
   transaction in hand (bounded by the SMTP timeouts), records it, and takes no new
   message; `DeliveryStats.stopped` says why. A digest waiting for a retry is left for
@@ -67,6 +76,7 @@ from aiosmtplib.protocol import normalize_message_line_endings
 from flows.models import Outcome
 from flows.outgoing import Outgoing, wire_bytes
 from flows.redact import redact, redact_values
+from flows.refusals import advice, sender_domains, sender_problem
 from flows.settings import Settings
 from flows.stopping import stop_requested
 
@@ -81,6 +91,11 @@ RELAY_4XX_LIMIT = 10  # transient failures in a row, none sent between them, tha
 _RATE_LIMIT_REPLY = re.compile(r"\b4\.7\.\d+\b|\brate\b|throttl|too (?:much|many)", re.IGNORECASE)
 RATE_HINT = ("; it looks like a sending limit: set PAPERBOY_SMTP_RATE (messages per second) and "
              "PAPERBOY_DAILY_CAP to the relay's limits")
+# Refusals of the sender (flows/refusals.py) in a row: at one recipient domain, after which its
+# other digests are held back for this batch; across all, after which the run stops.
+SENDER_HOLD_LIMIT = 5
+SENDER_RELAY_LIMIT = 10
+HELD = "held back"  # how the reason of a held-back digest begins (flows/report.py counts them)
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -102,6 +117,7 @@ class DeliveryStats:
     seconds: float = 0.0
     stopped: str = ""  # why sending stopped early (a stop request), "" if it did not
     capped: bool = False  # the budget ran out: items were left untaken
+    held: int = 0  # not tried: their domain refused us as a sender (recorded deferred)
 
 
 class RelayError(Exception):
@@ -162,8 +178,8 @@ async def deliver(
     run.stats.seconds = time.monotonic() - started
     if run.broken:
         if run.suspects:
-            log.warning("%d digest(s) that used up their retries meanwhile are left for the rerun, "
-                        "not recorded", len(run.suspects))
+            log.warning("%d digest(s) that failed meanwhile (retries used up, or refused as a sender "
+                        "problem) are left for the rerun, not recorded", len(run.suspects))
         _log_summary(run.stats)
         raise RelayError(f"SMTP relay {relay_name(settings)}: {run.broken}")
     run.record_suspects()
@@ -338,6 +354,11 @@ class _Run:
         # fault, perhaps. Recorded (deferred) once anything gets through or sending ends; left
         # unrecorded if the breaker trips ("no digest is marked failed for it").
         self.suspects: list[Outcome] = []
+        # Refusals of the sender: in a row per recipient domain (reset when one of its digests
+        # is accepted), in a row across all (reset by any), and the domains held back.
+        self.refused: dict[str, int] = {}
+        self.refused_in_row = 0
+        self.held: dict[str, str] = {}  # domain -> why (the reason its held-back digests get)
 
     def halted(self) -> bool:
         """Whether to take no new work: the breaker tripped, or a stop was requested."""
@@ -350,25 +371,69 @@ class _Run:
         return reason is not None
 
     def next_item(self) -> Outgoing | None:
-        if self.halted():
-            return None
-        if self.handed_back:
-            return self.handed_back.popleft()
-        if self.budget is not None and self.budget <= 0:
-            self.stats.capped = True
-            return None
-        item = next(self.source, None)
-        if item is not None and self.budget is not None:
-            self.budget -= 1
-        return item
+        while True:
+            if self.halted():
+                return None
+            if self.handed_back:
+                item = self.handed_back.popleft()
+            elif self.budget is not None and self.budget <= 0:
+                self.stats.capped = True
+                return None
+            else:
+                item = next(self.source, None)
+                if item is not None and self.budget is not None:
+                    self.budget -= 1
+            if item is None or (why := self.held.get(_domain(item.subscriber))) is None:
+                return item
+            self.hold(item, why)
 
-    def record(self, outcome: Outcome) -> None:
-        if outcome.status == "failed" and not outcome.permanent and self.streak >= outcome.attempts:
+    def hold(self, item: Outgoing, why: str) -> None:
+        """Record a digest of a held-back domain as deferred, untried (the rerun tries it)."""
+        if self.budget is not None:
+            self.budget += 1  # never offered to the relay: PAPERBOY_DAILY_CAP does not count it
+        self.stats.held += 1
+        self.on_outcome(_failed(item, why, 0))
+        if self.progress is not None:
+            self.progress(self.stats.sent + self.stats.failed + self.stats.uncertain + self.stats.held)
+
+    def refused_as_sender(self, outcome: Outcome) -> bool:
+        """Count a refusal of the sender (flows/refusals.py), holding back its domain or
+        tripping the breaker when they repeat; True when it is one. It is recorded once a
+        digest gets through or sending ends, and not at all if the breaker trips."""
+        if not (outcome.status == "failed" and outcome.permanent and 500 <= outcome.smtp_code < 600):
+            return False
+        problem = sender_problem(outcome.smtp_status, outcome.error)
+        if not problem:
+            return False
+        domain = _domain(outcome.subscriber)
+        self.refused[domain] = in_row = self.refused.get(domain, 0) + 1
+        self.refused_in_row += 1
+        self.suspects.append(outcome)
+        hint = advice(problem, sender_domains(self.settings.from_domain, self.settings.bounce_address))
+        if in_row >= SENDER_HOLD_LIMIT and domain not in self.held:
+            self.held[domain] = (f"{HELD}: {domain} refused {in_row} digests in a row as a sender problem "
+                                 f"(last: {outcome.error}); not tried again in this batch: {hint}")
+            log.warning("%s refused %d digests in a row as a sender problem (last: %s); holding back its "
+                        "other digests for this batch (deferred): %s", domain, in_row, outcome.error, hint)
+        if self.refused_in_row >= SENDER_RELAY_LIMIT:
+            before = (f"after {self.stats.sent} digest(s) were accepted" if self.stats.sent
+                      else "and none was accepted")
+            self.trip(f"{self.refused_in_row} digests in a row were refused as a sender problem {before} "
+                      f"(last: {outcome.error}): {hint}; nobody was suppressed and nothing was marked "
+                      "failed for them, run again once it is fixed")
+        return True
+
+    def record(self, outcome: Outcome, settled: bool = False) -> None:
+        if not settled and outcome.status == "failed" and not outcome.permanent and self.streak >= outcome.attempts:
             self.suspects.append(outcome)
+            return
+        if not settled and self.refused_as_sender(outcome):
             return
         if outcome.status == "sent":
             self.stats.sent += 1
             self.streak = 0
+            self.refused.pop(_domain(outcome.subscriber), None)
+            self.refused_in_row = 0
         elif outcome.status == "uncertain":
             self.stats.uncertain += 1
             log.warning("digest %s for %s is uncertain: %s", outcome.digest_date, outcome.subscriber,
@@ -381,7 +446,7 @@ class _Run:
             )
         self.on_outcome(outcome)
         if self.progress is not None:
-            self.progress(self.stats.sent + self.stats.failed + self.stats.uncertain)
+            self.progress(self.stats.sent + self.stats.failed + self.stats.uncertain + self.stats.held)
         if outcome.status == "sent" and self.suspects:
             self.record_suspects()  # the relay works: they were their own trouble
 
@@ -389,7 +454,7 @@ class _Run:
         suspects, self.suspects = self.suspects, []
         for outcome in suspects:
             self.streak = 0  # recorded as what they are: this digest's own trouble
-            self.record(outcome)
+            self.record(outcome, settled=True)
 
     def trip(self, reason: str) -> None:
         if not self.broken:
@@ -606,6 +671,10 @@ def _fatal_on_connect(exc: BaseException) -> str | None:
     return None
 
 
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
 def _backoff(first: float, retry: int) -> float:
     step = min(first * 2 ** (retry - 1), MAX_BACKOFF)
     return step * random.uniform(0.5, 1.5)  # jitter spreads reconnects of many workers
@@ -647,7 +716,8 @@ def _log_summary(stats: DeliveryStats) -> None:
     done = stats.sent + stats.failed + stats.uncertain
     rate = done / stats.seconds if stats.seconds else 0.0
     log.info(
-        "delivery: %d sent, %d failed, %d uncertain, %d retries, %d reconnects in %.1f s (%.0f msg/s)%s",
-        stats.sent, stats.failed, stats.uncertain, stats.retried, stats.reconnects, stats.seconds, rate,
+        "delivery: %d sent, %d failed, %d uncertain, %d held back, %d retries, %d reconnects in %.1f s "
+        "(%.0f msg/s)%s",
+        stats.sent, stats.failed, stats.uncertain, stats.held, stats.retried, stats.reconnects, stats.seconds, rate,
         f"; stopped: {stats.stopped}" if stats.stopped else "",
     )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 
+from flows.deliver import HELD
 from flows.fetch import FetchReport
+from flows.refusals import advice, sender_problem, status_in
 from flows.send import BatchReport
 
 
@@ -17,6 +21,7 @@ class RunSummary:
     batch: BatchReport
     subscriber_errors: list[str] = field(default_factory=list)
     candidates: int = 0
+    sender_domains: str = ""  # the From domain (and the envelope sender's): what to check, when refused
 
     def line(self) -> str:
         b, f = self.batch, self.fetch
@@ -31,6 +36,8 @@ class RunSummary:
             f"already sent {b.already}",
             f"failed {len(b.failed)}",
         ]
+        if refused := sender_refusals(b, self.sender_domains):
+            parts.append(refused)
         if b.deferred:
             parts.append(f"deferred {len(b.deferred)} (will retry on rerun)")
         if b.uncertain:
@@ -68,6 +75,8 @@ class RunSummary:
             ("not due (weekly / inactive)", str(b.not_due)),
             ("failed", str(len(b.failed))),
             ("deferred (transient, retried on rerun)", str(len(b.deferred))),
+            ("refused as a sender problem (not counted as bounces)",
+             _md(sender_refusals(b, self.sender_domains) or "0")),
             ("uncertain (sent, no reply seen; PAPERBOY_UNCERTAIN)", str(len(b.uncertain))),
         ]
         if b.stopped:
@@ -95,6 +104,39 @@ class RunSummary:
         }
 
 
+_REPLY_CODE = re.compile(r"^5\d\d\b")
+
+
+def sender_refusals(batch: BatchReport, domains: str) -> str:
+    """One part of the summary line for the digests the receiving servers refused as a
+    sender problem (flows/refusals.py) and those held back untried because their domain
+    kept refusing us (flows/deliver.py), with what to check; "" when there were none."""
+    problems: Counter[str] = Counter()
+    replies: dict[str, str] = {}
+    for reason in batch.failed.values():
+        if _REPLY_CODE.match(reason) and (problem := sender_problem(status_in(reason), reason)):
+            problems[problem] += 1
+            replies.setdefault(problem, reason)
+    held = [reason for reason in batch.deferred.values() if reason.startswith(HELD)]
+    if not problems and not held:
+        return ""
+    if problems:
+        problem, _ = problems.most_common(1)[0]
+        text = (f"{sum(problems.values())} digests refused by the receiving servers as a sender problem "
+                f"({_cut(replies[problem])})")
+    else:
+        problem, text = "", "no digest refused"
+    if held:
+        domains_held = sorted({reason.split(":", 1)[1].split()[0] for reason in held})
+        text += f", {len(held)} more held back untried at {', '.join(domains_held)} (a rerun tries them)"
+    return f"{text}: {advice(problem, domains)}; nobody was suppressed for these"
+
+
+def _cut(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
+
+
 def _malformed(f: FetchReport) -> str:
     """Items the sources skipped as malformed, for the summary line (nothing when none)."""
     return f" ({f.items_skipped} malformed items skipped)" if f.items_skipped else ""
@@ -111,6 +153,7 @@ class BackfillSummary:
     fetch: FetchReport
     batch: BatchReport | None = None
     subscriber_errors: list[str] = field(default_factory=list)
+    sender_domains: str = ""
 
     def line(self) -> str:
         f = self.fetch
@@ -122,6 +165,8 @@ class BackfillSummary:
                      f"already sent {b.already}, failed {len(b.failed)}")
             if b.deferred:
                 text += f", deferred {len(b.deferred)} (will retry on rerun)"
+            if refused := sender_refusals(b, self.sender_domains):
+                text += f"; {refused}"
         if self.subscriber_errors:
             text += f"; {len(self.subscriber_errors)} broken subscriber files"
         return text

@@ -3,8 +3,10 @@
 Takes the store, the subscribers and the day it is; gives text: the last digest dates with
 their counts per status and when they were written, today's counts, every digest whose
 fate is unknown (uncertain or still in flight), the deferred ones (transient failures, the
-daily cap) of the last week, the messages counted against PAPERBOY_DAILY_CAP, and the
-suppressed subscribers (those whose file says ``suppressed:``). Reads only.
+daily cap) of the last week, the messages counted against PAPERBOY_DAILY_CAP, the bounces
+of the last week (the addresses' apart from the refusals of the sender, flows/refusals.py,
+which are never counted), and the suppressed subscribers (those whose file says
+``suppressed:``). Reads only.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
+from flows.bounces import bounce_reply
+from flows.refusals import advice, sender_domains, sender_problem, status_in
 from flows.settings import Settings
 from flows.store import Store
 from flows.subscribers import Subscriber
@@ -55,11 +59,55 @@ def status_report(store: Store, settings: Settings, subscribers: Sequence[Subscr
         used = store.relayed_since(datetime.now(UTC) - timedelta(hours=24))
         lines.append(f"Daily cap: {used} of {settings.daily_cap} messages in the last 24 hours "
                      "(PAPERBOY_DAILY_CAP)")
+    lines += _bounces(store, settings, runs)
     suppressed = [(s.email, f"since {why.date.isoformat()}: {why.reason}")
                   for s in subscribers if (why := getattr(s, "suppressed", None))]
     lines.append(f"Suppressed subscribers: {len(suppressed)}")
-    lines += _listed(f"  {email}: {reason}" for email, reason in suppressed)
+    lines += _listed(f"  {email}: {_suppressed_for(email, reason)}" for email, reason in suppressed)
     return "\n".join(lines)
+
+
+def _bounces(store: Store, settings: Settings, days: int) -> list[str]:
+    """The last ``days`` of bounces: the addresses' (hard, soft) in one line, then the
+    refusals of the sender, which hit everybody at a provider and count towards nobody's
+    suppression, grouped by kind of problem with the last reply and what to check."""
+    rows = store.bounces_since(datetime.now(UTC) - timedelta(days=days))
+    hard = [r for r in rows if r["kind"] == "hard"]
+    soft = sum(r["kind"] == "soft" for r in rows)
+    people = len({r["subscriber"] for r in hard})
+    lines = [f"Address bounces in the last {days} days: {len(hard)} hard ({people} subscriber"
+             f"{'' if people == 1 else 's'}), {soft} soft"]
+    refused = [r for r in rows if r["kind"] == "sender"]
+    domains = {r["subscriber"].rpartition("@")[2] for r in refused}
+    lines.append(f"Refused as a sender problem in the last {days} days (not counted towards suppression): "
+                 + (f"{len(refused)} digest{'' if len(refused) == 1 else 's'} at {len(domains)} domain"
+                    f"{'' if len(domains) == 1 else 's'}" if refused else "none"))
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in refused:
+        groups[sender_problem(row["status"] or "", _reply(row)) or "policy"].append(row)
+    where = sender_domains(settings.from_domain, settings.bounce_address)
+    for problem, group in sorted(groups.items(), key=lambda item: -len(item[1])):
+        last = group[-1]
+        at = ", ".join(sorted({r["subscriber"].rpartition("@")[2] for r in group})[:5])
+        lines.append(f"  {_reply(last)} ({len(group)} digest{'' if len(group) == 1 else 's'} at {at}; last "
+                     f"{_time(last['recorded_at'])}): {advice(problem, where)}")
+    return lines
+
+
+def _reply(row: dict, limit: int = 120) -> str:
+    """The server's reply a bounce row keeps, cut at ``limit``."""
+    reply = " ".join(bounce_reply(row).split()) or row["detail"] or ""
+    return reply if len(reply) <= limit else reply[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def _suppressed_for(email: str, reason: str) -> str:
+    """A suppression's reason, with a pointer when its last refusal reads as a refusal of the
+    sender (recorded so by a version before flows/refusals.py): resuming them is safe."""
+    reply = reason.partition("last: ")[2]
+    if reply and sender_problem(status_in(reply), reply):
+        reason += (" (suppressed by an earlier version for what reads as a refusal of the sender: "
+                   f"`paperboy subscribers set {email} --active` resumes them)")
+    return reason
 
 
 def _counts(statuses: dict[str, int]) -> str:

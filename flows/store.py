@@ -33,6 +33,7 @@ from pathlib import Path
 import sqlite_utils
 
 from flows.models import Outcome, Paper, bad_address
+from flows.refusals import MESSAGE_REFUSALS, refusal_kind  # noqa: F401  (MESSAGE_REFUSALS: named here before)
 
 FINAL_STATUSES = ("sent", "failed")
 OPEN_TIMEOUT = 30.0  # seconds a new connection retries a transient "database is locked" while opening
@@ -236,17 +237,10 @@ def _m_feedback(db: sqlite_utils.Database) -> None:
     )
 
 
-# Enhanced status codes (RFC 3463) saying the message, not the address, was refused: too big
-# for the receiving system (X.3.4, Postfix's "552 5.3.4 Message size exceeds fixed limit")
-# or over an administrative length limit (X.2.3). Every subscriber behind that relay or server
-# is refused alike, so these are recorded as soft bounces and never suppress anyone.
-MESSAGE_REFUSALS = frozenset({"5.3.4", "5.2.3"})
-
-
-def bounce_kind(status: str) -> str:
-    """"hard" for a permanent refusal (5xx at RCPT/DATA, a failed DSN) that counts towards
-    suppression, "soft" for one that is about the message rather than the address."""
-    return "soft" if status in MESSAGE_REFUSALS else "hard"
+# Whose fault a permanent refusal is (flows/refusals.py): "hard" (the address's: counts towards
+# suppression), "soft" (the message's: 5.3.4 too big, 5.2.3 over a length limit) or "sender"
+# (ours: SPF/DKIM/DMARC, a blocklisted relay, a receiver's policy), recorded and never counted.
+bounce_kind = refusal_kind
 
 
 def ledger_key(subscriber: str) -> str:
@@ -831,10 +825,10 @@ class Store:
                         " VALUES (?, ?, ?, ?)", [subscriber, day, outcome.contents, at])
 
 
-            if outcome.hard_bounce:  # counted towards suppression unless about the message (flows/bounces.py)
+            if outcome.hard_bounce:  # counted towards suppression unless about the message or the sender
                 self._insert_bounce(Bounce(
                     f"smtp:{outcome.subscriber.lower()}:{day}", outcome.subscriber, outcome.digest_date,
-                    bounce_kind(outcome.smtp_status), bad_address(outcome.smtp_status), outcome.smtp_code,
+                    bounce_kind(outcome.smtp_status, outcome.error), bad_address(outcome.smtp_status), outcome.smtp_code,
                     outcome.smtp_status,
                     "smtp", f"{outcome.smtp_stage}: {outcome.error}"), at)
 
@@ -898,6 +892,23 @@ class Store:
 
     def suppressions(self) -> list[dict]:
         return list(self.db.query("SELECT * FROM suppressions ORDER BY suppressed_at, id"))
+
+    def reclassify_hard_bounces(self, is_sender: Callable[[dict], bool]) -> int:
+        """Turn the hard bounces that ``is_sender`` (given the row) now reads as refusals of
+        the sender into kind "sender" (no longer counted); how many. Only that way round: a
+        change of the rules never makes anybody more suppressible after the fact."""
+        ids = [row["id"] for row in self.db.query("SELECT * FROM bounces WHERE kind = 'hard'") if is_sender(row)]
+        if ids:
+            with self.db.conn:
+                self.db.conn.executemany("UPDATE bounces SET kind = 'sender' WHERE id = ?", [(i,) for i in ids])
+        return len(ids)
+
+    def bounces_since(self, moment: datetime) -> list[dict]:
+        """Bounce events recorded since ``moment`` (every kind), oldest first: what `paperboy
+        status` sums up."""
+        return list(self.db.query(
+            "SELECT * FROM bounces WHERE recorded_at >= ? ORDER BY recorded_at, id",
+            [moment.astimezone(timezone.utc).isoformat(timespec="seconds")]))
 
     def bounce_rows(self, subscriber: str | None = None) -> list[dict]:
         where, params = ("WHERE subscriber = ?", [ledger_key(subscriber)]) if subscriber else ("", [])

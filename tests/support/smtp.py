@@ -79,7 +79,7 @@ class RecordingSMTPServer:
     """aiosmtpd on 127.0.0.1 (a free port) whose handler records messages and injects faults.
 
     Fault switches may be flipped from the test thread while the server runs:
-    `fail_next`, `reject_recipient`, `drop_connection_after`, `hold_after`/`release`,
+    `fail_next`, `reject_recipient`, `refuse_domain`, `drop_connection_after`, `hold_after`/`release`,
     `require_auth`. Only messages answered with 250 appear in `received`.
     """
 
@@ -96,6 +96,8 @@ class RecordingSMTPServer:
         self.events: list[tuple[str, str, int]] = []  # ("received", rcpt, connection)
         self._faults: dict[str, list[str]] = {"MAIL": [], "RCPT": [], "DATA": []}
         self._rejected: dict[str, str] = {}
+        self._refused_domains: dict[tuple[str, str], str] = {}  # (stage, domain) -> reply
+        self.refusals: list[tuple[str, str]] = []  # (stage, recipient) of each refusal by domain
         self._admitted = 0  # DATA commands let through to acceptance (drop/hold counting)
         self._drop_after: int | None = None
         self._drops_left = 0
@@ -176,6 +178,22 @@ class RecordingSMTPServer:
         with self._lock:
             self._rejected[address.lower()] = f"{code} {text}"
 
+    def refuse_domain(self, domain: str, code: int = 550, text: str = "5.7.26 unauthenticated",
+                      stage: Literal["RCPT", "DATA"] = "RCPT") -> None:
+        """Refuse every recipient at `domain` at RCPT TO, or their message at the end of DATA,
+        every time: what a provider answers a sender it does not trust (DMARC, a blocklist)."""
+        with self._lock:
+            self._refused_domains[(stage, domain.lower())] = f"{code} {text}"
+
+    def _domain_refusal(self, stage: str, recipients: list[str]) -> str | None:
+        with self._lock:
+            for recipient in recipients:
+                reply = self._refused_domains.get((stage, recipient.rpartition("@")[2].lower()))
+                if reply:
+                    self.refusals.append((stage, recipient))
+                    return reply
+        return None
+
     def accept_recipient(self, address: str) -> None:
         """Undo `reject_recipient`."""
         with self._lock:
@@ -253,14 +271,15 @@ class RecordingSMTPServer:
         return "250 OK"
 
     async def on_rcpt(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
-        if reply := self._take_fault("RCPT") or self._rejected.get(address.lower()):
+        if reply := (self._take_fault("RCPT") or self._rejected.get(address.lower())
+                     or self._domain_refusal("RCPT", [address])):
             return reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return "250 OK"
 
     async def on_data(self, server: Any, session: Any, envelope: Any) -> str:
-        if reply := self._take_fault("DATA"):
+        if reply := self._take_fault("DATA") or self._domain_refusal("DATA", envelope.rcpt_tos):
             return reply
         action = self._admit()
         if action == "drop":
