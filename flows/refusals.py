@@ -16,8 +16,11 @@ diagnostic; gives the kind the ledger records:
 How a refusal is read as the sender's (`sender_problem`), in order:
 
 1. Only 5.7.x (security or policy), 5.0.0 and no status at all ("undetermined": servers
-   without enhanced codes, free-text bounces) are looked at. 5.1.x (bad address), 5.2.x
-   (mailbox), 5.4.x, 5.5.x ... are never the sender's, whatever their text says.
+   without enhanced codes, free-text bounces) are looked at, and 5.1.7 and 5.1.8, the
+   *sender's* address (RFC 3463: its syntax; its domain, e.g. Postfix's
+   `reject_unknown_sender_domain`, which by default answers at RCPT TO). The other 5.1.x
+   (bad address), 5.2.x (mailbox), 5.4.x, 5.5.x ... are never the sender's, whatever
+   their text says.
 2. Statuses that are about the sender by definition, whatever the text says:
    5.7.8, 5.7.10, 5.7.11 (RFC 4954: our authentication or encryption; not 5.7.9, which
    Yahoo uses for "not accepted for policy reasons"), 5.7.20-5.7.22 (RFC 7372: no
@@ -50,7 +53,7 @@ import re
 MESSAGE_REFUSALS = frozenset({"5.3.4", "5.2.3"})
 
 # Statuses about the sender whatever the text (see the module's docstring for each).
-SENDER_STATUSES = frozenset({"5.7.8", "5.7.10", "5.7.11"}
+SENDER_STATUSES = frozenset({"5.1.7", "5.1.8", "5.7.8", "5.7.10", "5.7.11"}
                             | {f"5.7.{n}" for n in range(20, 31)})
 _VENDOR_SENDER = re.compile(r"5\.7\.[67]\d\d")  # Microsoft: banned sending IP, tenant limits
 
@@ -82,7 +85,7 @@ def sender_problem(status: str, text: str) -> str:
     is about the address or the message. See the module's docstring for the rules."""
     if not status or status == "5.0.0":
         status = status_in(_without_addresses(text)) or status  # "Status: 5.0.0", the reply says more
-    if status and not (status.startswith("5.7.") or status == "5.0.0"):
+    if status and not (status.startswith("5.7.") or status == "5.0.0" or status in SENDER_STATUSES):
         return ""
     if status in SENDER_STATUSES or _VENDOR_SENDER.fullmatch(status):
         return "authentication" if status in _AUTHENTICATION else "reputation"
@@ -93,7 +96,7 @@ def sender_problem(status: str, text: str) -> str:
     return ""
 
 
-_AUTHENTICATION = frozenset({"5.7.8", "5.7.10", "5.7.11", "5.7.20", "5.7.21", "5.7.22", "5.7.23",
+_AUTHENTICATION = frozenset({"5.1.7", "5.1.8", "5.7.8", "5.7.10", "5.7.11", "5.7.20", "5.7.21", "5.7.22", "5.7.23",
                              "5.7.24", "5.7.25", "5.7.26", "5.7.27", "5.7.29", "5.7.30"})
 
 

@@ -40,6 +40,11 @@ SENDER = [  # (status, reply, kind of problem)
     ("5.7.28", "550 5.7.28 mail flood detected", "reputation"),
     ("", "554 Service unavailable; Client host [192.0.2.10] blocked using bl.spamcop.net", "reputation"),
     ("5.0.0", "smtp; 550 5.7.26 Unauthenticated email is not accepted", "authentication"),
+    # the envelope sender's domain does not resolve: Postfix's reject_unknown_sender_domain, which
+    # (smtpd_delay_reject) answers at RCPT TO, for every recipient behind that server at once
+    ("5.1.8", "550 5.1.8 <bounces+20261205.x@example.org>: Sender address rejected: Domain not found",
+     "authentication"),
+    ("5.1.7", "553 5.1.7 The sender address <bounces@example.org> is not a valid RFC-5321 address", "authentication"),
 ]
 
 ADDRESS = [  # the recipient's: counted towards their suppression
