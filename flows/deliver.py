@@ -29,8 +29,10 @@ Faults:
   the relay's IP on a blocklist, a receiver's policy) is permanent for that digest too,
   but it hits every subscriber at that provider alike. After `SENDER_HOLD_LIMIT` of them
   in a row at one recipient domain (none of its digests accepted between them), the
-  domain is *held back* for the rest of this call (one batch): its remaining digests are
-  not tried, and are recorded deferred with the reason, so a rerun tries them again.
+  domain is *held back* for the rest of this call, and for the later batches of the run
+  when the caller passes one `SenderHolds` to each (the thread runner does; a Dask batch
+  keeps its own): its remaining digests are not tried, and are recorded deferred with the
+  reason, so a rerun tries them again.
 - A fault that will hit every message the same way trips the circuit breaker: a TLS
   certificate that does not verify, a refused login, no STARTTLS on offer, every
   connection unable to connect within its retries, `RELAY_4XX_LIMIT` transient
@@ -65,7 +67,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -92,7 +94,8 @@ _RATE_LIMIT_REPLY = re.compile(r"\b4\.7\.\d+\b|\brate\b|throttl|too (?:much|many
 RATE_HINT = ("; it looks like a sending limit: set PAPERBOY_SMTP_RATE (messages per second) and "
              "PAPERBOY_DAILY_CAP to the relay's limits")
 # Refusals of the sender (flows/refusals.py) in a row: at one recipient domain, after which its
-# other digests are held back for this batch; across all, after which the run stops.
+# other digests are held back (for the run: see `SenderHolds`); across all, after which the
+# run stops.
 SENDER_HOLD_LIMIT = 5
 SENDER_RELAY_LIMIT = 10
 HELD = "held back"  # how the reason of a held-back digest begins (flows/report.py counts them)
@@ -155,6 +158,7 @@ async def deliver(
     progress: Callable[[int], None] | None = None,
     tls_context: ssl.SSLContext | None = None,
     budget: int | None = None,
+    holds: SenderHolds | None = None,
 ) -> DeliveryStats:
     """Send every item, calling `on_outcome` for each as soon as its fate is known and
     `on_in_flight` just before its data goes out.
@@ -164,7 +168,7 @@ async def deliver(
     many messages. Raises `RelayError` when the relay fails every message the same way.
     """
     started = time.monotonic()
-    run = _Run(items, settings, on_outcome, on_in_flight, progress, budget)
+    run = _Run(items, settings, on_outcome, on_in_flight, progress, budget, holds)
     local_hostname = settings.smtp_helo or await asyncio.to_thread(default_helo, settings)
     context = tls_context or tls_context_for(settings)
     try:
@@ -196,10 +200,11 @@ def deliver_sync(
     progress: Callable[[int], None] | None = None,
     tls_context: ssl.SSLContext | None = None,
     budget: int | None = None,
+    holds: SenderHolds | None = None,
 ) -> DeliveryStats:
     """`deliver` for synchronous callers (e.g. a worker thread without an event loop)."""
     return asyncio.run(deliver(items, settings, on_outcome, on_in_flight=on_in_flight,
-                               progress=progress, tls_context=tls_context, budget=budget))
+                               progress=progress, tls_context=tls_context, budget=budget, holds=holds))
 
 
 def relay_name(settings: Settings) -> str:
@@ -325,6 +330,16 @@ def pacer_for(rate: float | None) -> Pacer | None:
     return _PACERS[rate]
 
 
+@dataclass
+class SenderHolds:
+    """Refusals of the sender at each recipient domain, carried from batch to batch of a run:
+    how many in a row (reset when one of its digests is accepted), and the domains held back
+    (domain → the reason their held-back digests are recorded with)."""
+
+    refused: dict[str, int] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)
+
+
 class _Run:
     """State shared by the connections of one `deliver` call."""
 
@@ -336,6 +351,7 @@ class _Run:
         on_in_flight: Callable[[Outgoing], None] | None,
         progress: Callable[[int], None] | None,
         budget: int | None,
+        holds: SenderHolds | None = None,
     ) -> None:
         self.source = iter(items)
         self.handed_back: deque[Outgoing] = deque()
@@ -354,11 +370,12 @@ class _Run:
         # fault, perhaps. Recorded (deferred) once anything gets through or sending ends; left
         # unrecorded if the breaker trips ("no digest is marked failed for it").
         self.suspects: list[Outcome] = []
-        # Refusals of the sender: in a row per recipient domain (reset when one of its digests
-        # is accepted), in a row across all (reset by any), and the domains held back.
-        self.refused: dict[str, int] = {}
+        # Refusals of the sender in a row per recipient domain and the domains held back (the
+        # caller's, to keep them in its later batches of the run), and in a row across all
+        # (reset by any accepted digest: this call's breaker).
+        holds = holds if holds is not None else SenderHolds()
+        self.refused, self.held = holds.refused, holds.held
         self.refused_in_row = 0
-        self.held: dict[str, str] = {}  # domain -> why (the reason its held-back digests get)
 
     def halted(self) -> bool:
         """Whether to take no new work: the breaker tripped, or a stop was requested."""
@@ -412,9 +429,9 @@ class _Run:
         hint = advice(problem, sender_domains(self.settings.from_domain, self.settings.bounce_address))
         if in_row >= SENDER_HOLD_LIMIT and domain not in self.held:
             self.held[domain] = (f"{HELD}: {domain} refused {in_row} digests in a row as a sender problem "
-                                 f"(last: {outcome.error}); not tried again in this batch: {hint}")
+                                 f"(last: {outcome.error}); not tried again in this run: {hint}")
             log.warning("%s refused %d digests in a row as a sender problem (last: %s); holding back its "
-                        "other digests for this batch (deferred): %s", domain, in_row, outcome.error, hint)
+                        "other digests for the rest of this run (deferred: a rerun tries them): %s", domain, in_row, outcome.error, hint)
         if self.refused_in_row >= SENDER_RELAY_LIMIT:
             before = (f"after {self.stats.sent} digest(s) were accepted" if self.stats.sent
                       else "and none was accepted")

@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from flows.compose import cyclic_gc_paused, outgoing, renderer_for
 from flows.corpus import Corpus
-from flows.deliver import DeliveryStats, Outgoing, deliver_sync
+from flows.deliver import DeliveryStats, Outgoing, SenderHolds, deliver_sync
 from flows.children import interrupts_blocked
 from flows.makers import pool_for
 from flows.models import Outcome
@@ -137,6 +137,10 @@ class BatchPlan:
     # Names the batch across a Dask cluster, so a rerun of it is known as one (flows/tasks.py
     # `claim_batch`); "" in the flow's own process.
     key: str = ""
+    # Recipient domains that refused us as a sender problem in an earlier batch of this run
+    # (flows/deliver.py): their digests are held back (deferred) without being tried. The
+    # thread runner passes one from batch to batch; a Dask batch starts with its own.
+    holds: SenderHolds = field(default_factory=SenderHolds)
 
 
 def plan_batch(subscribers: Sequence[Subscriber], store: Store, corpus: Corpus, *,
@@ -229,7 +233,7 @@ def send_planned(plan: BatchPlan, corpus: Corpus, settings: Settings,
         def in_flight(item: Outgoing) -> None:
             with timed(seconds, "ledger"):
                 on_in_flight(item)
-    stats = _send_timed(items, settings, record, progress, seconds, in_flight, plan.budget)
+    stats = _send_timed(items, settings, record, progress, seconds, in_flight, plan.budget, plan.holds)
     rest = [s.email for s in plan.todo if s.email not in done]
     if stats.capped:  # PAPERBOY_DAILY_CAP: recorded, so the report and `paperboy status` show them
         reason = (f"daily cap reached (PAPERBOY_DAILY_CAP={settings.daily_cap} messages per 24 hours); "
@@ -244,13 +248,14 @@ def send_planned(plan: BatchPlan, corpus: Corpus, settings: Settings,
 
 def _send_timed(items: Iterator[Outgoing], settings: Settings, record: Callable[[Outcome], None],
                 progress: Callable[[int], None] | None, seconds: dict[str, float],
-                on_in_flight: Callable[[Outgoing], None] | None, budget: int | None) -> DeliveryStats:
+                on_in_flight: Callable[[Outgoing], None] | None, budget: int | None,
+                holds: SenderHolds | None = None) -> DeliveryStats:
     """`deliver_sync`, its wall time charged to "sending", and what the stages it pulls in
     (index, rank, render, ledger) did not spend of it to "deliver"."""
     before = dict(seconds)
     with timed(seconds, "sending"), cyclic_gc_paused():
         stats = deliver_sync(items, settings, on_outcome=record, progress=progress,
-                             on_in_flight=on_in_flight, budget=budget)
+                             on_in_flight=on_in_flight, budget=budget, holds=holds)
     for suffix in ("", "_cpu"):
         spent = {stage: seconds.get(stage + suffix, 0.0) - before.get(stage + suffix, 0.0)
                  for stage in STAGES}

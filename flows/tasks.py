@@ -50,7 +50,7 @@ from pydantic import SecretStr
 from flows.bounces import apply_suppressions
 from flows.compose import message_id_domain
 from flows.corpus import Corpus
-from flows.deliver import RelayError
+from flows.deliver import RelayError, SenderHolds
 from flows.dkim import signer_for
 from flows.fetch import today_in  # noqa: F401  (the flows and the CLI take it from here too)
 from flows.links import secret_key
@@ -287,10 +287,12 @@ def send_batches(settings: Settings, subscribers: Sequence[Subscriber], corpus: 
         try:
             if settings.task_runner == "thread":
                 total = BatchReport()
+                holds = SenderHolds()  # domains refusing us as a sender: held for the whole run
                 try:
                     for plan in plans:
                         if stop_requested():
                             break  # the rest is for the rerun
+                        plan.holds = holds
                         total.merge(send_batch(settings, plan, corpus, dry_run, record_here=True).report)
                         if total.broken:
                             break  # the relay refuses everything: the rest is for the rerun too

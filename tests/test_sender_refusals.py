@@ -231,6 +231,29 @@ def test_the_run_summary_says_in_one_line_what_happened_and_what_to_check(worksp
     assert all(subscriber(Settings(), e).active for e in PROVIDER_PEOPLE)
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_provider_held_back_stays_held_in_the_runs_later_batches(workspace, monkeypatch):
+    """Batches of 4: gmail.com refuses every digest of ours. Each batch counted its own
+    refusals, so a provider was held back only within one batch: with batches smaller than
+    the limit (5) it was never held, and with the default 500 each batch of a 10,000-person
+    list probed it 5 times more. Now the run keeps the count and the hold across batches."""
+    gmail = [f"g{i:02d}@gmail.com" for i in range(12)]
+    others = [f"z{i}@example.org" for i in range(3)]
+    add_subscribers(workspace, gmail + others)
+    monkeypatch.setenv("PAPERBOY_BATCH_SIZE", "4")
+    monkeypatch.setenv("PAPERBOY_SMTP_CONNECTIONS", "1")
+    workspace.server.refuse_domain("gmail.com", 550, GMAIL_UNAUTHENTICATED)
+    result = daily_digest(digest_date=workspace.day)
+
+    tried = [rcpt for _, rcpt in workspace.server.refusals]
+    assert len(tried) == 5, f"gmail.com was tried {len(tried)} times in one run after refusing us"
+    assert sorted(result["failed"]) == sorted(tried)
+    assert sorted(result["deferred"]) == sorted(set(gmail) - set(tried))
+    assert all(why.startswith("held back: gmail.com refused 5 digests in a row") for why in result["deferred"].values())
+    assert not set(others) & (set(result["failed"]) | set(result["deferred"]))
+    assert result["sent"] >= len(others)  # and the workspace's own subscribers
+
+
 def test_status_shows_sender_refusals_apart_from_address_bounces(workspace):
     server, settings = workspace.server, Settings()
     add_subscribers(workspace, PROVIDER_PEOPLE)
