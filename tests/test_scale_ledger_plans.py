@@ -121,3 +121,17 @@ def test_the_migration_adds_the_indexes_to_a_ledger_that_has_rows(tmp_path):
         assert {"idx_digests_status_digest_date", "idx_papers_updated_at"} <= indexes
         assert [r["subscriber"] for r in upgraded.uncertain_digests()] == ["a@example.org"]
         assert scans(upgraded, upgraded.settle_in_flight) == []
+
+
+def test_a_batch_reads_its_own_subscribers_digests_not_the_whole_day(store):
+    from flows.send import BatchReport, plan
+    from flows.subscribers import Subscriber
+
+    batch = [Subscriber(email=f"R{n}@example.org", keywords=["diffusion"]) for n in (0, 1, 5)]
+    report = BatchReport()
+    seen = statements(store, lambda: plan(batch, store, DAY, report))
+    steps = [row[-1] for sql in seen for row in store.db.execute(f"EXPLAIN QUERY PLAN {sql}")]
+    # each of a run's batches read every digest of the day: (subscribers / batch size) x subscribers rows
+    assert steps and all("(subscriber=? AND digest_date=?)" in step for step in steps), steps
+    assert (report.already, report.considered) == (2, 3)
+    assert store.finished_subscribers(DAY, among=["r1@example.org", "nobody@example.org"]) == {"r1@example.org"}
