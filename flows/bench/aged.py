@@ -369,13 +369,56 @@ def probe_related(settings, directory: Path) -> dict:
         return {"seconds": time.perf_counter() - started, "papers": model.documents}
 
 
-PROBES = {"planning": probe_planning, "store": probe_store, "web": probe_web, "related": probe_related}
+def probe_rerun_planning(settings, directory: Path) -> dict:
+    """Planning a rerun of the day, every digest already sent (rows added, then removed,
+    unless a run has sent the day already)."""
+    with Store(settings.db_path) as store:
+        if store.digest_subscribers(RUN_DATE):
+            return probe_planning(settings, directory)
+        with store.db.conn:
+            store.db.execute(
+                "INSERT INTO digests (subscriber, digest_date, status, message_id, papers, attempts, error, sent_at,"
+                " updated_at) SELECT subscriber, ?, 'sent', message_id, papers, 1, '', sent_at, updated_at"
+                " FROM digests WHERE digest_date = ?", [RUN_DATE.isoformat(), (RUN_DATE - timedelta(days=1)).isoformat()])
+    try:
+        return probe_planning(settings, directory)
+    finally:
+        with Store(settings.db_path) as store, store.db.conn:
+            store.db.execute("DELETE FROM digests WHERE digest_date = ?", [RUN_DATE.isoformat()])
+
+
+def daily_run(directory: Path, env: dict[str, str], repeat: int) -> dict:
+    """`paperboy run --date RUN_DATE` against the benchmark's SMTP sink (its own process),
+    then ``repeat`` reruns of the same day. The first run adds the day to the ledger."""
+    from flows.bench.sink import SinkProcess
+
+    found: dict = {}
+    with SinkProcess() as sink:
+        env = {**env, "PAPERBOY_SMTP_PORT": str(sink.port), "PAPERBOY_SMTP_CONNECTIONS": "4"}
+        argv = [*CLI, "run", "--date", RUN_DATE.isoformat()]
+        wall, rss, code, out = run_child(argv, env)
+        found["daily run"] = {"seconds": round(wall, 1), "peak_rss_mb": round(rss, 1), "exit": code,
+                              "summary": out.strip().splitlines()[-1:] if out.strip() else [],
+                              "sink": sink.stats()}
+        runs = [run_child(argv, env) for _ in range(repeat)]
+        found["rerun of the day"] = {"seconds": round(statistics.median(r[0] for r in runs), 2),
+                                     "all": [round(r[0], 2) for r in runs],
+                                     "peak_rss_mb": round(max(r[1] for r in runs), 1), "exit": runs[-1][2],
+                                     "sink": sink.stats()}
+    return found
+
+
+PROBES = {"planning": probe_planning, "rerun-planning": probe_rerun_planning, "store": probe_store, "web": probe_web, "related": probe_related}
 
 
 def measure(directory: Path, paths: list[str], repeat: int) -> dict:
     results: dict[str, dict] = {"load": os.getloadavg()[0]}
     env = environment(directory)
     for name in paths:
+        if name == "run":
+            results.update(daily_run(directory, env, repeat))
+            print(f"run: {json.dumps({k: results[k] for k in ('daily run', 'rerun of the day')})}", file=sys.stderr)
+            continue
         if name in PROBES:
             wall, rss, code, out = run_child([*PY, "flows.bench.aged", "probe", name, "--dir", str(directory)], env)
             if code != 0:
