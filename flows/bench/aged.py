@@ -194,6 +194,30 @@ def build(directory: Path, days: int, subscribers: int, per_digest: int, papers_
     return info
 
 
+def forget_run_date(directory: Path) -> dict:
+    """Put the installation back as it was before a run of RUN_DATE (its digests, deliveries,
+    web views, listing and papers, and the related model learned with them), so a daily run
+    can be measured again. Deliveries go by primary-key ranges (the run date's paper ids)."""
+    conn = sqlite3.connect(directory / "paperboy.db", isolation_level=None)
+    day, prefix = RUN_DATE.isoformat(), f"{RUN_DATE:%y%m%d}."
+    conn.execute("BEGIN IMMEDIATE")
+    gone = {"deliveries": 0}
+    oldest = f"{RUN_DATE - timedelta(days=14):%y%m%d}."  # the run's candidates are the last week's papers
+    for (subscriber,) in conn.execute("SELECT DISTINCT subscriber FROM digests WHERE digest_date >= ?",
+                                      [(RUN_DATE - timedelta(days=1)).isoformat()]).fetchall():
+        gone["deliveries"] += conn.execute(
+            "DELETE FROM deliveries WHERE subscriber = ? AND paper_id >= ? AND paper_id < ? AND digest_date = ?",
+            [subscriber, oldest, prefix[:-1] + "/", day]).rowcount
+    gone["digests"] = conn.execute("DELETE FROM digests WHERE digest_date = ?", [day]).rowcount
+    gone["digest_views"] = conn.execute("DELETE FROM digest_views WHERE digest_date = ?", [day]).rowcount
+    gone["papers"] = conn.execute("DELETE FROM papers WHERE id >= ? AND id < ?", [prefix, prefix[:-1] + "/"]).rowcount
+    conn.execute("DELETE FROM fetches WHERE listed >= ?", [day])
+    conn.execute("DELETE FROM related_models")
+    conn.execute("COMMIT")
+    conn.close()
+    return gone
+
+
 def table_sizes(db_path: Path) -> dict:
     conn = sqlite3.connect(db_path)
     rows = {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
@@ -222,13 +246,14 @@ def environment(directory: Path, **extra: str) -> dict[str, str]:
 
 def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, float, int, str]:
     """(wall seconds, peak RSS MB of that process tree's largest waited process, code, stdout)."""
+    import tempfile
+
     started = time.perf_counter()
-    process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    out = process.stdout.read() if process.stdout else ""
-    if process.stderr:
-        process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    with tempfile.TemporaryFile() as errors:  # a pipe for stderr too would fill while stdout is read
+        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=errors, text=True)
+        out = process.stdout.read() if process.stdout else ""
+        _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     return time.perf_counter() - started, usage.ru_maxrss / 1024, process.returncode, out
 
@@ -408,6 +433,45 @@ def daily_run(directory: Path, env: dict[str, str], repeat: int) -> dict:
     return found
 
 
+DSN_TEMPLATE = Path(__file__).resolve().parents[2] / "tests" / "data" / "dsn" / "postfix.eml"
+BOUNCE_ADDRESS = "bounces@bench.example.org"
+
+
+def bounces_run(directory: Path, env: dict[str, str], count: int) -> dict:
+    """`paperboy bounces --maildir` over ``count`` DSNs (Postfix's, 5.1.1) of digests of the
+    last 30 days, each for another subscriber: every one is suppressed. The subscriber
+    files are put back afterwards (the ledger keeps the bounces and suppressions)."""
+    import shutil
+
+    from flows.verp import mac
+
+    maildir = directory / "bounce-maildir"
+    shutil.rmtree(maildir, ignore_errors=True)
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    template = DSN_TEMPLATE.read_text(encoding="utf-8")
+    files = len(list((directory / "subscribers").glob("*.yaml")))
+    rng = random.Random(5)
+    for k, n in enumerate(rng.sample(range(files), min(count, files))):
+        day = RUN_DATE - timedelta(days=1 + k % 30)
+        local, _, domain = BOUNCE_ADDRESS.rpartition("@")
+        verp = f"{local}+{day:%Y%m%d}.{mac(SECRET, email(n), day)}@{domain}"
+        text = template.replace("{verp}", verp).replace("{rcpt}", email(n)).replace(
+            "{message_id}", f"<{day}.{n}@bench.example.org>")
+        (maildir / "new" / f"1749798131.M{k}P1.bench").write_bytes(text.replace("\n", "\r\n").encode())
+    backup = directory / "subscribers.before-bounces"
+    shutil.rmtree(backup, ignore_errors=True)
+    shutil.copytree(directory / "subscribers", backup)
+    try:
+        wall, rss, code, out = run_child([*CLI, "bounces", "--maildir", str(maildir)],
+                                         {**env, "PAPERBOY_BOUNCE_ADDRESS": BOUNCE_ADDRESS})
+    finally:
+        shutil.rmtree(directory / "subscribers")
+        backup.rename(directory / "subscribers")
+    return {"seconds": round(wall, 2), "peak_rss_mb": round(rss, 1), "exit": code, "dsns": count,
+            "said": out.strip().splitlines()[-1:] if out.strip() else []}
+
+
 PROBES = {"planning": probe_planning, "rerun-planning": probe_rerun_planning, "store": probe_store, "web": probe_web, "related": probe_related}
 
 
@@ -415,6 +479,10 @@ def measure(directory: Path, paths: list[str], repeat: int) -> dict:
     results: dict[str, dict] = {"load": os.getloadavg()[0]}
     env = environment(directory)
     for name in paths:
+        if name.startswith("bounces"):  # "bounces" or "bounces:N" (DSNs)
+            results[name] = bounces_run(directory, env, int(name.partition(":")[2] or 1000))
+            print(f"{name}: {json.dumps(results[name])}", file=sys.stderr)
+            continue
         if name == "run":
             results.update(daily_run(directory, env, repeat))
             print(f"run: {json.dumps({k: results[k] for k in ('daily run', 'rerun of the day')})}", file=sys.stderr)
@@ -452,10 +520,15 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--paths", default="planning,store,web,status,doctor,subscribers list,subscribers check,"
                    "subscribers show")
     m.add_argument("--repeat", type=int, default=3)
+    f = sub.add_parser("forget-run", help="undo a run of the run date, to measure the daily run again")
+    f.add_argument("--dir", type=Path, required=True)
     p = sub.add_parser("probe", help="(internal) one in-process path, JSON on stdout")
     p.add_argument("name", choices=sorted(PROBES))
     p.add_argument("--dir", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.command == "forget-run":
+        print(json.dumps(forget_run_date(args.dir)))
+        return 0
     if args.command == "probe":
         print(json.dumps(probe(args.name, args.dir)))
         return 0
