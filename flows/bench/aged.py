@@ -355,7 +355,7 @@ def probe_web(settings, directory: Path) -> dict:
     """The preferences page (GET), a feedback POST and a digest's web view, through the app."""
     from fastapi.testclient import TestClient
 
-    from flows.links import _feedback_key, feedback_mac, make_token
+    from flows.links import digest_links, make_token
     from flows.web.app import create_app
     from flows.web.security import csrf_token
 
@@ -367,10 +367,8 @@ def probe_web(settings, directory: Path) -> dict:
         prefs = make_token(key, who, "prefs")
         client.get(f"/preferences/{prefs}")  # the corpus cache fills (and the related model is learned)
         found["preferences page GET"] = _median_of(3, lambda: _ok(client.get(f"/preferences/{prefs}")))[0]
-        token = make_token(key, who, "feedback")
-        sig = feedback_mac(_feedback_key(key), who, paper, "more")
-        url = f"/feedback/{token}/{paper}/more?sig={sig}"
-        form = {"csrf": csrf_token(key, token)}
+        url = digest_links(settings, key, who).feedback_link(paper, "more").removeprefix(settings.public_base_url)
+        form = {"csrf": csrf_token(key, url.split("/")[2])}  # bound to the link's token
         found["feedback POST"] = _median_of(3, lambda: _ok(client.post(url, data=form, follow_redirects=False),
                                                            303))[0]
         found["unsubscribe page GET"] = _median_of(
