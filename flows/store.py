@@ -286,11 +286,12 @@ def _m_ledger_lookups(db: sqlite_utils.Database) -> None:
     # Open digests (in flight, uncertain, deferred) by their status: every batch of a run
     # settles in-flight rows, and `status` and `doctor` list the open ones; without it each
     # read the whole table (10,000 rows a day; 3.65 million after a year, 0.5-1 s each).
-    # ≈ 20 bytes a digest, against ≈ 2,600 for its deliveries.
-    db["digests"].create_index(["status", "digest_date"])
+    # ≈ 24 bytes a digest, against ≈ 2,600 for its deliveries. (if_not_exists: a test that
+    # replays an earlier migration replays this one too.)
+    db["digests"].create_index(["status", "digest_date"], if_not_exists=True)
     # The corpus signature's latest change (every run, every web preview's corpus) without
     # reading every paper's row, abstracts and all.
-    db["papers"].create_index(["updated_at"])
+    db["papers"].create_index(["updated_at"], if_not_exists=True)
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
