@@ -112,7 +112,8 @@ def is_due(subscriber: Subscriber, digest_date: date) -> bool:
 def plan(subscribers: Sequence[Subscriber], store: Store, digest_date: date,
          report: BatchReport, catch_up: bool = False, uncertain_final: bool = False) -> list[Subscriber]:
     """Who in this batch still needs a digest for this date (a catch-up: every active one)."""
-    finished = store.finished_subscribers(digest_date, uncertain_final=uncertain_final)
+    finished = store.finished_subscribers(digest_date, uncertain_final=uncertain_final,
+                                          among=[subscriber.email for subscriber in subscribers])
     todo = []
     for subscriber in subscribers:
         report.considered += 1

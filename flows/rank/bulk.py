@@ -112,7 +112,10 @@ def weighted_shares(indptr: np.ndarray, papers: np.ndarray, weights: np.ndarray,
         positions, owners, lengths = gather(indptr, [units for units, _ in chunk])
         factors = np.concatenate([unit_weights for _, unit_weights in chunk]) if chunk else _NO_VALUES
         values = weights[positions] * np.repeat(factors, lengths)
-        dense = np.bincount(owners * size + papers[positions], values, len(chunk) * size).reshape(len(chunk), size)
+        # float64 also when no unit has a posting: bincount of nothing is int64 zeros whatever
+        # the weights (seen once a model learned from a year of papers meets a week's index)
+        dense = np.bincount(owners * size + papers[positions], values, len(chunk) * size).astype(
+            np.float64, copy=False).reshape(len(chunk), size)
         rows, columns = np.nonzero(dense >= floor)
         kept = dense[rows, columns]
         bounds = np.searchsorted(rows, np.arange(len(chunk) + 1))

@@ -19,6 +19,7 @@ from flows.subscribers.edit import (
     write_atomic,
 )
 from flows.subscribers.files import (
+    FolderIndex,
     file_stem,
     find,
     load_all,
@@ -56,7 +57,7 @@ __all__ = [
     "ARXIV_CATEGORY", "FIELD_HINTS", "KNOWN_SOURCES", "LOCK_NAME", "LOCK_TIMEOUT", "MAX_CATEGORIES",
     "MAX_KEYWORD_LENGTH", "MAX_KEYWORDS", "REMOVED_DIR", "WEEKDAYS", "KeywordSyntaxError",
     "Subscriber", "SubscriberError", "SubscriberExists", "SubscriberFileError", "SubscriberLocked",
-    "SubscriberNotFound", "Suppression", "add", "check_query", "file_stem", "find", "load_all", "load_file",
+    "FolderIndex", "SubscriberNotFound", "Suppression", "add", "check_query", "file_stem", "find", "load_all", "load_file",
     "locate", "locate_each", "locked", "modify", "notices", "remove", "scan", "set_active", "sets_max_papers",
     "split_keywords", "subscriber_files", "subscriber_path", "update", "with_default_max", "write_atomic",
 ]

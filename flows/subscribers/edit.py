@@ -116,13 +116,13 @@ def add(directory: Path, email: str, *, keywords: list[str], **fields: Any) -> P
     return path
 
 
-def update(directory: Path, email: str, /, **changes: Any) -> Subscriber:
+def update(directory: Path, email: str, /, *, at: Path | None = None, **changes: Any) -> Subscriber:
     """Set these fields (None removes the key, back to its default); returns the result.
 
     Works on a file that is currently invalid, so it can also repair one. Nothing is
-    written unless the changed file validates.
+    written unless the changed file validates. ``at``: as for :func:`modify`.
     """
-    return _rewrite(directory, email, lambda _current, _path: changes)
+    return _rewrite(directory, email, lambda _current, _path: changes, at=at)
 
 
 def modify(directory: Path, email: str,
@@ -138,9 +138,9 @@ def modify(directory: Path, email: str,
     return _rewrite(directory, email, lambda current, path: change(validate_fields(path, current)), at=at)
 
 
-def set_active(directory: Path, email: str, active: bool) -> Subscriber:
+def set_active(directory: Path, email: str, active: bool, *, at: Path | None = None) -> Subscriber:
     """Pause or resume a subscriber's digests (one-click unsubscribe sets False)."""
-    return update(directory, email, active=active)
+    return update(directory, email, active=active, at=at)
 
 
 def remove(directory: Path, email: str) -> Path:

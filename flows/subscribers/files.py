@@ -10,8 +10,10 @@ to the round-trip loader that editing uses too (`read_mapping`).
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
+import threading
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -431,6 +433,66 @@ def _holder(path: Path, keys: set[str]) -> str | None:
         return None
     key = _email_key(named) if isinstance(named, str) else None
     return key if key in keys else None
+
+
+class FolderIndex:
+    """:func:`find` and :func:`locate` for a process that looks subscribers up again and
+    again (the web app: every page, save and unsubscribe names one subscriber).
+
+    Each lookup read every file of the folder (0.4 s a page among 10,000 files). This
+    keeps, per file, the addresses its text holds; a lookup stats the files (no read) and
+    re-reads only those whose size, mtime or inode changed, takes the first file in load
+    order whose text holds the address and whose ``email`` field is it, and otherwise
+    falls back to :func:`locate` (an address written with YAML escapes, a broken file
+    holding it, no file at all), so it finds what ``locate`` finds.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+        self._files: dict[str, tuple[tuple[int, int, int], frozenset[str]]] = {}  # name -> (stat, address keys)
+
+    def locate(self, email: str) -> Path | None:
+        wanted = _email_key(email)
+        for path in self._holding(wanted):
+            if holds_address(path, email):
+                return path
+        return locate(self.directory, email)
+
+    def find(self, email: str) -> tuple[Path, Subscriber]:
+        path = self.locate(email)
+        if path is None:
+            raise SubscriberNotFound(f"no subscriber {email} in {self.directory}")
+        return path, load_file(path)
+
+    def _holding(self, key: str) -> list[Path]:
+        """The files (load order) whose text, as last read, holds this address key."""
+        with self._lock:
+            files: dict[str, tuple[tuple[int, int, int], frozenset[str]]] = {}
+            try:
+                entries = list(os.scandir(self.directory))
+            except OSError:
+                entries = []
+            for entry in entries:
+                name = entry.name
+                if not name.endswith((".yaml", ".yml")) or name.startswith((".", "_")):
+                    continue
+                try:
+                    st = entry.stat()
+                except OSError:
+                    continue
+                stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+                known = self._files.get(name)
+                if known is not None and known[0] == stamp:
+                    files[name] = known
+                    continue
+                try:
+                    text = Path(entry.path).read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError):
+                    text = ""
+                files[name] = (stamp, frozenset(_email_key(t) for t in _ADDRESS_LIKE.findall(text)))
+            self._files = files
+            return [self.directory / name for name in sorted(n for n, (_, keys) in files.items() if key in keys)]
 
 
 def find(directory: Path, email: str) -> tuple[Path, Subscriber]:

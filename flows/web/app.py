@@ -11,6 +11,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -38,11 +39,11 @@ from flows.render import Renderer, safe_url
 from flows.settings import Settings
 from flows.store import Store, StoreError
 from flows.subscribers import (
+    FolderIndex,
     Subscriber,
     SubscriberError,
     SubscriberLocked,
     SubscriberNotFound,
-    find,
     modify,
     set_active,
     with_default_max,
@@ -101,6 +102,8 @@ class Site:
         self.root = urlsplit(settings.public_base_url).path.rstrip("/")  # served under a prefix?
         self._renderer: Renderer | None = None
         self._renderer_lock = threading.Lock()
+        # Where each subscriber's file is: a page looks one up without reading the folder
+        self.folder = FolderIndex(self.directory)
 
     def _send(self, mail: Confirmation) -> bool:
         """The outbox's mails: a sign-up's confirmation, or the welcome once confirmed."""
@@ -323,7 +326,7 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
     @app.get("/preferences/{token}", response_class=HTMLResponse)
     async def show(token: str, saved: str = "", undone: str = "") -> Response:
         email = site.email_for(token, "prefs")
-        _, subscriber = await blocking(find, site.directory, email)
+        _, subscriber = await blocking(site.folder.find, email)
         shown = await first_preview(subscriber)
         return page(token, subscriber, forms.Preferences.of(subscriber, default_max).as_form(), shown=shown,
                     saved=saved == "1", feedback=await marked(email), undone=undone == "1")
@@ -343,11 +346,11 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
     async def save(token: str, request: Request) -> Response:
         email = site.email_for(token, "prefs")
         fields = await site.form(request, token)
-        _, current = await blocking(find, site.directory, email)
+        path, current = await blocking(site.folder.find, email)
         try:
             wanted = forms.parse_preferences(fields, default_max)
             forms.apply(current, wanted)  # validate before touching the file
-            saved = await blocking(modify, site.directory, email,
+            saved = await blocking(partial(modify, at=path), site.directory, email,
                                    lambda now: forms.changes(now, wanted, default_max))
         except forms.FormError as exc:
             # The preview keeps showing the saved keywords; the page points at the bad line.
@@ -364,7 +367,7 @@ def _preference_routes(app: FastAPI, site: Site) -> None:
     async def live_preview(token: str, request: Request) -> Response:
         email = site.email_for(token, "prefs")
         fields = await site.form(request, token)
-        _, current = await blocking(find, site.directory, email)
+        _, current = await blocking(site.folder.find, email)
         try:
             candidate = forms.apply(current, forms.parse_preferences(fields, default_max))
         except forms.FormError as exc:
@@ -385,7 +388,7 @@ def _web_view_routes(app: FastAPI, site: Site) -> None:
     def render(email: str, day: date) -> str:
         if (site.today() - day).days > site.settings.web_view_days:
             raise DigestGone()
-        _, subscriber = find(site.directory, email)
+        _, subscriber = site.folder.find(email)
         with Store(site.settings.db_path) as store:
             contents = store.digest_contents(subscriber.email, day)
             if contents is None:
@@ -472,7 +475,7 @@ def _unsubscribe_routes(app: FastAPI, site: Site) -> None:
         # Mail scanners fetch every link in a message: a GET only asks.
         email = site.email_for(token, "unsubscribe")
         try:
-            _, subscriber = await blocking(find, site.directory, email)
+            _, subscriber = await blocking(site.folder.find, email)
         except SubscriberNotFound:
             return page(token, email, "gone")
         return page(token, email, "ask" if subscriber.active else "done", name=subscriber.display_name)
@@ -486,7 +489,8 @@ def _unsubscribe_routes(app: FastAPI, site: Site) -> None:
             check_same_origin(request, site.settings.public_base_url)
             check_csrf(site.key, token, fields.get("csrf"))
         try:
-            await blocking(set_active, site.directory, email, False)
+            await blocking(partial(set_active, at=await blocking(site.folder.locate, email)), site.directory,
+                           email, False)
         except SubscriberNotFound:
             return page(token, email, "gone")
         log.info("web: unsubscribed %s%s", email, " (one-click)" if one_click else "")
@@ -497,7 +501,8 @@ def _unsubscribe_routes(app: FastAPI, site: Site) -> None:
         email = site.email_for(token, "unsubscribe")
         await site.form(request, token)
         try:
-            await blocking(set_active, site.directory, email, True)
+            await blocking(partial(set_active, at=await blocking(site.folder.locate, email)), site.directory,
+                           email, True)
         except SubscriberNotFound:
             return page(token, email, "gone")
         except SubscriberError as exc:  # e.g. no keywords left: the model refuses an active file
