@@ -46,10 +46,12 @@ def subscriber_files(directory: Path) -> list[Path]:
     """The subscriber files, in a stable order (hidden files and templates excluded)."""
     if not directory.is_dir():
         return []
-    return sorted(
-        p for p in directory.iterdir()
-        if p.suffix in {".yaml", ".yml"} and not p.name.startswith((".", "_"))
-    )
+    return sorted(p for p in directory.iterdir() if is_subscriber_file(p.name))
+
+
+def is_subscriber_file(name: str) -> bool:
+    """Whether a file of the folder, by its name, is a subscriber file (not hidden, not a template)."""
+    return name.endswith((".yaml", ".yml")) and not name.startswith((".", "_"))
 
 
 def load_file(path: Path) -> Subscriber:
@@ -377,15 +379,16 @@ def locate(directory: Path, email: str) -> Path | None:
 
 def holds_address(path: Path, email: str) -> bool:
     """Whether this file (still) is the subscriber file of this address."""
-    try:
-        named = read_mapping(path, for_edit=False)[0].get("email")
-    except (SubscriberError, OSError):
-        return False
-    return isinstance(named, str) and _email_key(named) == _email_key(email)
+    return _holder(path, {_email_key(email)}) is not None
 
 
-# What might be an address in a file's text: the candidates locate_each parses the file for.
+# What might be an address in a file's text: the candidates a file is parsed for.
 _ADDRESS_LIKE = re.compile(r"""[^\s"'<>,\[\]{}]+@[^\s"'<>,\[\]{}]+""")
+
+
+def _addresses_in(text: str) -> frozenset[str]:
+    """The address keys a file's text holds as written (where it may name its subscriber)."""
+    return frozenset(_email_key(token) for token in _ADDRESS_LIKE.findall(text))
 
 
 def locate_each(directory: Path, emails: Iterable[str]) -> dict[str, Path]:
@@ -406,8 +409,7 @@ def locate_each(directory: Path, emails: Iterable[str]) -> dict[str, Path]:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        here = {_email_key(token) for token in _ADDRESS_LIKE.findall(text)}
-        key = _holder(path, {k for k in here if k in wanted and wanted[k] not in found})
+        key = _holder(path, {k for k in _addresses_in(text) if k in wanted and wanted[k] not in found})
         if key is not None:
             found[wanted[key]] = path
         else:
@@ -424,12 +426,13 @@ def locate_each(directory: Path, emails: Iterable[str]) -> dict[str, Path]:
 
 
 def _holder(path: Path, keys: set[str]) -> str | None:
-    """Which of these address keys the file's email field holds (parsing it only if any)."""
+    """Which of these address keys the file's email field holds (parsing it only if any);
+    None also for a file that cannot be read or parsed (or is gone)."""
     if not keys:
         return None
     try:
         named = read_mapping(path, for_edit=False)[0].get("email")
-    except SubscriberError:
+    except (SubscriberError, OSError):
         return None
     key = _email_key(named) if isinstance(named, str) else None
     return key if key in keys else None
@@ -475,7 +478,7 @@ class FolderIndex:
                 entries = []
             for entry in entries:
                 name = entry.name
-                if not name.endswith((".yaml", ".yml")) or name.startswith((".", "_")):
+                if not is_subscriber_file(name):
                     continue
                 try:
                     st = entry.stat()
@@ -490,7 +493,7 @@ class FolderIndex:
                     text = Path(entry.path).read_text(encoding="utf-8")
                 except (OSError, UnicodeDecodeError):
                     text = ""
-                files[name] = (stamp, frozenset(_email_key(t) for t in _ADDRESS_LIKE.findall(text)))
+                files[name] = (stamp, _addresses_in(text))
             self._files = files
             return [self.directory / name for name in sorted(n for n, (_, keys) in files.items() if key in keys)]
 
