@@ -54,7 +54,7 @@ from urllib.parse import unquote, urlsplit
 
 from flows.models import bad_address
 from flows.settings import LOCAL_HOSTS, Settings
-from flows.refusals import advice, sender_domains, sender_problem
+from flows.refusals import advice, quoted, sender_domains, sender_problem
 from flows.store import Bounce, BounceCount, Store, bounce_kind
 from flows.subscribers import Suppression, SubscriberError, SubscriberNotFound, locate_each, modify
 from flows.verp import TokenMap, find_token
@@ -261,7 +261,7 @@ class BounceRun:
                 + f"{self.repeated} already counted, {self.not_bounces} not a bounce, "
                 f"{len(self.unmatched)} unmatched; suppressed {len(self.suppressed)}")
         for problem, (count, reply) in sorted(self.sender.items()):
-            text += (f"\n  {count} refused as a sender problem ({_short(reply)}): "
+            text += (f"\n  {count} refused as a sender problem ({quoted(reply)}): "
                      f"{advice(problem, self.domains)}; nobody was suppressed for these")
         return text
 
@@ -299,14 +299,6 @@ def record_report(report: Report, store: Store, tokens: TokenMap, settings: Sett
         run.soft += 1
 
 
-def _short(reply: str, limit: int = 120) -> str:
-    """A reply as the summaries quote it: without the DSN's "smtp;" type, cut at ``limit``."""
-    reply = " ".join(reply.split())
-    if reply[:6].lower().startswith("smtp;"):
-        reply = reply[5:].strip()
-    return reply if len(reply) <= limit else reply[:limit - 1].rstrip() + "…"
-
-
 # -- suppression -----------------------------------------------------------------------------------------
 
 
@@ -337,17 +329,19 @@ def apply_suppressions(store: Store, settings: Settings, today: date | None = No
     over = [(count, reason[:480]) for count in store.bounce_counts() if (reason := over_limit(count, settings))]
     # Their files, found in one pass over the folder: a morning when a thousand addresses of
     # ten thousand bounce must not read the folder a thousand times (≈ 3 minutes).
-    files = locate_each(settings.subscribers_dir, [count.subscriber for count, _ in over]) if over else {}
+    files = locate_each(settings.subscribers_dir, [count.subscriber for count, _ in over])
     for count, reason in over:
         mark = Suppression(date=today or datetime.now(UTC).date(), reason=reason)
+        # No file: removed meanwhile; the suppression row below still resets their count,
+        # should they come back.
+        path = files.get(count.subscriber)
         try:
-            if count.subscriber not in files:
-                raise SubscriberNotFound(count.subscriber)
-            modify(settings.subscribers_dir, count.subscriber,
-                   lambda current: {} if _suppressed(current) else {"active": False, "suppressed": mark},
-                   at=files[count.subscriber])
+            if path is not None:
+                modify(settings.subscribers_dir, count.subscriber,
+                       lambda current: {} if _suppressed(current) else {"active": False, "suppressed": mark},
+                       at=path)
         except SubscriberNotFound:
-            pass  # removed meanwhile: the row still resets their count should they come back
+            pass  # removed between the lookup and the edit: as above
         except SubscriberError as exc:  # a broken file: retried on the next call
             log.warning("cannot suppress %s: %s", count.subscriber, exc)
             continue
