@@ -127,6 +127,16 @@ def advice(problem: str, domains: str) -> str:
     }.get(problem, f"check SPF, DKIM and DMARC for {where}, and the relay's reputation")
 
 
+def quoted(reply: str, limit: int = 120) -> str:
+    """A server's reply as the summaries quote it (the run's line, `paperboy bounces`,
+    `paperboy status`): on one line, without a DSN's "smtp;" type, cut at a word before
+    ``limit`` characters (" …")."""
+    reply = " ".join(reply.split())
+    if reply[:5].lower() == "smtp;":
+        reply = reply[5:].lstrip()
+    return reply if len(reply) <= limit else reply[:limit].rsplit(" ", 1)[0] + " …"
+
+
 def sender_domains(from_domain: str, envelope_sender: str | None) -> str:
     """"example.org", or "example.org and bounces.example.org" when the envelope sender
     (PAPERBOY_BOUNCE_ADDRESS, which SPF checks) is at another domain."""

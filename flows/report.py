@@ -9,7 +9,7 @@ from datetime import date
 
 from flows.deliver import HELD
 from flows.fetch import FetchReport
-from flows.refusals import advice, sender_problem, status_in
+from flows.refusals import advice, quoted, sender_problem, status_in
 from flows.send import BatchReport
 
 
@@ -123,18 +123,13 @@ def sender_refusals(batch: BatchReport, domains: str) -> str:
     if problems:
         problem, _ = problems.most_common(1)[0]
         text = (f"{sum(problems.values())} digests refused by the receiving servers as a sender problem "
-                f"({_cut(replies[problem])})")
+                f"({quoted(replies[problem], 100)})")
     else:
         problem, text = "", "no digest refused"
     if held:
         domains_held = sorted({reason.split(":", 1)[1].split()[0] for reason in held})
         text += f", {len(held)} more held back untried at {', '.join(domains_held)} (a rerun tries them)"
     return f"{text}: {advice(problem, domains)}; nobody was suppressed for these"
-
-
-def _cut(text: str, limit: int = 100) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def _malformed(f: FetchReport) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 from flows.bounces import bounce_reply
-from flows.refusals import advice, sender_domains, sender_problem, status_in
+from flows.refusals import advice, quoted, sender_domains, sender_problem, status_in
 from flows.settings import Settings
 from flows.store import Store
 from flows.subscribers import Subscriber
@@ -94,10 +94,9 @@ def _bounces(store: Store, settings: Settings, days: int) -> list[str]:
     return lines
 
 
-def _reply(row: dict, limit: int = 120) -> str:
-    """The server's reply a bounce row keeps, cut at ``limit``."""
-    reply = " ".join(bounce_reply(row).split()) or row["detail"] or ""
-    return reply if len(reply) <= limit else reply[:limit].rsplit(" ", 1)[0] + " …"
+def _reply(row: dict) -> str:
+    """The server's reply a bounce row keeps, as the summaries quote it."""
+    return quoted(bounce_reply(row)) or quoted(row["detail"] or "")
 
 
 def _suppressed_for(email: str, reason: str) -> str:
