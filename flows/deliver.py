@@ -431,7 +431,8 @@ class _Run:
             self.held[domain] = (f"{HELD}: {domain} refused {in_row} digests in a row as a sender problem "
                                  f"(last: {outcome.error}); not tried again in this run: {hint}")
             log.warning("%s refused %d digests in a row as a sender problem (last: %s); holding back its "
-                        "other digests for the rest of this run (deferred: a rerun tries them): %s", domain, in_row, outcome.error, hint)
+                        "other digests for the rest of this run (deferred: a rerun tries them): %s",
+                        domain, in_row, outcome.error, hint)
         if self.refused_in_row >= SENDER_RELAY_LIMIT:
             before = (f"after {self.stats.sent} digest(s) were accepted" if self.stats.sent
                       else "and none was accepted")
